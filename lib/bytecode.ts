@@ -1,0 +1,184 @@
+// inet_diag bytecode (INET_DIAG_REQ_BYTECODE), compiled the way iproute2's ss compiles its
+// filters (misc/ss.c ssfilter_bytecompile): falling off the end accepts, a jump to end+4 rejects.
+// Ops are {u8 code, u8 yes, u16 no} in host byte order; yes/no are forward byte offsets.
+
+export const BC = {
+  NOP: 0,
+  JMP: 1,
+  S_GE: 2,
+  S_LE: 3,
+  D_GE: 4,
+  D_LE: 5,
+  AUTO: 6,
+  S_COND: 7,
+  D_COND: 8,
+} as const;
+
+export type PortRange = { from: number; to: number };
+
+export type Filter =
+  | { kind: 'and'; of: Filter[] }
+  | { kind: 'or'; of: Filter[] }
+  | { kind: 'not'; of: Filter }
+  | { kind: 'port'; side: 'local' | 'remote'; range: PortRange };
+
+const HOSTCOND_LEN = 8; // {u8 family; u8 prefix_len; (pad); int port}, no address for AF_UNSPEC
+
+function op(code: number, yes: number, no: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt8(code, 0);
+  b.writeUInt8(yes, 1);
+  b.writeUInt16LE(no, 2);
+  return b;
+}
+
+/** Length in bytes of the op at `off`, operands included. */
+function opLength(code: number, bc: Buffer, off: number): number {
+  switch (code) {
+    case BC.S_COND:
+    case BC.D_COND: {
+      const family = bc.readUInt8(off + 4);
+      return 4 + HOSTCOND_LEN + (family === 2 ? 4 : family === 10 ? 16 : 0);
+    }
+    case BC.S_GE:
+    case BC.S_LE:
+    case BC.D_GE:
+    case BC.D_LE:
+      return 8;
+    default:
+      return 4;
+  }
+}
+
+/** Adds `delta` to every `no` of `a` that pointed at a's reject position (len(a) + 4). */
+function patchRejects(a: Buffer, delta: number): Buffer {
+  const out = Buffer.from(a);
+  for (let off = 0; off < out.length; ) {
+    const code = out.readUInt8(off);
+    const no = out.readUInt16LE(off + 2);
+    if (off + no === out.length + 4) out.writeUInt16LE(no + delta, off + 2);
+    off += opLength(code, out, off);
+  }
+  return out;
+}
+
+function portCond(side: 'local' | 'remote', port: number): Buffer {
+  const len = 4 + HOSTCOND_LEN;
+  const cond = Buffer.alloc(HOSTCOND_LEN);
+  cond.writeUInt8(0, 0); // AF_UNSPEC: any address family
+  cond.writeUInt8(0, 1); // prefix 0: any address
+  cond.writeInt32LE(port, 4);
+  return Buffer.concat([op(side === 'local' ? BC.S_COND : BC.D_COND, len, len + 4), cond]);
+}
+
+function portCompare(code: number, port: number): Buffer {
+  // The port rides in the `no` field of a second op.
+  return Buffer.concat([op(code, 8, 12), op(0, 0, port)]);
+}
+
+function compileNode(f: Filter): Buffer {
+  switch (f.kind) {
+    case 'port': {
+      const { from, to } = f.range;
+      if (from === to) return portCond(f.side, from);
+      const ge = portCompare(f.side === 'local' ? BC.S_GE : BC.D_GE, from);
+      const le = portCompare(f.side === 'local' ? BC.S_LE : BC.D_LE, to);
+      return Buffer.concat([patchRejects(ge, le.length), le]);
+    }
+    case 'not': {
+      const x = compileNode(f.of);
+      return Buffer.concat([x, op(BC.JMP, 4, 8)]);
+    }
+    case 'and': {
+      let acc: Buffer = Buffer.alloc(0);
+      for (const part of f.of) {
+        const b = compileNode(part);
+        acc = acc.length === 0 ? b : Buffer.concat([patchRejects(acc, b.length), b]);
+      }
+      return acc;
+    }
+    case 'or': {
+      let acc: Buffer = Buffer.alloc(0);
+      for (const part of f.of) {
+        const b = compileNode(part);
+        acc = acc.length === 0 ? b : Buffer.concat([acc, op(BC.JMP, 4, b.length + 4), b]);
+      }
+      return acc;
+    }
+  }
+}
+
+/** Compiles a filter; undefined for an empty filter (no bytecode sent). */
+export function compileFilter(f: Filter | undefined): Buffer | undefined {
+  if (!f) return undefined;
+  const b = compileNode(f);
+  if (b.length === 0) return undefined;
+  if (b.length > 4000) throw new RangeError(`filter too large for the kernel (${b.length} bytes of bytecode)`);
+  return b;
+}
+
+/** Evaluates bytecode the way the kernel does (inet_diag_bc_run), for tests and the /proc path. */
+export function runBytecode(bc: Buffer, sport: number, dport: number): boolean {
+  let off = 0;
+  while (off < bc.length) {
+    const code = bc.readUInt8(off);
+    const yes = bc.readUInt8(off + 1);
+    const no = bc.readUInt16LE(off + 2);
+    let match: boolean;
+    switch (code) {
+      case BC.NOP:
+        match = true;
+        break;
+      case BC.JMP:
+        match = false;
+        break;
+      case BC.S_GE:
+        match = sport >= bc.readUInt16LE(off + 6);
+        break;
+      case BC.S_LE:
+        match = sport <= bc.readUInt16LE(off + 6);
+        break;
+      case BC.D_GE:
+        match = dport >= bc.readUInt16LE(off + 6);
+        break;
+      case BC.D_LE:
+        match = dport <= bc.readUInt16LE(off + 6);
+        break;
+      case BC.S_COND:
+      case BC.D_COND: {
+        const port = bc.readInt32LE(off + 8);
+        match = port === -1 || port === (code === BC.S_COND ? sport : dport);
+        break;
+      }
+      default:
+        throw new RangeError(`bytecode op ${code} not supported by runBytecode`);
+    }
+    off += match ? yes : no;
+  }
+  return off === bc.length;
+}
+
+export interface PortRules {
+  /** Keep sockets whose local port is one of these (OR). */
+  localPorts?: PortRange[];
+  /** Drop sockets whose local port is one of these. */
+  excludeLocalPorts?: PortRange[];
+  /** Keep sockets whose remote port is one of these (OR). */
+  remotePorts?: PortRange[];
+  excludeRemotePorts?: PortRange[];
+}
+
+/** The filter of a set of port rules: (local any-of) and (remote any-of) and not(excluded)… */
+export function portRulesFilter(r: PortRules): Filter | undefined {
+  const parts: Filter[] = [];
+  const anyOf = (side: 'local' | 'remote', ranges: PortRange[]): Filter => ({
+    kind: 'or',
+    of: ranges.map((range) => ({ kind: 'port', side, range })),
+  });
+  if (r.localPorts?.length) parts.push(anyOf('local', r.localPorts));
+  if (r.remotePorts?.length) parts.push(anyOf('remote', r.remotePorts));
+  for (const range of r.excludeLocalPorts ?? []) parts.push({ kind: 'not', of: { kind: 'port', side: 'local', range } });
+  for (const range of r.excludeRemotePorts ?? []) parts.push({ kind: 'not', of: { kind: 'port', side: 'remote', range } });
+  if (parts.length === 0) return undefined;
+  return parts.length === 1 ? parts[0] : { kind: 'and', of: parts };
+}

@@ -1,0 +1,79 @@
+// Socket-selection flags shared by `list` and `queues`.
+import * as fs from 'node:fs';
+import type { SampleOptions } from '../sampler';
+import { parsePortSpec } from '../sampler';
+import { stateMask } from '../states';
+import { listFlag, type OptionSpec, type Parsed } from './args';
+import { UsageError } from './errors';
+
+export const FILTER_OPTIONS: OptionSpec = {
+  tcp: { type: 'boolean', short: 't' },
+  udp: { type: 'boolean', short: 'u' },
+  ipv4: { type: 'boolean', short: '4' },
+  ipv6: { type: 'boolean', short: '6' },
+  state: { type: 'string', multiple: true },
+  sport: { type: 'string', multiple: true },
+  dport: { type: 'string', multiple: true },
+  'exclude-sport': { type: 'string', multiple: true },
+  'exclude-dport': { type: 'string', multiple: true },
+  netns: { type: 'string' },
+};
+
+export const FILTER_HELP = `Selection:
+  -t, --tcp              TCP sockets (default: TCP and UDP)
+  -u, --udp              UDP sockets
+  -4, --ipv4             IPv4 only (default: both families; v4-mapped IPv6 sockets count as IPv6)
+  -6, --ipv6             IPv6 only
+  --state LIST           states, comma-separated: established, syn-sent, syn-recv, fin-wait-1,
+                         fin-wait-2, time-wait, close-wait, last-ack, closing, listen, unconn,
+                         or the groups all, connected (default: all)
+  --sport LIST           local ports or ranges to include (80,443,1024-2048); filtered in the kernel
+  --dport LIST           remote ports or ranges to include
+  --exclude-sport LIST   local ports or ranges to leave out
+  --exclude-dport LIST   remote ports or ranges to leave out
+  --netns PATH|NAME      sample another network namespace: /proc/PID/ns/net, /var/run/netns/NAME
+                         or just NAME (needs root)`;
+
+function portList(flag: string, v: unknown): string[] | undefined {
+  const list = listFlag(v);
+  if (!list) return undefined;
+  for (const p of list) {
+    try {
+      parsePortSpec(p, `--${flag}`);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  return list;
+}
+
+/** Resolves --netns NAME to /var/run/netns/NAME; checks the file exists. */
+export function resolveNetns(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  const p = s.includes('/') ? s : `/var/run/netns/${s}`;
+  if (!fs.existsSync(p)) throw new UsageError(`--netns: ${p} does not exist (expected /proc/PID/ns/net or a name under /var/run/netns)`);
+  return p;
+}
+
+export function filterOptions(values: Parsed['values']): SampleOptions {
+  const states = listFlag(values.state);
+  if (states) {
+    try {
+      stateMask(states, '--state');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  return {
+    tcp: values.tcp === true,
+    udp: values.udp === true,
+    ipv4: values.ipv4 === true,
+    ipv6: values.ipv6 === true,
+    states,
+    localPorts: portList('sport', values.sport),
+    remotePorts: portList('dport', values.dport),
+    excludeLocalPorts: portList('exclude-sport', values['exclude-sport']),
+    excludeRemotePorts: portList('exclude-dport', values['exclude-dport']),
+  };
+}

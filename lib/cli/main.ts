@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// `sockwatch` entry point: dispatches subcommands; bad input exits 2 with one line.
+import { redactText } from '../redact';
+import { UsageError } from './errors';
+import { runList } from './list';
+
+const HELP = `Usage: sockwatch <command> [options]
+
+Commands:
+  list      list TCP and UDP sockets with their queues (like ss -tuan)
+  queues    watch send/receive/accept queues and alert an HTTP URL on a breach
+  snat      watch outbound connections per destination; dump and trace a .NET app over a threshold
+
+Run "sockwatch <command> --help" for the options of a command.`;
+
+type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<number>;
+
+async function loadCommand(name: string): Promise<Command | undefined> {
+  switch (name) {
+    case 'list':
+      return runList;
+    case 'queues':
+      return (await import('./queues')).runQueues;
+    case 'snat':
+      return (await import('./snat')).runSnat;
+    default:
+      return undefined;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(HELP + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  try {
+    const cmd = await loadCommand(name);
+    if (!cmd) throw new UsageError(`unknown command "${name}" (commands: list, queues, snat)`);
+    return await cmd(rest, process.stdout);
+  } catch (e) {
+    const err = e as Error & { exitCode?: number; code?: string };
+    const msg = redactText(err.message).split('\n')[0];
+    process.stderr.write(`sockwatch: ${msg}\n`);
+    return err instanceof UsageError ? 2 : (err.exitCode ?? 1);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`sockwatch: ${redactText(String((e as Error)?.message ?? e))}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

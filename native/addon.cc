@@ -1,0 +1,445 @@
+// The only file that includes napi.h: argument unpacking, JS conversion, AsyncWorker + Promise,
+// errors with code/errno/syscall. Options arrive validated and normalised from lib/sampler.ts;
+// here types are re-checked only.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <napi.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <string>
+
+#include "inet_diag.h"
+#include "netlink.h"
+#include "scan.h"
+
+namespace {
+
+using sw::ScanOutput;
+using sw::ScanParams;
+using sw::SockRecord;
+using sw::Status;
+
+const char* ErrnoName(int e) {
+  switch (e) {
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EINTR: return "EINTR";
+    case EIO: return "EIO";
+    case E2BIG: return "E2BIG";
+    case EBADF: return "EBADF";
+    case EAGAIN: return "EAGAIN";
+    case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES";
+    case EFAULT: return "EFAULT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case ENOTDIR: return "ENOTDIR";
+    case EINVAL: return "EINVAL";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ENOSPC: return "ENOSPC";
+    case ENODATA: return "ENODATA";
+    case ENOSYS: return "ENOSYS";
+    case EBADMSG: return "EBADMSG";
+    case EMSGSIZE: return "EMSGSIZE";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case ENOBUFS: return "ENOBUFS";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    default: return "UNKNOWN";
+  }
+}
+
+Napi::Error SystemError(Napi::Env env, const Status& s) {
+  int e = -s.err;
+  std::string msg = std::string(s.syscall) + " " + ErrnoName(e) + ": " + strerror(e);
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", Napi::String::New(env, ErrnoName(e)));
+  err.Set("errno", Napi::Number::New(env, -e));  // negative, as Node's SystemError
+  err.Set("syscall", Napi::String::New(env, s.syscall));
+  return err;
+}
+
+std::string FormatAddress(uint8_t family, const uint8_t* addr) {
+  char buf[INET6_ADDRSTRLEN];
+  if (inet_ntop(family, addr, buf, sizeof(buf)) == nullptr) return std::string();
+  return std::string(buf);
+}
+
+Napi::Object RecordToJs(Napi::Env env, const SockRecord& r, uint32_t reasons) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("family", r.family);
+  o.Set("protocol", r.protocol);
+  o.Set("state", r.state);
+  o.Set("localAddress", FormatAddress(r.family, r.src));
+  o.Set("localPort", r.sport);
+  o.Set("remoteAddress", FormatAddress(r.family, r.dst));
+  o.Set("remotePort", r.dport);
+  o.Set("recvQ", r.rqueue);
+  o.Set("sendQ", r.wqueue);
+  o.Set("uid", r.uid);
+  o.Set("inode", r.inode);
+  o.Set("cookie", Napi::BigInt::New(env, static_cast<uint64_t>(r.cookie)));
+  o.Set("ifindex", r.ifindex);
+  o.Set("timer", r.timer);
+  o.Set("retrans", r.retrans);
+  o.Set("expires", r.expires);
+  o.Set("reasons", reasons);
+  if (r.skmem_count > 0) {
+    Napi::Array a = Napi::Array::New(env, r.skmem_count);
+    for (uint32_t i = 0; i < r.skmem_count; i++) a.Set(i, r.skmem[i]);
+    o.Set("skmem", a);
+  }
+  return o;
+}
+
+Napi::Array Counts(Napi::Env env, const uint32_t* c) {
+  Napi::Array a = Napi::Array::New(env, 16);
+  for (uint32_t i = 0; i < 16; i++) a.Set(i, c[i]);
+  return a;
+}
+
+Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array records = Napi::Array::New(env, out.records.size());
+  for (size_t i = 0; i < out.records.size(); i++) {
+    records.Set(static_cast<uint32_t>(i), RecordToJs(env, out.records[i].rec, out.records[i].reasons));
+  }
+  o.Set("records", records);
+  o.Set("offendersTotal", Napi::Number::New(env, static_cast<double>(out.offenders_total)));
+  o.Set("socketsSeen", Napi::Number::New(env, static_cast<double>(out.sockets_seen)));
+  o.Set("tcpStates", Counts(env, out.tcp_states));
+  o.Set("udpStates", Counts(env, out.udp_states));
+  Napi::Array aggs = Napi::Array::New(env, out.aggregates.size());
+  for (size_t i = 0; i < out.aggregates.size(); i++) {
+    const sw::AggEntry& e = out.aggregates[i];
+    Napi::Object a = Napi::Object::New(env);
+    a.Set("family", e.key.family);
+    a.Set("remoteAddress", FormatAddress(e.key.family, e.key.addr));
+    a.Set("remotePort", e.key.port);
+    a.Set("total", e.total);
+    a.Set("states", Counts(env, e.states));
+    aggs.Set(static_cast<uint32_t>(i), a);
+  }
+  o.Set("aggregates", aggs);
+  if (!out.agg_cookies.empty() || !out.agg_cookie_index.empty()) {
+    size_t n = out.agg_cookies.size();
+    Napi::ArrayBuffer cb = Napi::ArrayBuffer::New(env, n * sizeof(uint64_t));
+    if (n) memcpy(cb.Data(), out.agg_cookies.data(), n * sizeof(uint64_t));
+    Napi::ArrayBuffer ib = Napi::ArrayBuffer::New(env, n * sizeof(uint32_t));
+    if (n) memcpy(ib.Data(), out.agg_cookie_index.data(), n * sizeof(uint32_t));
+    o.Set("aggCookies", Napi::TypedArrayOf<uint64_t>::New(env, n, cb, 0, napi_biguint64_array));
+    o.Set("aggCookieIndex", Napi::TypedArrayOf<uint32_t>::New(env, n, ib, 0, napi_uint32_array));
+  }
+  o.Set("udpFromProc", out.udp_from_proc);
+  o.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(out.bytes_received)));
+  o.Set("recvCalls", Napi::Number::New(env, static_cast<double>(out.recv_calls)));
+  o.Set("elapsedNs", Napi::Number::New(env, static_cast<double>(out.elapsed_ns)));
+  return o;
+}
+
+bool GetUint32(Napi::Object o, const char* key, uint32_t* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) {
+    Napi::TypeError::New(o.Env(), std::string("native: ") + key + " must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = v.As<Napi::Number>().Uint32Value();
+  return true;
+}
+
+bool GetInt64(Napi::Object o, const char* key, int64_t* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) {
+    Napi::TypeError::New(o.Env(), std::string("native: ") + key + " must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = v.As<Napi::Number>().Int64Value();
+  return true;
+}
+
+bool ParseScanRequest(Napi::Value arg, ScanParams* p) {
+  Napi::Env env = arg.Env();
+  if (!arg.IsObject()) {
+    Napi::TypeError::New(env, "native: scan request must be an object").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object o = arg.As<Napi::Object>();
+  if (!GetUint32(o, "protocols", &p->protocols) || !GetUint32(o, "families", &p->families) ||
+      !GetUint32(o, "tcpStates", &p->tcp_states) || !GetUint32(o, "udpStates", &p->udp_states) ||
+      !GetInt64(o, "recvThreshold", &p->recv_threshold) || !GetInt64(o, "sendThreshold", &p->send_threshold) ||
+      !GetInt64(o, "acceptThreshold", &p->accept_threshold) || !GetUint32(o, "maxRecords", &p->max_records) ||
+      !GetUint32(o, "flags", &p->flags) || !GetUint32(o, "aggStates", &p->agg_states)) {
+    return false;
+  }
+  Napi::Value bc = o.Get("bytecode");
+  if (bc.IsBuffer()) {
+    Napi::Buffer<uint8_t> b = bc.As<Napi::Buffer<uint8_t>>();
+    p->bytecode.assign(b.Data(), b.Data() + b.Length());
+  } else if (!bc.IsUndefined()) {
+    Napi::TypeError::New(env, "native: bytecode must be a Buffer").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value inodes = o.Get("ownerInodes");
+  if (inodes.IsTypedArray() && inodes.As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+    Napi::Uint32Array a = inodes.As<Napi::Uint32Array>();
+    p->owner_inodes.assign(a.Data(), a.Data() + a.ElementLength());
+  } else if (!inodes.IsUndefined()) {
+    Napi::TypeError::New(env, "native: ownerInodes must be a Uint32Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value cookies = o.Get("ownerCookies");
+  if (cookies.IsTypedArray() && cookies.As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array) {
+    Napi::TypedArrayOf<uint64_t> a = cookies.As<Napi::TypedArrayOf<uint64_t>>();
+    p->owner_cookies.assign(a.Data(), a.Data() + a.ElementLength());
+  } else if (!cookies.IsUndefined()) {
+    Napi::TypeError::New(env, "native: ownerCookies must be a BigUint64Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+class Sampler;
+
+class ScanWorker : public Napi::AsyncWorker {
+ public:
+  ScanWorker(Napi::Env env, Sampler* sampler, Napi::Object self, ScanParams params);
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ private:
+  void Finish();
+  Sampler* sampler_;
+  Napi::ObjectReference self_;
+  ScanParams params_;
+  ScanOutput out_;
+  Status status_;
+  Napi::Promise::Deferred deferred_;
+};
+
+class Sampler : public Napi::ObjectWrap<Sampler> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Sampler",
+                       {InstanceMethod<&Sampler::ScanSync>("scanSync"), InstanceMethod<&Sampler::Scan>("scan"),
+                        InstanceMethod<&Sampler::Lookup>("lookup"), InstanceMethod<&Sampler::Close>("close")});
+  }
+
+  explicit Sampler(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sampler>(info) {
+    Napi::Env env = info.Env();
+    std::string netns;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsString()) {
+        Napi::TypeError::New(env, "native: netns path must be a string").ThrowAsJavaScriptException();
+        return;
+      }
+      netns = info[0].As<Napi::String>().Utf8Value();
+      in_netns_ = !netns.empty();
+    }
+    Status s = sock_.Open(netns.empty() ? nullptr : netns.c_str());
+    if (!s.ok()) SystemError(env, s).ThrowAsJavaScriptException();
+  }
+
+  sw::NetlinkSocket* socket() { return &sock_; }
+  bool in_netns() const { return in_netns_; }
+  void set_busy(bool b) { busy_ = b; }
+  void CloseIfPending() {
+    if (close_pending_) sock_.Close();
+  }
+
+ private:
+  bool Usable(Napi::Env env) {
+    if (!sock_.is_open() || close_pending_) {
+      SystemError(env, Status::Fail(-EBADF, "scan")).ThrowAsJavaScriptException();
+      return false;
+    }
+    if (busy_) {
+      SystemError(env, Status::Fail(-EBUSY, "scan")).ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+
+  Napi::Value ScanSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ScanParams p;
+    if (!Usable(env) || !ParseScanRequest(info[0], &p)) return env.Undefined();
+    ScanOutput out;
+    Status s = sw::RunScan(&sock_, p, !in_netns_, &out);
+    if (!s.ok()) {
+      SystemError(env, s).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return OutputToJs(env, out);
+  }
+
+  Napi::Value Scan(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ScanParams p;
+    if (!Usable(env) || !ParseScanRequest(info[0], &p)) return env.Undefined();
+    busy_ = true;
+    ScanWorker* w = new ScanWorker(env, this, info.This().As<Napi::Object>(), std::move(p));
+    Napi::Promise promise = w->Promise();
+    w->Queue();
+    return promise;
+  }
+
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Usable(env)) return env.Undefined();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "native: lookup request must be an object").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    uint32_t family, protocol, sport, dport, flags;
+    if (!GetUint32(o, "family", &family) || !GetUint32(o, "protocol", &protocol) ||
+        !GetUint32(o, "localPort", &sport) || !GetUint32(o, "remotePort", &dport) || !GetUint32(o, "flags", &flags)) {
+      return env.Undefined();
+    }
+    Napi::Value src = o.Get("localAddress");
+    Napi::Value dst = o.Get("remoteAddress");
+    size_t alen = family == AF_INET6 ? 16 : 4;
+    if (!src.IsBuffer() || !dst.IsBuffer() || src.As<Napi::Buffer<uint8_t>>().Length() != alen ||
+        dst.As<Napi::Buffer<uint8_t>>().Length() != alen) {
+      Napi::TypeError::New(env, "native: lookup addresses must be Buffers of 4 or 16 bytes").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint64_t cookie = ~0ull;  // INET_DIAG_NOCOOKIE
+    Napi::Value c = o.Get("cookie");
+    if (c.IsBigInt()) {
+      bool lossless = true;
+      cookie = c.As<Napi::BigInt>().Uint64Value(&lossless);
+    }
+    SockRecord rec;
+    bool found = false;
+    Status s = sw::LookupSocket(&sock_, static_cast<uint8_t>(family), static_cast<uint8_t>(protocol),
+                                src.As<Napi::Buffer<uint8_t>>().Data(), static_cast<uint16_t>(sport),
+                                dst.As<Napi::Buffer<uint8_t>>().Data(), static_cast<uint16_t>(dport), cookie,
+                                (flags & sw::kScanSkmem) != 0, &rec, &found);
+    if (!s.ok()) {
+      SystemError(env, s).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!found) return env.Null();
+    return RecordToJs(env, rec, 0);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    // With a scan in flight the socket is closed when the worker completes.
+    if (busy_) {
+      close_pending_ = true;
+    } else {
+      sock_.Close();
+    }
+    return info.Env().Undefined();
+  }
+
+  sw::NetlinkSocket sock_;
+  bool in_netns_ = false;
+  bool busy_ = false;
+  bool close_pending_ = false;
+};
+
+ScanWorker::ScanWorker(Napi::Env env, Sampler* sampler, Napi::Object self, ScanParams params)
+    : Napi::AsyncWorker(env, "sockwatch:scan"),
+      sampler_(sampler),
+      self_(Napi::Persistent(self)),
+      params_(std::move(params)),
+      deferred_(Napi::Promise::Deferred::New(env)) {}
+
+void ScanWorker::Execute() {
+  // Runs on a libuv pool thread: no env, no JS values.
+  status_ = sw::RunScan(sampler_->socket(), params_, !sampler_->in_netns(), &out_);
+  if (!status_.ok()) SetError("scan failed");
+}
+
+void ScanWorker::Finish() {
+  sampler_->set_busy(false);
+  sampler_->CloseIfPending();
+}
+
+void ScanWorker::OnOK() {
+  Finish();
+  deferred_.Resolve(OutputToJs(Env(), out_));
+}
+
+void ScanWorker::OnError(const Napi::Error&) {
+  Finish();
+  deferred_.Reject(SystemError(Env(), status_).Value());
+}
+
+// Test hook: runs recorded reply datagrams through the same parser and scan logic as a live dump.
+Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject()) {
+    Napi::TypeError::New(env, "native: parseRecorded(datagrams, seq, request)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ScanParams p;
+  if (!ParseScanRequest(info[2], &p)) return env.Undefined();
+  Napi::Array dgrams = info[0].As<Napi::Array>();
+  uint32_t seq = info[1].As<Napi::Number>().Uint32Value();
+  uint8_t protocol = (p.protocols & sw::kProtoUdp) && !(p.protocols & sw::kProtoTcp) ? 17 : 6;
+
+  class Collect : public sw::MessageSink {
+   public:
+    Collect(const ScanParams& p, uint8_t proto, ScanOutput* out) : p_(p), proto_(proto), out_(out) {}
+    int OnMessage(const struct nlmsghdr* h) override {
+      SockRecord rec;
+      int r = sw::ParseInetDiagMsg(h, proto_, (p_.flags & sw::kScanSkmem) != 0, &rec);
+      if (r < 0) return r;
+      out_->sockets_seen++;
+      uint32_t reasons = sw::OffenderReasons(rec, p_);
+      if (reasons || (p_.flags & sw::kScanAll)) out_->records.push_back(sw::Offender{rec, reasons});
+      return 0;
+    }
+
+   private:
+    const ScanParams& p_;
+    uint8_t proto_;
+    ScanOutput* out_;
+  };
+
+  ScanOutput out;
+  Collect sink(p, protocol, &out);
+  bool done = false;
+  for (uint32_t i = 0; i < dgrams.Length() && !done; i++) {
+    Napi::Value v = dgrams.Get(i);
+    if (!v.IsBuffer()) {
+      Napi::TypeError::New(env, "native: datagrams must be Buffers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();
+    bool saw = false;
+    int r = sw::WalkDatagram(b.Data(), b.Length(), seq, &sink, &saw);
+    if (r < 0) {
+      SystemError(env, Status::Fail(r, "recvmsg")).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    done = r == 1;
+  }
+  Napi::Object o = OutputToJs(env, out);
+  o.Set("done", done);
+  return o;
+}
+
+class SockwatchAddon : public Napi::Addon<SockwatchAddon> {
+ public:
+  SockwatchAddon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {InstanceValue("Sampler", Sampler::Define(env), napi_enumerable),
+                          InstanceValue("version", Napi::String::New(env, "1"), napi_enumerable),
+                          InstanceMethod<&SockwatchAddon::ParseRecordedMethod>("parseRecorded", napi_enumerable)});
+  }
+
+ private:
+  Napi::Value ParseRecordedMethod(const Napi::CallbackInfo& info) { return ParseRecorded(info); }
+};
+
+}  // namespace
+
+NODE_API_ADDON(SockwatchAddon)

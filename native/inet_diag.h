@@ -1,0 +1,48 @@
+// inet_diag requests and replies as plain structs: no allocation, every length checked.
+#pragma once
+
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <stddef.h>
+#include <stdint.h>
+
+namespace sw {
+
+constexpr int kMaxSkmem = 16;  // the kernel sends SK_MEMINFO_VARS (9 today); older ones send fewer
+
+struct SockRecord {
+  uint8_t family = 0;
+  uint8_t protocol = 0;
+  uint8_t state = 0;
+  uint8_t timer = 0;
+  uint8_t retrans = 0;
+  uint8_t skmem_count = 0;
+  uint16_t sport = 0;  // host order
+  uint16_t dport = 0;
+  uint8_t src[16] = {0};  // network order; IPv4 uses the first 4 bytes
+  uint8_t dst[16] = {0};
+  uint32_t ifindex = 0;
+  uint32_t expires = 0;
+  uint32_t rqueue = 0;
+  uint32_t wqueue = 0;
+  uint32_t uid = 0;
+  uint32_t inode = 0;
+  uint64_t cookie = 0;
+  uint32_t skmem[kMaxSkmem] = {0};
+};
+
+// Parses one SOCK_DIAG_BY_FAMILY reply. `protocol` is the one the request asked for (the reply
+// does not carry it). Unknown attributes are skipped; returns 0 or -EBADMSG when truncated.
+int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem, SockRecord* out);
+
+// Builds a dump request into buf (cap bytes). Returns its length, or 0 when it does not fit.
+size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol,
+                        uint32_t states, uint8_t ext, const uint8_t* bytecode, size_t bytecode_len);
+
+// Builds an exact lookup (no NLM_F_DUMP) for one socket by 4-tuple and cookie.
+// cookie == ~0ull means INET_DIAG_NOCOOKIE.
+size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol,
+                          const uint8_t* src, uint16_t sport, const uint8_t* dst, uint16_t dport,
+                          uint64_t cookie, uint8_t ext);
+
+}  // namespace sw

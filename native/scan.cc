@@ -1,0 +1,243 @@
+#include "scan.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <algorithm>
+
+#include "proc_udp.h"
+
+namespace sw {
+
+namespace {
+
+constexpr uint8_t kIpprotoTcp = 6;
+constexpr uint8_t kIpprotoUdp = 17;
+constexpr uint8_t kExtSkmem = 1 << (INET_DIAG_SKMEMINFO - 1);
+
+uint64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool Above(uint32_t value, int64_t threshold) { return threshold >= 0 && static_cast<int64_t>(value) > threshold; }
+
+// Everything one socket record goes through, whichever source it came from.
+class ScanSink : public MessageSink {
+ public:
+  ScanSink(const ScanParams& p, ScanOutput* out) : p_(p), out_(out) {}
+
+  void set_protocol(uint8_t proto) { protocol_ = proto; }
+
+  int OnMessage(const struct nlmsghdr* h) override {
+    int r = ParseInetDiagMsg(h, protocol_, (p_.flags & kScanSkmem) != 0, &rec_);
+    if (r < 0) return r;
+    Visit(rec_);
+    return 0;
+  }
+
+  void Visit(const SockRecord& rec) {
+    out_->sockets_seen++;
+    uint32_t* counts = rec.protocol == kIpprotoTcp ? out_->tcp_states : out_->udp_states;
+    counts[rec.state & 15]++;
+    uint32_t reasons = OffenderReasons(rec, p_);
+    if (reasons != 0) out_->offenders_total++;
+    if ((reasons != 0 || (p_.flags & kScanAll)) && out_->records.size() < p_.max_records) {
+      out_->records.push_back(Offender{rec, reasons});
+    }
+    if ((p_.flags & kScanAggregate) && rec.protocol == kIpprotoTcp && (p_.agg_states & (1u << rec.state))) {
+      Aggregate(rec);
+    }
+  }
+
+  void FinishAggregates() { out_->aggregates = std::move(entries_); }
+
+ private:
+  bool Owned(const SockRecord& rec) const {
+    if (p_.owner_inodes.empty() && p_.owner_cookies.empty()) return true;
+    if (rec.inode != 0 && std::binary_search(p_.owner_inodes.begin(), p_.owner_inodes.end(), rec.inode)) return true;
+    return std::binary_search(p_.owner_cookies.begin(), p_.owner_cookies.end(), rec.cookie);
+  }
+
+  void Aggregate(const SockRecord& rec) {
+    if (!Owned(rec)) return;
+    AggKey key;
+    memset(&key, 0, sizeof(key));
+    key.family = rec.family;
+    key.port = rec.dport;
+    memcpy(key.addr, rec.dst, sizeof(key.addr));
+    auto it = index_.find(key);
+    uint32_t idx;
+    if (it == index_.end()) {
+      idx = static_cast<uint32_t>(entries_.size());
+      index_.emplace(key, idx);
+      entries_.emplace_back();
+      entries_.back().key = key;
+    } else {
+      idx = it->second;
+    }
+    AggEntry& e = entries_[idx];
+    e.total++;
+    e.states[rec.state & 15]++;
+    if (p_.flags & kScanAggCookies) {
+      out_->agg_cookies.push_back(rec.cookie);
+      out_->agg_cookie_index.push_back(idx);
+    }
+  }
+
+  const ScanParams& p_;
+  ScanOutput* out_;
+  uint8_t protocol_ = 0;
+  SockRecord rec_;
+  std::unordered_map<AggKey, uint32_t, AggKeyHash> index_;
+  std::vector<AggEntry> entries_;
+};
+
+Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t protocol, uint32_t states,
+               const ScanParams& p) {
+  uint8_t req[4096];
+  uint8_t ext = (p.flags & kScanSkmem) ? kExtSkmem : 0;
+  uint32_t seq = sock->NextSeq();
+  size_t len = BuildDumpRequest(req, sizeof(req), seq, family, protocol, states, ext, p.bytecode.data(),
+                                p.bytecode.size());
+  if (len == 0) return Status::Fail(-E2BIG, "sendto");
+  sink->set_protocol(protocol);
+  Status s = sock->Send(req, len);
+  if (!s.ok()) return s;
+  return sock->Receive(seq, sink, false);
+}
+
+// /proc/net/udp cannot apply the bytecode; the kernel filter is only an optimisation for the
+// watchers, which re-check ports, so the fallback applies the state mask alone and says so.
+Status ProcUdp(ScanSink* sink, const ScanParams& p) {
+  struct Src {
+    uint32_t bit;
+    const char* path;
+    uint8_t family;
+  };
+  const Src srcs[] = {{kFamilyV4, "/proc/net/udp", AF_INET}, {kFamilyV6, "/proc/net/udp6", AF_INET6}};
+  for (const Src& src : srcs) {
+    if (!(p.families & src.bit)) continue;
+    Status s = ReadProcUdp(src.path, src.family, [&](const SockRecord& rec) {
+      if (p.udp_states & (1u << rec.state)) sink->Visit(rec);
+    });
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool AggKey::operator==(const AggKey& o) const {
+  return family == o.family && port == o.port && memcmp(addr, o.addr, sizeof(addr)) == 0;
+}
+
+size_t AggKeyHash::operator()(const AggKey& k) const {
+  // FNV-1a over the key bytes.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint8_t b) {
+    h ^= b;
+    h *= 1099511628211ull;
+  };
+  mix(k.family);
+  mix(static_cast<uint8_t>(k.port >> 8));
+  mix(static_cast<uint8_t>(k.port));
+  for (uint8_t b : k.addr) mix(b);
+  return static_cast<size_t>(h);
+}
+
+uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p) {
+  if (r.protocol == kIpprotoTcp && r.state == kTcpListen) {
+    if (p.accept_threshold == kAcceptAtLimit) return (r.wqueue > 0 && r.rqueue >= r.wqueue) ? static_cast<uint32_t>(kReasonAccept) : 0u;
+    return Above(r.rqueue, p.accept_threshold) ? static_cast<uint32_t>(kReasonAccept) : 0u;
+  }
+  uint32_t reasons = 0;
+  if (Above(r.rqueue, p.recv_threshold)) reasons |= kReasonRecv;
+  if (Above(r.wqueue, p.send_threshold)) reasons |= kReasonSend;
+  return reasons;
+}
+
+Status RunScan(NetlinkSocket* sock, const ScanParams& p, bool allow_proc_udp, ScanOutput* out) {
+  uint64_t start = NowNs();
+  sock->ResetCounters();
+  ScanSink sink(p, out);
+  const uint8_t families[2] = {AF_INET, AF_INET6};
+  const uint32_t family_bits[2] = {kFamilyV4, kFamilyV6};
+
+  if ((p.protocols & kProtoTcp) && p.tcp_states != 0) {
+    for (int i = 0; i < 2; i++) {
+      if (!(p.families & family_bits[i])) continue;
+      Status s = DumpOne(sock, &sink, families[i], kIpprotoTcp, p.tcp_states, p);
+      if (!s.ok()) return s;
+    }
+  }
+  if ((p.protocols & kProtoUdp) && p.udp_states != 0) {
+    bool use_proc = (p.flags & kScanForceProcUdp) != 0;
+    for (int i = 0; i < 2 && !use_proc; i++) {
+      if (!(p.families & family_bits[i])) continue;
+      Status s = DumpOne(sock, &sink, families[i], kIpprotoUdp, p.udp_states, p);
+      if (s.err == -ENOENT) {  // no udp_diag in this kernel
+        use_proc = true;
+        break;
+      }
+      if (!s.ok()) return s;
+    }
+    if (use_proc) {
+      if (!allow_proc_udp) return Status::Fail(-ENOENT, "udp_diag");
+      // Drop whatever the netlink pass already counted for UDP, then read /proc once.
+      // (udp_diag is absent for both families or neither, so nothing was counted.)
+      out->udp_from_proc = true;
+      Status s = ProcUdp(&sink, p);
+      if (!s.ok()) return s;
+    }
+  }
+  sink.FinishAggregates();
+  out->bytes_received = sock->bytes_received();
+  out->recv_calls = sock->recv_calls();
+  out->elapsed_ns = NowNs() - start;
+  return Status::Ok();
+}
+
+namespace {
+
+class LookupSink : public MessageSink {
+ public:
+  LookupSink(uint8_t protocol, bool want_skmem, SockRecord* out) : protocol_(protocol), skmem_(want_skmem), out_(out) {}
+  int OnMessage(const struct nlmsghdr* h) override {
+    int r = ParseInetDiagMsg(h, protocol_, skmem_, out_);
+    if (r < 0) return r;
+    found = true;
+    return 0;
+  }
+  bool found = false;
+
+ private:
+  uint8_t protocol_;
+  bool skmem_;
+  SockRecord* out_;
+};
+
+}  // namespace
+
+Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
+                    const uint8_t* dst, uint16_t dport, uint64_t cookie, bool want_skmem, SockRecord* out,
+                    bool* found) {
+  uint8_t req[256];
+  uint32_t seq = sock->NextSeq();
+  size_t len = BuildLookupRequest(req, sizeof(req), seq, family, protocol, src, sport, dst, dport, cookie,
+                                  want_skmem ? kExtSkmem : 0);
+  Status s = sock->Send(req, len);
+  if (!s.ok()) return s;
+  LookupSink sink(protocol, want_skmem, out);
+  s = sock->Receive(seq, &sink, true);
+  *found = false;
+  if (s.err == -ENOENT) return Status::Ok();
+  if (!s.ok()) return s;
+  *found = sink.found;
+  return Status::Ok();
+}
+
+}  // namespace sw

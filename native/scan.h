@@ -1,0 +1,99 @@
+// One pass over the kernel's dumps: thresholds, per-state counts and per-remote aggregation
+// happen here, so only offenders and aggregates ever become JavaScript values.
+#pragma once
+
+#include <stdint.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "inet_diag.h"
+#include "netlink.h"
+
+namespace sw {
+
+enum : uint32_t {
+  kProtoTcp = 1,
+  kProtoUdp = 2,
+  kFamilyV4 = 1,
+  kFamilyV6 = 2,
+  kScanAll = 1,
+  kScanSkmem = 2,
+  kScanAggregate = 4,
+  kScanAggCookies = 8,
+  kScanForceProcUdp = 16,
+  kReasonRecv = 1,
+  kReasonSend = 2,
+  kReasonAccept = 4,
+};
+
+constexpr int64_t kThresholdOff = -1;
+constexpr int64_t kAcceptAtLimit = -2;
+constexpr int kTcpListen = 10;
+
+struct ScanParams {
+  uint32_t protocols = kProtoTcp | kProtoUdp;
+  uint32_t families = kFamilyV4 | kFamilyV6;
+  uint32_t tcp_states = 0;
+  uint32_t udp_states = 0;
+  std::vector<uint8_t> bytecode;
+  int64_t recv_threshold = kThresholdOff;
+  int64_t send_threshold = kThresholdOff;
+  int64_t accept_threshold = kThresholdOff;
+  uint32_t max_records = 0;
+  uint32_t flags = 0;
+  uint32_t agg_states = 0;
+  std::vector<uint32_t> owner_inodes;   // sorted
+  std::vector<uint64_t> owner_cookies;  // sorted
+};
+
+struct Offender {
+  SockRecord rec;
+  uint32_t reasons;
+};
+
+struct AggKey {
+  uint8_t family;
+  uint16_t port;
+  uint8_t addr[16];
+  bool operator==(const AggKey& o) const;
+};
+
+struct AggKeyHash {
+  size_t operator()(const AggKey& k) const;
+};
+
+struct AggEntry {
+  AggKey key;
+  uint32_t total = 0;
+  uint32_t states[16] = {0};
+};
+
+struct ScanOutput {
+  std::vector<Offender> records;
+  uint64_t offenders_total = 0;
+  uint64_t sockets_seen = 0;
+  uint32_t tcp_states[16] = {0};
+  uint32_t udp_states[16] = {0};
+  std::vector<AggEntry> aggregates;
+  std::vector<uint64_t> agg_cookies;
+  std::vector<uint32_t> agg_cookie_index;
+  bool udp_from_proc = false;
+  uint64_t bytes_received = 0;
+  uint64_t recv_calls = 0;
+  uint64_t elapsed_ns = 0;
+};
+
+// Runs the whole scan on `sock`. `allow_proc_udp` is false inside another network namespace,
+// where /proc/net/udp would describe the wrong one.
+Status RunScan(NetlinkSocket* sock, const ScanParams& params, bool allow_proc_udp, ScanOutput* out);
+
+// Exact lookup of one socket. Returns Ok with *found=false when the kernel has no such socket.
+Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
+                    const uint8_t* dst, uint16_t dport, uint64_t cookie, bool want_skmem, SockRecord* out,
+                    bool* found);
+
+// The offender test, shared by the dump and /proc paths.
+uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p);
+
+}  // namespace sw
