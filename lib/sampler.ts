@@ -402,8 +402,12 @@ export class Sampler {
   /** One scan on the calling thread. Throws EBUSY while an async scan is in flight. */
   sampleSync(options: SampleOptions = {}): SampleResult {
     const req = this.request(options);
+    const native = this.handle();
+    if (this.pending > 0) {
+      throw Object.assign(new Error('scan EBUSY: an asynchronous scan of this sampler is queued or running'), { code: 'EBUSY', syscall: 'scan' });
+    }
     const ts = unixNow();
-    return toResult(this.handle().scanSync(req), ts);
+    return toResult(native.scanSync(req), ts);
   }
 
   /** One scan on the libuv pool; the event loop stays free. Calls queue one behind another. */
@@ -455,7 +459,15 @@ export class Sampler {
       cookie: options.cookie,
       flags: options.skmem ? SCAN_SKMEMINFO : 0,
     });
-    return r ? toSocketRecord(r) : null;
+    if (!r) return null;
+    // Without a cookie the kernel's lookup falls back to a listener on the local port: keep only
+    // an exact match of the 4-tuple.
+    const exact =
+      r.localPort === local.port &&
+      r.remotePort === remote.port &&
+      addressBytes(r.localAddress).equals(lb) &&
+      addressBytes(r.remoteAddress).equals(rb);
+    return exact ? toSocketRecord(r) : null;
   }
 
   /** Waits for a scan in flight, then closes the netlink socket. Idempotent. */

@@ -1,0 +1,28 @@
+// Durable alert outbox and HTTP GET delivery. The layer knows nothing of what an alert means: an
+// alert is a flat record of query parameters with a stable id and a creation time.
+export { Outbox, OUTBOX_DEFAULTS, DEAD_LETTER_FILE, ACKS_FILE } from './outbox';
+export type {
+  OutboxOptions,
+  OutboxRecord,
+  OutboxRecovery,
+  OutboxStats,
+  OutboxEvents,
+  OutboxDroppedEvent,
+  AppendOptions,
+  DeadLetterReason,
+  DropReason,
+  FsyncMode,
+} from './outbox';
+export { HttpDelivery, DELIVERY_DEFAULTS } from './delivery';
+export type {
+  HttpDeliveryOptions,
+  HttpDeliveryEvents,
+  HttpDeliveryStats,
+  DeliveredEvent,
+  RetryScheduledEvent,
+  DeadLetteredEvent,
+  StopOptions,
+} from './delivery';
+export { StateDirLockedError, LOCK_FILE } from './state-lock';
+export { alertUrl } from './alert-url';
+export { fullJitterDelay, parseRetryAfter } from './backoff';

@@ -1,0 +1,107 @@
+// The asynchronous scan: the event loop stays free, one scan in flight, close() waits, and the
+// context-aware addon loads in worker threads.
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sampler } from '../lib/sampler';
+import { cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
+
+let port = 0;
+beforeAll(async () => {
+  const srv = await pausedServer('127.0.0.1');
+  port = srv.port;
+  const clients = [];
+  for (let i = 0; i < 1500; i++) clients.push(connect('127.0.0.1', port));
+  await Promise.all(clients);
+  await waitAccepted(srv.accepted, 1500);
+});
+afterAll(cleanupSockets);
+
+describe('async scan', () => {
+  it('does not block the event loop while the kernel is walked', async () => {
+    const s = new Sampler();
+    let ticks = 0;
+    let running = true;
+    const spin = () => {
+      ticks++;
+      if (running) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const before = ticks;
+    const r = await s.sample({ tcp: true, recvThreshold: 1 << 30 });
+    running = false;
+    expect(r.socketsSeen).toBeGreaterThanOrEqual(3000);
+    expect(ticks - before).toBeGreaterThan(1);
+    // The synchronous scan, by contrast, holds the loop: no tick can run during it.
+    let syncTicks = 0;
+    let on = true;
+    const spin2 = () => {
+      syncTicks++;
+      if (on) setImmediate(spin2);
+    };
+    setImmediate(spin2);
+    const start = syncTicks;
+    s.sampleSync({ tcp: true, recvThreshold: 1 << 30 });
+    expect(syncTicks - start).toBe(0);
+    on = false;
+    await s.close();
+  });
+
+  it('queues a second scan behind the first and refuses a sync scan meanwhile (EBUSY)', async () => {
+    const s = new Sampler();
+    const a = s.sample({ tcp: true, localPorts: [port], recvThreshold: 1 << 30 });
+    const b = s.sample({ tcp: true, localPorts: [port], recvThreshold: 1 << 30 });
+    expect(s.busy).toBe(true);
+    expect(() => s.sampleSync({ tcp: true })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'scan' }));
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(ra.socketsSeen).toBe(rb.socketsSeen);
+    expect(s.busy).toBe(false);
+    await s.close();
+  });
+
+  it('close() during a scan waits for it; later scans fail with a clear error', async () => {
+    const s = new Sampler();
+    const p = s.sample({ tcp: true });
+    const closed = s.close();
+    const r = await p;
+    await closed;
+    expect(r.socketsSeen).toBeGreaterThan(0);
+    expect(s.closed).toBe(true);
+    await expect(s.sample()).rejects.toMatchObject({ code: 'ERR_SAMPLER_CLOSED' });
+    expect(() => s.sampleSync()).toThrow(/closed/);
+    await s.close(); // idempotent
+  });
+
+  it('async errors carry the caller stack', async () => {
+    const s = new Sampler();
+    await s.close();
+    const err = await s.sample().catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+  });
+});
+
+describe('worker threads', () => {
+  it('loads the addon in two workers at once and scans in each', async () => {
+    const root = path.join(__dirname, '..');
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const b = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
+      const s = new b.Sampler();
+      s.scan({ protocols: 1, families: 1, tcpStates: 0xfff, udpStates: 0, recvThreshold: -1, sendThreshold: -1,
+               acceptThreshold: -1, maxRecords: 0, flags: 0, aggStates: 0 })
+        .then((r) => { s.close(); parentPort.postMessage(r.socketsSeen); });
+    `;
+    const run = () =>
+      new Promise<number>((resolve, reject) => {
+        const w = new Worker(code, { eval: true, workerData: { root } });
+        w.once('message', (n: number) => {
+          resolve(n);
+          void w.terminate();
+        });
+        w.once('error', reject);
+      });
+    const [a, b] = await Promise.all([run(), run()]);
+    expect(a).toBeGreaterThanOrEqual(3000);
+    expect(b).toBeGreaterThanOrEqual(3000);
+  });
+});

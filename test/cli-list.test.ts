@@ -1,0 +1,86 @@
+// `sockwatch list` end to end, as a child process of the compiled CLI.
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cleanupSockets, connect, eventually, pausedServer, waitAccepted } from './helpers/sockets';
+
+const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+afterAll(cleanupSockets);
+
+export function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('sockwatch list', () => {
+  it('prints JSON lines with the required fields and exact queue values', async () => {
+    const { port, accepted } = await pausedServer('::1');
+    const c = await connect('::1', port);
+    await waitAccepted(accepted, 1);
+    c.write(Buffer.alloc(4321));
+    const r = await eventually(
+      () => run(['list', '--format', 'json', '--tcp', '-6', '--sport', String(port)]),
+      (x) => x.stdout.includes('"recvQ":4321'),
+    );
+    expect(r.code).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const conn = rows.find((x) => x.remote === `[::1]:${c.localPort}`);
+    expect(conn).toMatchObject({ proto: 'tcp', family: 'ipv6', state: 'established', local: `[::1]:${port}`, recvQ: 4321, sendQ: 0 });
+    expect(conn.uid).toBe(process.getuid!());
+    expect(conn.inode).toBeGreaterThan(0);
+    expect(rows.find((x) => x.state === 'listen')).toMatchObject({ local: `[::1]:${port}`, remote: '[::]:0' });
+  });
+
+  it('prints a table by default and filters by state and queue size', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    const c = await connect('127.0.0.1', port);
+    await waitAccepted(accepted, 1);
+    c.write('x'.repeat(50));
+    const table = await eventually(
+      () => run(['list', '--state', 'established', '--tcp', '-4', '--sport', String(port)]),
+      (x) => / 50 /.test(x.stdout),
+    );
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^Netid\s+State\s+Recv-Q\s+Send-Q\s+Local Address:Port\s+Peer Address:Port/);
+    expect(lines, table.stdout).toHaveLength(2);
+    expect(lines[1]).toMatch(new RegExp(`^tcp\\s+ESTABLISHED\\s+50\\s+0\\s+127\\.0\\.0\\.1:${port}\\s`));
+    const big = await run(['list', '--format', 'json', '--sport', String(port), '--min-recv', '51']);
+    expect(big.stdout).toBe('');
+    const small = await run(['list', '--format', 'json', '--sport', String(port), '--min-recv', '50']);
+    expect(small.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('prints help and exits 0', async () => {
+    const r = await run(['list', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: sockwatch list/);
+    const top = await run(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/list\s+list TCP and UDP sockets/);
+  });
+
+  it.each([
+    [['list', '--bogus'], /Unknown option '--bogus'/],
+    [['list', '--state', 'sleepy'], /--state: unknown socket state "sleepy"/],
+    [['list', '--sport', '99999'], /--sport: port 99999 is out of range/],
+    [['list', '--min-recv', '-5'], /min-recv/],
+    [['list', '--min-send', 'lots'], /--min-send: "lots" is not a non-negative integer/],
+    [['list', '--format', 'xml'], /--format: expected table or json, got "xml"/],
+    [['list', '--netns', 'nope-not-here'], /--netns: \/var\/run\/netns\/nope-not-here does not exist/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+  ])('%j exits 2 with one line naming the input', async (args, msg) => {
+    const r = await run(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(msg);
+  });
+});

@@ -1,0 +1,248 @@
+// Contract with the real kernel: sockets made here with known state, read back through sock_diag.
+import { afterAll, describe, expect, it } from 'vitest';
+import { Sampler, type SocketRecord } from '../lib/sampler';
+import { endpoints } from '../lib/sampler';
+import {
+  cleanupSockets,
+  connect,
+  eventually,
+  neverAcceptingListener,
+  nonReadingUdp,
+  pausedServer,
+  sendUdp,
+  stuckSender,
+  ssRows,
+  udpSocket,
+  waitAccepted,
+} from './helpers/sockets';
+
+const sampler = new Sampler();
+afterAll(async () => {
+  await sampler.close();
+  await cleanupSockets();
+});
+
+function find(records: SocketRecord[], local: string, remote?: string): SocketRecord | undefined {
+  return records.find((r) => {
+    const e = endpoints(r);
+    return e.local === local && (remote === undefined || e.remote === remote);
+  });
+}
+
+async function all(opts: Parameters<Sampler['sample']>[0] = {}): Promise<SocketRecord[]> {
+  return (await sampler.sample({ ...opts, all: true, maxRecords: 1e6 })).records;
+}
+
+describe.each([
+  ['IPv4', '127.0.0.1', 4],
+  ['IPv6', '::1', 6],
+] as const)('TCP receive queue over %s', (_name, host, family) => {
+  it('reports exactly the unread bytes of a server socket', async () => {
+    const { port, accepted } = await pausedServer(host);
+    const client = await connect(host, port);
+    await waitAccepted(accepted, 1);
+    client.write(Buffer.alloc(12345, 7));
+    const local = endpoints({ localAddress: host, localPort: port, remoteAddress: host, remotePort: client.localPort! });
+    const rec = await eventually(
+      async () => find(await all({ tcp: true, localPorts: [port] }), local.local, local.remote),
+      (r) => r?.recvQ === 12345,
+    );
+    expect(rec).toMatchObject({ protocol: 'tcp', family, stateName: 'established', recvQ: 12345, sendQ: 0, uid: process.getuid!() });
+    expect(rec!.inode).toBeGreaterThan(0);
+    expect(typeof rec!.cookie).toBe('bigint');
+    // A threshold just below the value makes it an offender, at the value it does not.
+    const below = await sampler.sample({ tcp: true, localPorts: [port], recvThreshold: 12344 });
+    expect(below.records.map((r) => r.localPort)).toEqual([port]);
+    expect(below.records[0].exceeded).toEqual(['RECV']);
+    const at = await sampler.sample({ tcp: true, localPorts: [port], recvThreshold: 12345 });
+    expect(at.records).toEqual([]);
+  });
+});
+
+describe('TCP send queue', () => {
+  it('client send queue plus server receive queue equals the bytes the kernel took', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    const sender = await stuckSender('127.0.0.1', port);
+    const sent = Number(sender.line.split(' ')[1]);
+    const cport = sender.port;
+    await waitAccepted(accepted, 1);
+    const recs = await eventually(
+      () => all({ tcp: true, ipv4: true, localPorts: [port, cport], states: ['established'] }),
+      (rs) => rs.length === 2 && rs.reduce((s, r) => s + r.recvQ + r.sendQ, 0) === sent,
+    );
+    const server = recs.find((r) => r.localPort === port)!;
+    const cli = recs.find((r) => r.localPort === cport)!;
+    expect(cli.sendQ).toBeGreaterThan(0);
+    expect(server.recvQ).toBeGreaterThan(0);
+    expect(server.recvQ + cli.sendQ).toBe(sent);
+    const stuck = await sampler.sample({ tcp: true, localPorts: [cport], sendThreshold: cli.sendQ - 1 });
+    expect(stuck.records).toHaveLength(1);
+    expect(stuck.records[0].exceeded).toEqual(['SEND']);
+    const ss = (await ssRows()).find((r) => r.local === `127.0.0.1:${cport}`);
+    expect(ss?.sendQ).toBe(cli.sendQ);
+  });
+});
+
+describe('LISTEN sockets', () => {
+  it('recv queue is the accept queue and send queue the backlog limit', async () => {
+    const holder = await neverAcceptingListener('127.0.0.1', 7);
+    for (let i = 0; i < 3; i++) await connect('127.0.0.1', holder.port);
+    const rec = await eventually(
+      async () => find(await all({ tcp: true, states: ['listen'], localPorts: [holder.port] }), `127.0.0.1:${holder.port}`),
+      (r) => r?.recvQ === 3,
+    );
+    expect(rec).toMatchObject({ stateName: 'listen', recvQ: 3, sendQ: 7 });
+    // Bytes thresholds never apply to listeners; the accept threshold does.
+    const bytes = await sampler.sample({ tcp: true, localPorts: [holder.port], recvThreshold: 0, sendThreshold: 0 });
+    expect(bytes.records.filter((r) => r.stateName === 'listen')).toEqual([]);
+    const accept = await sampler.sample({ tcp: true, states: ['listen'], localPorts: [holder.port], acceptThreshold: 2 });
+    expect(accept.records.map((r) => r.exceeded)).toEqual([['ACCEPT']]);
+    const notFull = await sampler.sample({ tcp: true, states: ['listen'], localPorts: [holder.port], acceptThreshold: 'limit' });
+    expect(notFull.records).toEqual([]);
+    for (let i = 0; i < 5; i++) await connect('127.0.0.1', holder.port);
+    const full = await eventually(
+      () => sampler.sample({ tcp: true, states: ['listen'], localPorts: [holder.port], acceptThreshold: 'limit' }),
+      (r) => r.records.length === 1,
+    );
+    expect(full.records[0].recvQ).toBeGreaterThanOrEqual(7);
+    expect(full.records[0].exceeded).toEqual(['ACCEPT']);
+  });
+});
+
+describe('UDP', () => {
+  it('queued datagrams show as kernel memory, in agreement with ss', async () => {
+    const holder = await nonReadingUdp('127.0.0.1');
+    const sender = await udpSocket('udp4', '127.0.0.1');
+    await sendUdp(sender, '127.0.0.1', holder.port, Buffer.alloc(100), 10);
+    const rec = await eventually(
+      async () => find(await all({ udp: true, localPorts: [holder.port], skmem: true }), `127.0.0.1:${holder.port}`),
+      (r) => (r?.recvQ ?? 0) >= 1000,
+    );
+    expect(rec).toMatchObject({ protocol: 'udp', stateName: 'unconn' });
+    // truesize: more than the payload, a whole number of equal skbs
+    expect(rec!.recvQ).toBeGreaterThan(10 * 100);
+    expect(rec!.recvQ % 10).toBe(0);
+    expect(rec!.skmem!.rmemAlloc).toBe(rec!.recvQ);
+    const ss = (await ssRows()).find((r) => r.local === `127.0.0.1:${holder.port}`);
+    expect(ss?.recvQ).toBe(rec!.recvQ);
+    expect(ss?.skmem?.rb).toBe(rec!.skmem!.rcvbuf);
+    expect(ss?.skmem?.d).toBe(rec!.skmem!.drops);
+  });
+
+  it('connected UDP sockets are ESTABLISHED, unconnected ones UNCONN, over both families', async () => {
+    const a = await udpSocket('udp6', '::1');
+    const b = await udpSocket('udp6', '::1');
+    await new Promise<void>((res) => b.connect(a.address().port, '::1', () => res()));
+    const recs = await all({ udp: true, ipv6: true, localPorts: [a.address().port, b.address().port] });
+    expect(find(recs, `[::1]:${a.address().port}`)?.stateName).toBe('unconn');
+    expect(find(recs, `[::1]:${b.address().port}`, `[::1]:${a.address().port}`)?.stateName).toBe('established');
+    expect(recs.every((r) => r.family === 6)).toBe(true);
+  });
+
+  it('the /proc/net/udp path reads the same sockets and queues as udp_diag', async () => {
+    const holder = await nonReadingUdp('127.0.0.1');
+    const sender = await udpSocket('udp4', '127.0.0.1');
+    await sendUdp(sender, '127.0.0.1', holder.port, Buffer.alloc(200), 3);
+    const viaDiag = await eventually(
+      async () => find(await all({ udp: true }), `127.0.0.1:${holder.port}`),
+      (r) => (r?.recvQ ?? 0) > 600,
+    );
+    const proc = await sampler.sample({ udp: true, all: true, forceProcUdp: true, maxRecords: 1e6 });
+    expect(proc.udpFromProc).toBe(true);
+    const viaProc = find(proc.records, `127.0.0.1:${holder.port}`);
+    expect(viaProc).toMatchObject({ recvQ: viaDiag!.recvQ, inode: viaDiag!.inode, uid: viaDiag!.uid, stateName: 'unconn' });
+  });
+});
+
+describe('other states and families', () => {
+  it('TIME_WAIT sockets are reported with zero queues and inode', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    const client = await connect('127.0.0.1', port);
+    await waitAccepted(accepted, 1);
+    const cport = client.localPort!;
+    client.end(); // the client closes first: it goes through FIN_WAIT to TIME_WAIT
+    accepted[0].resume();
+    accepted[0].end();
+    const rec = await eventually(
+      async () => find(await all({ tcp: true, states: ['time-wait'], localPorts: [cport] }), `127.0.0.1:${cport}`),
+      (r) => r !== undefined,
+    );
+    expect(rec).toMatchObject({ stateName: 'time-wait', recvQ: 0, sendQ: 0, inode: 0, remotePort: port });
+  });
+
+  it('v4-mapped connections on a dual-stack listener are IPv6 with ::ffff: addresses', async () => {
+    const { port, accepted } = await pausedServer('::');
+    const client = await connect('127.0.0.1', port);
+    await waitAccepted(accepted, 1);
+    const recs = await all({ tcp: true, localPorts: [port], states: ['established'] });
+    const rec = find(recs, `[::ffff:127.0.0.1]:${port}`, `[::ffff:127.0.0.1]:${client.localPort}`);
+    expect(rec?.family).toBe(6);
+    const v4only = await all({ tcp: true, ipv4: true, localPorts: [port], states: ['established'] });
+    expect(v4only).toEqual([]);
+  });
+
+  it('SYN_RECV request sockets appear when asked for', async () => {
+    // A listener that never completes handshakes is hard to make on loopback; instead check that
+    // asking for syn-recv is accepted by the kernel and returns only that state.
+    const r = await sampler.sample({ tcp: true, states: ['syn-recv'], all: true });
+    expect(r.records.every((x) => x.stateName === 'syn-recv')).toBe(true);
+  });
+});
+
+describe('native aggregation and counts', () => {
+  it('counts per state and aggregates outbound connections per remote endpoint', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    const clients = [];
+    for (let i = 0; i < 6; i++) clients.push(await connect('127.0.0.1', port));
+    await waitAccepted(accepted, 6);
+    const r = await sampler.sample({ tcp: true, remotePorts: [port], aggregate: { cookies: true } });
+    const agg = r.aggregates.find((a) => a.remote === `127.0.0.1:${port}`);
+    expect(agg).toMatchObject({ total: 6, states: { established: 6 } });
+    expect(r.tcpStates.established).toBe(6);
+    expect(r.records).toEqual([]); // no thresholds: no records cross into JS
+    expect(r.aggCookies).toHaveLength(6);
+    // Only the sockets of an owner set are aggregated.
+    const all6 = await all({ tcp: true, remotePorts: [port] });
+    const two = all6.slice(0, 2);
+    const owned = await sampler.sample({ tcp: true, remotePorts: [port], aggregate: { ownerInodes: two.map((x) => x.inode) } });
+    expect(owned.aggregates[0].total).toBe(2);
+    const byCookie = await sampler.sample({ tcp: true, remotePorts: [port], aggregate: { ownerCookies: [two[0].cookie] } });
+    expect(byCookie.aggregates[0].total).toBe(1);
+  });
+
+  it('returns at most maxRecords records but counts every offender', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    for (let i = 0; i < 5; i++) (await connect('127.0.0.1', port)).write('hello');
+    await waitAccepted(accepted, 5);
+    const r = await eventually(
+      () => sampler.sample({ tcp: true, localPorts: [port], recvThreshold: 0, maxRecords: 2 }),
+      (x) => x.offendersTotal === 5,
+    );
+    expect(r.records).toHaveLength(2);
+    expect(r.offendersTotal).toBe(5);
+  });
+});
+
+describe('exact lookup', () => {
+  it('finds one socket by 4-tuple and cookie, and nothing with a wrong cookie', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    const client = await connect('127.0.0.1', port);
+    await waitAccepted(accepted, 1);
+    client.write(Buffer.alloc(777));
+    const rec = await eventually(
+      async () => find(await all({ tcp: true, localPorts: [port] }), `127.0.0.1:${port}`, `127.0.0.1:${client.localPort}`),
+      (r) => r?.recvQ === 777,
+    );
+    const key = { protocol: 'tcp' as const, local: `127.0.0.1:${port}`, remote: `127.0.0.1:${client.localPort}` };
+    const hit = sampler.lookup({ ...key, cookie: rec!.cookie, skmem: true });
+    expect(hit).toMatchObject({ recvQ: 777, cookie: rec!.cookie, inode: rec!.inode });
+    expect(hit!.skmem!.rcvbuf).toBeGreaterThan(0);
+    const miss = sampler.lookup({ ...key, cookie: rec!.cookie + 1000n });
+    expect(miss).toBeNull();
+    // The kernel answers a miss with the listener of the local port; an exact lookup does not.
+    expect(sampler.lookup({ ...key, remote: '127.0.0.1:1' })).toBeNull();
+    const v6 = await pausedServer('::1');
+    const c6 = await connect('::1', v6.port);
+    expect(sampler.lookup({ protocol: 'tcp', local: `[::1]:${c6.localPort}`, remote: `[::1]:${v6.port}` })?.family).toBe(6);
+  });
+});

@@ -1,0 +1,80 @@
+// Sampling inside another network namespace (needs root and iproute2's `ip`; both are on CI here).
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Sampler } from '../lib/sampler';
+import { cleanupSockets } from './helpers/sockets';
+
+const NS = `sw-test-${process.pid}`;
+const canNetns = process.getuid?.() === 0 && spawnSync('ip', ['-V']).status === 0;
+
+describe.skipIf(!canNetns)('network namespaces', () => {
+  let port = 0;
+  beforeAll(async () => {
+    execFileSync('ip', ['netns', 'add', NS]);
+    execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+    // A listener that exists only inside the namespace, held by a forked python child.
+    const out = execFileSync('ip', ['netns', 'exec', NS, 'python3', '-c', `
+import socket, os, sys, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(3)
+port = s.getsockname()[1]
+if os.fork() == 0:
+    os.setsid()
+    null = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    time.sleep(3600)
+    os._exit(0)
+print(port, flush=True)
+os._exit(0)
+`]).toString();
+    port = Number(out.trim());
+  });
+
+  afterAll(async () => {
+    await cleanupSockets();
+    spawnSync('ip', ['netns', 'pids', NS]).stdout?.toString().trim().split('\n').filter(Boolean).forEach((p) => {
+      try {
+        process.kill(Number(p), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    });
+    spawnSync('ip', ['netns', 'del', NS]);
+  });
+
+  it('sees the namespace’s sockets through /var/run/netns/NAME and not from the host', async () => {
+    const inside = new Sampler({ netns: `/var/run/netns/${NS}` });
+    const r = await inside.sample({ tcp: true, states: ['listen'], all: true });
+    expect(r.records.map((x) => `${x.localAddress}:${x.localPort}`)).toContain(`127.0.0.1:${port}`);
+    await inside.close();
+    const host = new Sampler();
+    const h = await host.sample({ tcp: true, states: ['listen'], localPorts: [port], all: true });
+    expect(h.records.filter((x) => x.localAddress === '127.0.0.1' && x.localPort === port && x.inode !== 0).length).toBeLessThanOrEqual(1);
+    await host.close();
+  });
+
+  it('works through /proc/PID/ns/net of a process inside', async () => {
+    const pid = spawnSync('ip', ['netns', 'pids', NS]).stdout.toString().trim().split('\n')[0];
+    const s = new Sampler({ netns: `/proc/${pid}/ns/net` });
+    const r = s.sampleSync({ tcp: true, states: ['listen'], localPorts: [port], all: true });
+    expect(r.records).toHaveLength(1);
+    await s.close();
+  });
+
+  it('an unprivileged user gets a clear error naming the privilege', () => {
+    const root = path.join(__dirname, '..');
+    const child = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `process.setgid(65534); process.setuid(65534);
+         const { Sampler } = require(${JSON.stringify(path.join(root, 'dist', 'sampler.js'))});
+         try { new Sampler({ netns: '/var/run/netns/${NS}' }); console.log('no error'); }
+         catch (e) { console.log(e.code + ' ' + e.message); }`,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(child.stdout).toMatch(/EPERM netns \/var\/run\/netns\/sw-test-\d+: permission denied: entering a network namespace needs CAP_SYS_ADMIN/);
+  });
+});
