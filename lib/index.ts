@@ -17,3 +17,6 @@ export { formatEndpoint, parseEndpoint } from './address';
 export { TCP_STATES, stateName, stateMask } from './states';
 export { compileFilter, portRulesFilter, runBytecode } from './bytecode';
 export { redactUrl, redactText } from './redact';
+export * from './alerts';
+export * as dotnet from './dotnet';
+export * as upload from './upload';
