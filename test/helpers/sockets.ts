@@ -23,7 +23,7 @@ export async function cleanupSockets(): Promise<void> {
 export async function pausedServer(host: string): Promise<{ server: net.Server; port: number; accepted: net.Socket[] }> {
   const accepted: net.Socket[] = [];
   const server = net.createServer({ pauseOnConnect: true }, (s) => accepted.push(s));
-  server.listen(0, host);
+  server.listen({ port: 0, host, backlog: 4096 });
   await once(server, 'listening');
   cleanups.push(() => {
     accepted.forEach((s) => s.destroy());
@@ -41,7 +41,7 @@ export async function connect(host: string, port: number, localAddress?: string)
 
 /** Waits until `accepted` holds n sockets. */
 export async function waitAccepted(accepted: net.Socket[], n: number): Promise<void> {
-  for (let i = 0; i < 500 && accepted.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 3000 && accepted.length < n; i++) await new Promise((r) => setTimeout(r, 10));
   if (accepted.length < n) throw new Error(`only ${accepted.length} of ${n} connections accepted`);
 }
 
