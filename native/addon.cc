@@ -306,7 +306,8 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     size_t alen = family == AF_INET6 ? 16 : 4;
     if (!src.IsBuffer() || !dst.IsBuffer() || src.As<Napi::Buffer<uint8_t>>().Length() != alen ||
         dst.As<Napi::Buffer<uint8_t>>().Length() != alen) {
-      Napi::TypeError::New(env, "native: lookup addresses must be Buffers of 4 or 16 bytes").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "native: lookup addresses must be Buffers of 4 or 16 bytes")
+          .ThrowAsJavaScriptException();
       return env.Undefined();
     }
     uint64_t cookie = ~0ull;  // INET_DIAG_NOCOOKIE

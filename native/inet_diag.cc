@@ -66,8 +66,8 @@ int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem
   return 0;
 }
 
-size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol,
-                        uint32_t states, uint8_t ext, const uint8_t* bytecode, size_t bytecode_len) {
+size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
+                        uint8_t ext, const uint8_t* bytecode, size_t bytecode_len) {
   size_t base = NLMSG_LENGTH(sizeof(struct inet_diag_req_v2));
   size_t attr = bytecode_len > 0 ? RTA_SPACE(bytecode_len) : 0;
   size_t len = NLMSG_ALIGN(base) + attr;
@@ -89,9 +89,8 @@ size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, 
   return len;
 }
 
-size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol,
-                          const uint8_t* src, uint16_t sport, const uint8_t* dst, uint16_t dport,
-                          uint64_t cookie, uint8_t ext) {
+size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, const uint8_t* src,
+                          uint16_t sport, const uint8_t* dst, uint16_t dport, uint64_t cookie, uint8_t ext) {
   size_t len = NLMSG_LENGTH(sizeof(struct inet_diag_req_v2));
   if (len > cap) return 0;
   memset(buf, 0, len);

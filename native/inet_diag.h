@@ -36,13 +36,12 @@ struct SockRecord {
 int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem, SockRecord* out);
 
 // Builds a dump request into buf (cap bytes). Returns its length, or 0 when it does not fit.
-size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol,
-                        uint32_t states, uint8_t ext, const uint8_t* bytecode, size_t bytecode_len);
+size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
+                        uint8_t ext, const uint8_t* bytecode, size_t bytecode_len);
 
 // Builds an exact lookup (no NLM_F_DUMP) for one socket by 4-tuple and cookie.
 // cookie == ~0ull means INET_DIAG_NOCOOKIE.
-size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol,
-                          const uint8_t* src, uint16_t sport, const uint8_t* dst, uint16_t dport,
-                          uint64_t cookie, uint8_t ext);
+size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, const uint8_t* src,
+                          uint16_t sport, const uint8_t* dst, uint16_t dport, uint64_t cookie, uint8_t ext);
 
 }  // namespace sw

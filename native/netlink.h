@@ -12,8 +12,8 @@
 namespace sw {
 
 struct Status {
-  int err = 0;                 // 0 or -errno
-  const char* syscall = "";    // the call that failed
+  int err = 0;               // 0 or -errno
+  const char* syscall = "";  // the call that failed
   static Status Ok() { return Status(); }
   static Status Fail(int e, const char* sc) {
     Status s;

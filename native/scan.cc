@@ -101,8 +101,8 @@ Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t prot
   uint8_t req[4096];
   uint8_t ext = (p.flags & kScanSkmem) ? kExtSkmem : 0;
   uint32_t seq = sock->NextSeq();
-  size_t len = BuildDumpRequest(req, sizeof(req), seq, family, protocol, states, ext, p.bytecode.data(),
-                                p.bytecode.size());
+  size_t len =
+      BuildDumpRequest(req, sizeof(req), seq, family, protocol, states, ext, p.bytecode.data(), p.bytecode.size());
   if (len == 0) return Status::Fail(-E2BIG, "sendto");
   sink->set_protocol(protocol);
   Status s = sock->Send(req, len);
@@ -151,7 +151,8 @@ size_t AggKeyHash::operator()(const AggKey& k) const {
 
 uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p) {
   if (r.protocol == kIpprotoTcp && r.state == kTcpListen) {
-    if (p.accept_threshold == kAcceptAtLimit) return (r.wqueue > 0 && r.rqueue >= r.wqueue) ? static_cast<uint32_t>(kReasonAccept) : 0u;
+    if (p.accept_threshold == kAcceptAtLimit)
+      return (r.wqueue > 0 && r.rqueue >= r.wqueue) ? static_cast<uint32_t>(kReasonAccept) : 0u;
     return Above(r.rqueue, p.accept_threshold) ? static_cast<uint32_t>(kReasonAccept) : 0u;
   }
   uint32_t reasons = 0;

@@ -90,8 +90,7 @@ Status RunScan(NetlinkSocket* sock, const ScanParams& params, bool allow_proc_ud
 
 // Exact lookup of one socket. Returns Ok with *found=false when the kernel has no such socket.
 Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
-                    const uint8_t* dst, uint16_t dport, uint64_t cookie, bool want_skmem, SockRecord* out,
-                    bool* found);
+                    const uint8_t* dst, uint16_t dport, uint64_t cookie, bool want_skmem, SockRecord* out, bool* found);
 
 // The offender test, shared by the dump and /proc paths.
 uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p);

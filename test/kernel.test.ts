@@ -195,18 +195,20 @@ describe('native aggregation and counts', () => {
     const clients = [];
     for (let i = 0; i < 6; i++) clients.push(await connect('127.0.0.1', port));
     await waitAccepted(accepted, 6);
-    const r = await sampler.sample({ tcp: true, remotePorts: [port], aggregate: { cookies: true } });
+    // Exact selection (our client ports and the server port), so parallel tests never count.
+    const mine = { tcp: true, remotePorts: [port], localPorts: clients.map((c) => c.localPort!) };
+    const r = await sampler.sample({ ...mine, aggregate: { cookies: true } });
     const agg = r.aggregates.find((a) => a.remote === `127.0.0.1:${port}`);
     expect(agg).toMatchObject({ total: 6, states: { established: 6 } });
     expect(r.tcpStates.established).toBe(6);
     expect(r.records).toEqual([]); // no thresholds: no records cross into JS
     expect(r.aggCookies).toHaveLength(6);
     // Only the sockets of an owner set are aggregated.
-    const all6 = await all({ tcp: true, remotePorts: [port] });
+    const all6 = await all(mine);
     const two = all6.slice(0, 2);
-    const owned = await sampler.sample({ tcp: true, remotePorts: [port], aggregate: { ownerInodes: two.map((x) => x.inode) } });
+    const owned = await sampler.sample({ ...mine, aggregate: { ownerInodes: two.map((x) => x.inode) } });
     expect(owned.aggregates[0].total).toBe(2);
-    const byCookie = await sampler.sample({ tcp: true, remotePorts: [port], aggregate: { ownerCookies: [two[0].cookie] } });
+    const byCookie = await sampler.sample({ ...mine, aggregate: { ownerCookies: [two[0].cookie] } });
     expect(byCookie.aggregates[0].total).toBe(1);
   });
 

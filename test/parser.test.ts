@@ -39,16 +39,24 @@ describe('recorded replies', () => {
     c.write(Buffer.alloc(321));
     await new Promise((r) => setTimeout(r, 50));
     // Record the raw datagrams of an AF_INET TCP dump (seq 77, SKMEMINFO asked), one hex line each.
+    // (A listener and one accepted connection: the server port is the dump's local-port filter.)
     const hex = execFileSync('python3', ['-c', `
 import socket, struct
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
-req = struct.pack('=BBBBI', socket.AF_INET, 6, 0x40, 0, 0xfff) + bytes(48)
+# A non-zero id.idiag_sport makes the kernel's dump loop keep only that local port: a small recording.
+req = struct.pack('=BBBBI', socket.AF_INET, 6, 0x40, 0, 0xfff) + struct.pack('!H', ${port}) + bytes(46)
 s.send(struct.pack('=IHHII', 16 + len(req), 20, 0x301, 77, 0) + req)
-while True:
+done = False
+while not done:
     d = s.recv(65536)
     print(d.hex())
-    if struct.unpack_from('=H', d, 4)[0] == 3 or len(d) == 0:
-        break
+    off = 0
+    while off + 16 <= len(d):
+        length, kind = struct.unpack_from('=IH', d, off)
+        if kind == 3 or length < 16:
+            done = True
+            break
+        off += (length + 3) & ~3
 `]).toString().trim().split('\n');
     const datagrams = hex.map((h) => Buffer.from(h, 'hex'));
     const parsed = binding.parseRecorded(datagrams, 77, req(SCAN_ALL | SCAN_SKMEMINFO));
