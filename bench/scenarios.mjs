@@ -1,0 +1,197 @@
+// The scenario table: one row per measured thing, run once per farm size, each in a fresh process.
+// Add a benchmark by adding a row (and, if it is a new kind of work, a kind in methods.mjs).
+//
+// Row fields:
+//   id         unique name, used by --only, baselines and targets
+//   title      what the row measures, for the report
+//   group      report section: 'sampler' | 'snat' (later: 'queue-watch', …)
+//   kind       'floor' (bench/floor.c) | 'addon-sync' | 'addon-async' | 'lookup' | 'ss' | 'proc' | 'pipeline'
+//   options    SampleOptions passed to the addon (addon-*); for 'floor', the options it mirrors:
+//              the same protocols, families, state masks and kernel bytecode, compiled by the library
+//   args / command / threshold / needs   kind-specific inputs
+//   baseline   id of the row the "× baseline" column divides by
+//   unit       'scan' (ms per call) or 'lookup' (µs per lookup)
+//   runs       timed calls per process (default by size); warmups; heapCalls: batch size of the
+//              heap measurement; rounds: how many fresh processes (default: the run's rounds)
+//   heapFlat   true: part of the "heap per scan independent of N" target
+//   sizes      optional (size, allSizes) => boolean: which farm sizes the row runs at
+//   farm       farm shape (farm-plan.mjs); only 'mixed' exists
+import { EXCLUDED_PORTS } from './farm-plan.mjs';
+
+export const THRESHOLD = 1000;
+const THRESHOLDS = { recvThreshold: THRESHOLD, sendThreshold: THRESHOLD };
+/** A state mask and port bytecode: established sockets not on local ports 80/443. */
+const KERNEL_FILTERED = { ...THRESHOLDS, states: ['established'], excludeLocalPorts: [80, 443] };
+const SNAT_STATES = ['established', 'time-wait', 'close-wait', 'fin-wait-1', 'fin-wait-2'];
+const SNAT = { tcp: true, states: SNAT_STATES, excludeLocalPorts: EXCLUDED_PORTS, aggregate: true };
+const SNAT_AWK =
+  `awk '$1 ~ /^tcp/ && $6 ~ /^(ESTABLISHED|TIME_WAIT|CLOSE_WAIT|FIN_WAIT1|FIN_WAIT2)$/ ` +
+  `&& $4 !~ /:(${EXCLUDED_PORTS.join('|')})$/ {print $5}' | sort | uniq -c | sort -rn`;
+
+export const scenarios = [
+  // --- the sampler ---------------------------------------------------------------------------
+  {
+    id: 'floor',
+    group: 'sampler',
+    kind: 'floor',
+    title: 'C floor: 4 dumps (TCP, UDP × v4, v6), all states, fixed fields only',
+    options: THRESHOLDS,
+  },
+  {
+    id: 'sync-scan',
+    group: 'sampler',
+    kind: 'addon-sync',
+    title: 'sampleSync, every socket, thresholds 1000/1000 (few offenders)',
+    options: THRESHOLDS,
+    baseline: 'floor',
+    heapFlat: true,
+  },
+  {
+    id: 'async-scan',
+    group: 'sampler',
+    kind: 'addon-async',
+    title: 'await sample(), every socket, thresholds 1000/1000',
+    options: THRESHOLDS,
+    baseline: 'floor',
+    heapFlat: true,
+  },
+  {
+    id: 'floor-filtered',
+    group: 'sampler',
+    kind: 'floor',
+    title: 'C floor with the kernel filter below (state mask + port bytecode)',
+    options: KERNEL_FILTERED,
+  },
+  {
+    id: 'sync-filtered',
+    group: 'sampler',
+    kind: 'addon-sync',
+    title: 'sampleSync, states [established], excludeLocalPorts [80, 443], thresholds',
+    options: KERNEL_FILTERED,
+    baseline: 'floor-filtered',
+    heapFlat: true,
+  },
+  {
+    id: 'async-filtered',
+    group: 'sampler',
+    kind: 'addon-async',
+    title: 'await sample(), same kernel filter and thresholds',
+    options: KERNEL_FILTERED,
+    baseline: 'floor-filtered',
+    heapFlat: true,
+  },
+  {
+    id: 'sync-list-all',
+    group: 'sampler',
+    kind: 'addon-sync',
+    title: 'sampleSync with all: true (every socket becomes a JS record; for contrast)',
+    options: { all: true, maxRecords: 1_000_000 },
+    baseline: 'floor',
+    runs: 3,
+    rounds: 1,
+    heapCalls: 2,
+  },
+  {
+    id: 'ss',
+    group: 'sampler',
+    kind: 'ss',
+    title: '`ss -tuan` spawned, output parsed in JS (count, queue sums, offenders)',
+    args: ['-tuan'],
+    threshold: THRESHOLD,
+    baseline: 'floor',
+    heapCalls: 2,
+  },
+  {
+    id: 'proc',
+    group: 'sampler',
+    kind: 'proc',
+    title: '/proc/net/{tcp,tcp6,udp,udp6} read and parsed in JS (same answer)',
+    threshold: THRESHOLD,
+    baseline: 'floor',
+    heapCalls: 2,
+  },
+  {
+    id: 'lookup',
+    group: 'sampler',
+    kind: 'lookup',
+    title: 'exact lookup of one TCP socket by 4-tuple and cookie (no dump)',
+    unit: 'lookup',
+  },
+
+  // --- outbound (SNAT) watch ------------------------------------------------------------------
+  {
+    id: 'floor-snat',
+    group: 'snat',
+    kind: 'floor',
+    title: 'C floor: TCP v4+v6, SNAT states, bytecode excluding local ports 80/443/2222',
+    options: SNAT,
+  },
+  {
+    id: 'snat-sync',
+    group: 'snat',
+    kind: 'addon-sync',
+    title: 'sampleSync, SNAT states, excludeLocalPorts [80,443,2222], aggregate: true',
+    options: SNAT,
+    baseline: 'floor-snat',
+  },
+  {
+    id: 'snat-async',
+    group: 'snat',
+    kind: 'addon-async',
+    title: 'await sample(), same SNAT options',
+    options: SNAT,
+    baseline: 'floor-snat',
+  },
+  {
+    id: 'snat-netstat-p',
+    group: 'snat',
+    kind: 'pipeline',
+    title: '`netstat -natp | awk | sort | uniq -c | sort -rn` (per-remote counts)',
+    command: `netstat -natp 2>/dev/null | ${SNAT_AWK}`,
+    needs: ['netstat', 'awk', 'sort', 'uniq'],
+    baseline: 'floor-snat',
+    runs: 3,
+    rounds: 1,
+    warmups: 1,
+    heapCalls: 1,
+  },
+  {
+    id: 'snat-netstat',
+    group: 'snat',
+    kind: 'pipeline',
+    title: 'the same pipeline without -p (no /proc/*/fd walk)',
+    command: `netstat -nat 2>/dev/null | ${SNAT_AWK}`,
+    needs: ['netstat', 'awk', 'sort', 'uniq'],
+    baseline: 'floor-snat',
+    runs: 3,
+    rounds: 2,
+    warmups: 1,
+    heapCalls: 1,
+  },
+];
+
+// Targets, evaluated per size (or across sizes for heap-flat). `info: true` rows are reported
+// without a verdict. `bound` (speedups): a floor row; a miss also reports how much faster than the
+// slower side that floor itself is, the most any reader of the same dumps could reach.
+export const targets = [
+  { id: 'sync-vs-floor', label: 'full sync scan ≤ 1.15× floor', kind: 'ratio', row: 'sync-scan', over: 'floor', max: 1.15 },
+  { id: 'async-vs-floor', label: 'async scan ≤ 1.3× floor', kind: 'ratio', row: 'async-scan', over: 'floor', max: 1.3 },
+  { id: 'vs-ss', label: 'sync scan ≥ 2× faster than ss -tuan + parse', kind: 'speedup', row: 'sync-scan', slower: 'ss', min: 2, bound: 'floor' },
+  { id: 'vs-proc', label: 'sync scan ≥ 3× faster than /proc/net parsing', kind: 'speedup', row: 'sync-scan', slower: 'proc', min: 3, bound: 'floor' },
+  { id: 'heap-flat', label: 'heap per scan independent of N (few offenders)', kind: 'heap-flat', rows: scenarios.filter((r) => r.heapFlat).map((r) => r.id), maxSpreadBytes: 1024 },
+  { id: 'lookup', label: 'exact lookup ≤ 50 µs', kind: 'max-us', row: 'lookup', max: 50 },
+  { id: 'snat-vs-floor', label: 'SNAT scan vs its floor', kind: 'ratio', row: 'snat-sync', over: 'floor-snat', info: true },
+  { id: 'snat-vs-netstat-p', label: 'SNAT scan vs netstat -natp pipeline', kind: 'speedup', row: 'snat-sync', slower: 'snat-netstat-p', info: true },
+  { id: 'snat-vs-netstat', label: 'SNAT scan vs netstat -nat pipeline', kind: 'speedup', row: 'snat-sync', slower: 'snat-netstat', info: true },
+];
+
+/** Timed calls per row and process at a farm size, unless the row says otherwise. */
+export function defaultRuns(size) {
+  return size <= 2000 ? 15 : size <= 15000 ? 11 : 11;
+}
+
+/** Rounds: each row runs in this many fresh processes, interleaved with the other rows, so slow
+ *  phases of a shared machine spread over all rows instead of hitting one. */
+export function defaultRounds(quick) {
+  return quick ? 2 : 7;
+}
