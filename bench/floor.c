@@ -5,9 +5,10 @@
  * The benchmark harness compiles it with cc -O2 and reads its one line of JSON output.
  *
  *   floor [-r runs] [-w warmups] [-p protomask] [-f familymask] [-t tcpstates] [-u udpstates]
- *         [-b bytecode-hex] [-R so_rcvbuf]
+ *         [-b bytecode-hex] [-R so_rcvbuf] [-1]
  *
  *   protomask: 1 = TCP, 2 = UDP; familymask: 1 = IPv4, 2 = IPv6 (same bits as the addon).
+ *   -1 dumps TCP of both families in one walk (legacy TCPDIAG_GETSOCK), as the addon does.
  *   -R sets SO_RCVBUF (the harness leaves the default: it made no measurable difference).
  *   Output: {"ms":[wall ms per full pass...],"cpuMs":[process CPU ms per pass...],"sockets":N,
  *            "recvQ":N,"sendQ":N,"bytes":N,"recvCalls":N}  — the counters describe the last pass. Errors go to stderr with exit status 1.
@@ -48,6 +49,7 @@ struct options {
   uint32_t udp_states;
   uint8_t bytecode[MAX_BYTECODE];
   size_t bytecode_len;
+  int one_walk;
 };
 
 static double clock_ms(clockid_t clock) {
@@ -105,6 +107,34 @@ static int send_dump_request(int fd, uint32_t seq, uint8_t family, uint8_t proto
   return n == (ssize_t)len ? 0 : -errno;
 }
 
+/* -1: the legacy TCPDIAG_GETSOCK request, which the kernel maps to AF_UNSPEC, so one walk of the
+ * TCP hash returns both families (what the addon sends when both families are asked for). */
+static int send_one_walk_tcp_request(int fd, uint32_t seq, uint32_t states, const struct options *o) {
+  struct {
+    struct nlmsghdr nlh;
+    struct inet_diag_req req;
+    struct rtattr rta;
+    uint8_t bytecode[MAX_BYTECODE];
+  } msg;
+  memset(&msg, 0, sizeof(msg));
+  size_t len = NLMSG_LENGTH(sizeof(struct inet_diag_req));
+  msg.req.idiag_family = AF_INET;
+  msg.req.idiag_states = states;
+  if (o->bytecode_len > 0) {
+    msg.rta.rta_type = INET_DIAG_REQ_BYTECODE;
+    msg.rta.rta_len = (unsigned short)RTA_LENGTH(o->bytecode_len);
+    memcpy(msg.bytecode, o->bytecode, o->bytecode_len);
+    len = NLMSG_ALIGN(len) + RTA_ALIGN(msg.rta.rta_len);
+  }
+  msg.nlh.nlmsg_len = (uint32_t)len;
+  msg.nlh.nlmsg_type = TCPDIAG_GETSOCK;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.nlh.nlmsg_seq = seq;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n = sendto(fd, &msg, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+  return n == (ssize_t)len ? 0 : -errno;
+}
+
 /* Reads one dump to NLMSG_DONE. Returns 0, or -errno (from the kernel or from recv). */
 static int read_dump(int fd, uint32_t seq, uint8_t *buf, struct pass_counts *c) {
   for (;;) {
@@ -146,6 +176,16 @@ static int one_pass(int fd, uint32_t *seq, uint8_t *buf, const struct options *o
   for (int p = 0; p < 2; p++) {
     if (!(o->protocols & protos[p].bit)) continue;
     uint32_t states = protos[p].protocol == IPPROTO_TCP ? o->tcp_states : o->udp_states;
+    if (o->one_walk && protos[p].protocol == IPPROTO_TCP && o->families == 3) {
+      uint32_t s = ++*seq;
+      int err = send_one_walk_tcp_request(fd, s, states, o);
+      if (err == 0) err = read_dump(fd, s, buf, c);
+      if (err != 0) {
+        fprintf(stderr, "floor: one-walk TCP dump: %s\n", strerror(-err));
+        return err;
+      }
+      continue;
+    }
     for (int f = 0; f < 2; f++) {
       if (!(o->families & fams[f].bit)) continue;
       uint32_t s = ++*seq;
@@ -181,7 +221,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
   o->tcp_states = 0x1ffe;
   o->udp_states = (1u << 1) | (1u << 7);
   int c;
-  while ((c = getopt(argc, argv, "r:w:p:f:t:u:b:R:")) != -1) {
+  while ((c = getopt(argc, argv, "r:w:p:f:t:u:b:R:1")) != -1) {
     switch (c) {
       case 'r': o->runs = (int)parse_number(optarg, "-r"); break;
       case 'w': o->warmups = (int)parse_number(optarg, "-w"); break;
@@ -190,6 +230,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
       case 't': o->tcp_states = (uint32_t)parse_number(optarg, "-t"); break;
       case 'u': o->udp_states = (uint32_t)parse_number(optarg, "-u"); break;
       case 'R': o->rcvbuf = (int)parse_number(optarg, "-R"); break;
+      case '1': o->one_walk = 1; break;
       case 'b':
         if (parse_hex(optarg, o->bytecode, sizeof(o->bytecode), &o->bytecode_len) != 0) {
           fprintf(stderr, "floor: -b: not an even-length hex string of at most %d bytes\n", MAX_BYTECODE);

@@ -97,6 +97,7 @@ function floorArgs(row, lib) {
     const req = lib.compileSampleOptions(o);
     const args = ['-p', String(req.protocols), '-f', String(req.families), '-t', String(req.tcpStates), '-u', String(req.udpStates)];
     if (req.bytecode && req.bytecode.length) args.push('-b', Buffer.from(req.bytecode).toString('hex'));
+    if (row.oneWalk) args.push('-1');
     return args;
   }
   const filtered = o.states || o.localPorts || o.excludeLocalPorts || o.remotePorts || o.excludeRemotePorts || o.tcp || o.udp || o.ipv4 || o.ipv6;

@@ -18,5 +18,21 @@ export { TCP_STATES, stateName, stateMask } from './states';
 export { compileFilter, portRulesFilter, runBytecode } from './bytecode';
 export { redactUrl, redactText } from './redact';
 export * from './alerts';
+export { QueueWatcher, QUEUE_DEFAULTS, alertId, alertToParams, alertToJson, alertToLine, SocketOwners } from './queues';
+export type {
+  QueueWatcherOptions,
+  QueueAlert,
+  QueueEventKind,
+  QueueFilter,
+  QueueTickStats,
+  QueueSuppressedEvent,
+  QueueWatcherEvents,
+  QueueWatcherStats,
+  ByteThreshold,
+  AcceptThreshold,
+  SocketOwner,
+  SocketOwnersOptions,
+} from './queues';
 export * as dotnet from './dotnet';
 export * as upload from './upload';
+export * as outbound from './outbound';

@@ -42,6 +42,10 @@ export interface NativeScanRequest {
   flags: number; // SCAN_* bits
   /** TCP states counted in the per-remote aggregation (bit per state). */
   aggStates: number;
+  /** Keep only the N largest aggregates (0: all). */
+  aggTop: number;
+  /** Keep only aggregates with at least this many sockets. */
+  aggMinTotal: number;
   /** Sorted ascending. When given, only sockets whose inode or cookie is listed are aggregated. */
   ownerInodes?: Uint32Array;
   ownerCookies?: BigUint64Array;
@@ -69,13 +73,16 @@ export interface NativeSocketRecord {
   skmem?: number[];
 }
 
-export interface NativeAggregate {
-  family: number;
-  remoteAddress: string;
-  remotePort: number;
+/** Aggregates, packed: aggregate i is families[i], addresses.split(',')[i], ports[i], and
+ *  counts[i*17] (total) followed by counts[i*17+1+state] per TCP state. Sorted by total, descending. */
+export interface NativeAggregates {
+  count: number;
+  /** Distinct remote endpoints before the aggTop / aggMinTotal cuts. */
   total: number;
-  /** index = TCP state number (0..15) */
-  states: number[];
+  families: Uint8Array;
+  ports: Uint16Array;
+  counts: Uint32Array;
+  addresses: string;
 }
 
 export interface NativeScanResult {
@@ -87,7 +94,7 @@ export interface NativeScanResult {
   /** Per-state socket counts, index = state number. */
   tcpStates: number[];
   udpStates: number[];
-  aggregates: NativeAggregate[];
+  aggregates: NativeAggregates;
   /** With SCAN_AGG_COOKIES: cookie i belongs to aggregates[aggCookieIndex[i]]. */
   aggCookies?: BigUint64Array;
   aggCookieIndex?: Uint32Array;

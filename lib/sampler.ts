@@ -43,6 +43,10 @@ export interface AggregateOptions {
   /** Only sockets whose inode or cookie is listed are aggregated (e.g. one process's sockets). */
   ownerInodes?: Iterable<number>;
   ownerCookies?: Iterable<bigint>;
+  /** Return only the N destinations with the most sockets (the rest are only counted). */
+  top?: number;
+  /** Return only destinations with at least this many sockets. */
+  minTotal?: number;
 }
 
 export interface SampleOptions {
@@ -136,7 +140,10 @@ export interface SampleResult {
   /** Count per state name, per protocol. */
   tcpStates: Record<string, number>;
   udpStates: Record<string, number>;
+  /** Per remote endpoint, sorted by total (descending). */
   aggregates: Aggregate[];
+  /** Distinct remote endpoints seen, including those cut by `top` / `minTotal`. */
+  aggregatesTotal: number;
   aggCookies?: BigUint64Array;
   aggCookieIndex?: Uint32Array;
   /** True when UDP came from /proc because the kernel has no udp_diag. */
@@ -236,6 +243,8 @@ export function compileSampleOptions(o: SampleOptions = {}): NativeScanRequest {
     maxRecords,
     flags,
     aggStates: 0,
+    aggTop: 0,
+    aggMinTotal: 0,
   };
   if (o.aggregate) {
     const a: AggregateOptions = o.aggregate === true ? {} : o.aggregate;
@@ -243,6 +252,14 @@ export function compileSampleOptions(o: SampleOptions = {}): NativeScanRequest {
     req.aggStates = a.states ? stateMask(a.states, 'aggregate.states') : ALL_STATES_MASK & ~(1 << TCP_STATES.listen);
     if (a.ownerInodes !== undefined) req.ownerInodes = sortedUint32(a.ownerInodes, 'aggregate.ownerInodes');
     if (a.ownerCookies !== undefined) req.ownerCookies = BigUint64Array.from(a.ownerCookies).sort();
+    if (a.top !== undefined) {
+      if (!Number.isInteger(a.top) || a.top < 1 || a.top > 0xffffffff) throw new RangeError(`aggregate.top must be a positive integer, got ${a.top}`);
+      req.aggTop = a.top;
+    }
+    if (a.minTotal !== undefined) {
+      if (!Number.isInteger(a.minTotal) || a.minTotal < 0 || a.minTotal > 0xffffffff) throw new RangeError(`aggregate.minTotal must be a non-negative integer, got ${a.minTotal}`);
+      req.aggMinTotal = a.minTotal;
+    }
     if (req.ownerInodes && !req.ownerCookies) req.ownerCookies = new BigUint64Array(0);
     if (req.ownerCookies && !req.ownerInodes) req.ownerInodes = new Uint32Array(0);
   }
@@ -293,6 +310,29 @@ function stateCounts(counts: number[], protocol: 'tcp' | 'udp'): Record<string, 
   return out;
 }
 
+function unpackAggregates(a: NativeScanResult['aggregates']): Aggregate[] {
+  if (a.count === 0) return [];
+  const addresses = a.addresses.split(',');
+  const out: Aggregate[] = new Array(a.count);
+  for (let i = 0; i < a.count; i++) {
+    const base = i * 17;
+    const states: Record<string, number> = {};
+    for (let st = 0; st < 16; st++) {
+      const c = a.counts[base + 1 + st];
+      if (c > 0) states[stateName(st)] = c;
+    }
+    out[i] = {
+      family: a.families[i] === 10 ? 6 : 4,
+      remoteAddress: addresses[i],
+      remotePort: a.ports[i],
+      remote: formatEndpoint(addresses[i], a.ports[i]),
+      total: a.counts[base],
+      states,
+    };
+  }
+  return out;
+}
+
 function toResult(n: NativeScanResult, timestamp: number): SampleResult {
   return {
     timestamp,
@@ -301,14 +341,8 @@ function toResult(n: NativeScanResult, timestamp: number): SampleResult {
     socketsSeen: n.socketsSeen,
     tcpStates: stateCounts(n.tcpStates, 'tcp'),
     udpStates: stateCounts(n.udpStates, 'udp'),
-    aggregates: n.aggregates.map((a) => ({
-      family: a.family === 10 ? 6 : 4,
-      remoteAddress: a.remoteAddress,
-      remotePort: a.remotePort,
-      remote: formatEndpoint(a.remoteAddress, a.remotePort),
-      total: a.total,
-      states: stateCounts(a.states, 'tcp'),
-    })),
+    aggregates: unpackAggregates(n.aggregates),
+    aggregatesTotal: n.aggregates.total,
     aggCookies: n.aggCookies,
     aggCookieIndex: n.aggCookieIndex,
     udpFromProc: n.udpFromProc,

@@ -112,17 +112,30 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out) {
   o.Set("socketsSeen", Napi::Number::New(env, static_cast<double>(out.sockets_seen)));
   o.Set("tcpStates", Counts(env, out.tcp_states));
   o.Set("udpStates", Counts(env, out.udp_states));
-  Napi::Array aggs = Napi::Array::New(env, out.aggregates.size());
-  for (size_t i = 0; i < out.aggregates.size(); i++) {
+  // Aggregates travel packed: one typed array per field and the addresses as one string, so
+  // thousands of destinations cost a few N-API calls instead of thousands of objects.
+  size_t na = out.aggregates.size();
+  Napi::Object aggs = Napi::Object::New(env);
+  Napi::Uint8Array fam = Napi::Uint8Array::New(env, na);
+  Napi::Uint16Array ports = Napi::Uint16Array::New(env, na);
+  Napi::Uint32Array counts = Napi::Uint32Array::New(env, na * 17);
+  std::string addresses;
+  addresses.reserve(na * 16);
+  for (size_t i = 0; i < na; i++) {
     const sw::AggEntry& e = out.aggregates[i];
-    Napi::Object a = Napi::Object::New(env);
-    a.Set("family", e.key.family);
-    a.Set("remoteAddress", FormatAddress(e.key.family, e.key.addr));
-    a.Set("remotePort", e.key.port);
-    a.Set("total", e.total);
-    a.Set("states", Counts(env, e.states));
-    aggs.Set(static_cast<uint32_t>(i), a);
+    fam[i] = e.key.family;
+    ports[i] = e.key.port;
+    counts[i * 17] = e.total;
+    for (size_t k = 0; k < 16; k++) counts[i * 17 + 1 + k] = e.states[k];
+    if (i) addresses.push_back(',');
+    addresses += FormatAddress(e.key.family, e.key.addr);
   }
+  aggs.Set("count", Napi::Number::New(env, static_cast<double>(na)));
+  aggs.Set("total", Napi::Number::New(env, static_cast<double>(out.aggregates_total)));
+  aggs.Set("families", fam);
+  aggs.Set("ports", ports);
+  aggs.Set("counts", counts);
+  aggs.Set("addresses", Napi::String::New(env, addresses));
   o.Set("aggregates", aggs);
   if (!out.agg_cookies.empty() || !out.agg_cookie_index.empty()) {
     size_t n = out.agg_cookies.size();
@@ -171,7 +184,8 @@ bool ParseScanRequest(Napi::Value arg, ScanParams* p) {
       !GetUint32(o, "tcpStates", &p->tcp_states) || !GetUint32(o, "udpStates", &p->udp_states) ||
       !GetInt64(o, "recvThreshold", &p->recv_threshold) || !GetInt64(o, "sendThreshold", &p->send_threshold) ||
       !GetInt64(o, "acceptThreshold", &p->accept_threshold) || !GetUint32(o, "maxRecords", &p->max_records) ||
-      !GetUint32(o, "flags", &p->flags) || !GetUint32(o, "aggStates", &p->agg_states)) {
+      !GetUint32(o, "flags", &p->flags) || !GetUint32(o, "aggStates", &p->agg_states) ||
+      !GetUint32(o, "aggTop", &p->agg_top) || !GetUint32(o, "aggMinTotal", &p->agg_min_total)) {
     return false;
   }
   Napi::Value bc = o.Get("bytecode");

@@ -89,6 +89,29 @@ size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, 
   return len;
 }
 
+size_t BuildTcpBothFamiliesDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint32_t states, uint8_t ext,
+                                       const uint8_t* bytecode, size_t bytecode_len) {
+  size_t base = NLMSG_LENGTH(sizeof(struct inet_diag_req));
+  size_t attr = bytecode_len > 0 ? RTA_SPACE(bytecode_len) : 0;
+  size_t len = NLMSG_ALIGN(base) + attr;
+  if (len > cap || bytecode_len > 0xFFFF - RTA_LENGTH(0)) return 0;
+  memset(buf, 0, len);
+  struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf);
+  FillHeader(h, len, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  h->nlmsg_type = TCPDIAG_GETSOCK;
+  struct inet_diag_req* r = reinterpret_cast<struct inet_diag_req*>(NLMSG_DATA(h));
+  r->idiag_family = AF_INET;  // ignored: the kernel dumps every family for this request
+  r->idiag_ext = ext;
+  r->idiag_states = states;
+  if (bytecode_len > 0) {
+    struct rtattr* a = reinterpret_cast<struct rtattr*>(buf + NLMSG_ALIGN(base));
+    a->rta_type = INET_DIAG_REQ_BYTECODE;
+    a->rta_len = static_cast<unsigned short>(RTA_LENGTH(bytecode_len));
+    memcpy(RTA_DATA(a), bytecode, bytecode_len);
+  }
+  return len;
+}
+
 size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, const uint8_t* src,
                           uint16_t sport, const uint8_t* dst, uint16_t dport, uint64_t cookie, uint8_t ext) {
   size_t len = NLMSG_LENGTH(sizeof(struct inet_diag_req_v2));

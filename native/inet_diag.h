@@ -39,6 +39,12 @@ int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem
 size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
                         uint8_t ext, const uint8_t* bytecode, size_t bytecode_len);
 
+// Builds the legacy TCPDIAG_GETSOCK dump (struct inet_diag_req). The kernel maps it to family
+// AF_UNSPEC, so one walk of the TCP hash returns IPv4 and IPv6 sockets (the v2 request needs a
+// walk per family, and each walk covers the whole host-wide hash). TCP only.
+size_t BuildTcpBothFamiliesDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint32_t states, uint8_t ext,
+                                       const uint8_t* bytecode, size_t bytecode_len);
+
 // Builds an exact lookup (no NLM_F_DUMP) for one socket by 4-tuple and cookie.
 // cookie == ~0ull means INET_DIAG_NOCOOKIE.
 size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, const uint8_t* src,

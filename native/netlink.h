@@ -51,6 +51,9 @@ class NetlinkSocket {
   Status Receive(uint32_t seq, MessageSink* sink, bool done_on_first);
 
   uint32_t NextSeq() { return ++seq_; }
+  // Whether the kernel answers the legacy one-walk TCP dump (learned on first use).
+  bool single_walk_ok() const { return single_walk_ok_; }
+  void set_single_walk_ok(bool ok) { single_walk_ok_ = ok; }
   uint64_t bytes_received() const { return bytes_received_; }
   uint64_t recv_calls() const { return recv_calls_; }
   void ResetCounters() { bytes_received_ = recv_calls_ = 0; }
@@ -59,6 +62,7 @@ class NetlinkSocket {
   int fd_ = -1;
   uint32_t seq_ = 0;
   uint32_t port_id_ = 0;
+  bool single_walk_ok_ = true;
   std::vector<char> buf_;
   uint64_t bytes_received_ = 0;
   uint64_t recv_calls_ = 0;

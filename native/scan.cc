@@ -53,7 +53,40 @@ class ScanSink : public MessageSink {
     }
   }
 
-  void FinishAggregates() { out_->aggregates = std::move(entries_); }
+  // Sorts by total (descending), applies the min-total and top-N cuts, and renumbers the cookie
+  // index so it refers to the returned list (cookies of dropped aggregates are dropped too).
+  void FinishAggregates() {
+    out_->aggregates_total = entries_.size();
+    std::vector<uint32_t> order;
+    order.reserve(entries_.size());
+    for (uint32_t i = 0; i < entries_.size(); i++) {
+      if (entries_[i].total >= p_.agg_min_total) order.push_back(i);
+    }
+    auto by_total = [this](uint32_t a, uint32_t b) { return entries_[a].total > entries_[b].total; };
+    if (p_.agg_top > 0 && order.size() > p_.agg_top) {
+      std::partial_sort(order.begin(), order.begin() + p_.agg_top, order.end(), by_total);
+      order.resize(p_.agg_top);
+    } else {
+      std::sort(order.begin(), order.end(), by_total);
+    }
+    std::vector<uint32_t> remap(entries_.size(), UINT32_MAX);
+    out_->aggregates.reserve(order.size());
+    for (uint32_t i = 0; i < order.size(); i++) {
+      remap[order[i]] = i;
+      out_->aggregates.push_back(entries_[order[i]]);
+    }
+    if (out_->agg_cookies.empty()) return;
+    size_t w = 0;
+    for (size_t r = 0; r < out_->agg_cookies.size(); r++) {
+      uint32_t to = remap[out_->agg_cookie_index[r]];
+      if (to == UINT32_MAX) continue;
+      out_->agg_cookies[w] = out_->agg_cookies[r];
+      out_->agg_cookie_index[w] = to;
+      w++;
+    }
+    out_->agg_cookies.resize(w);
+    out_->agg_cookie_index.resize(w);
+  }
 
  private:
   bool Owned(const SockRecord& rec) const {
@@ -69,16 +102,21 @@ class ScanSink : public MessageSink {
     key.family = rec.family;
     key.port = rec.dport;
     memcpy(key.addr, rec.dst, sizeof(key.addr));
-    auto it = index_.find(key);
     uint32_t idx;
-    if (it == index_.end()) {
+    // Consecutive sockets often share a destination: skip the hash lookup then.
+    if (has_last_ && last_key_ == key) {
+      idx = last_idx_;
+    } else if (auto it = index_.find(key); it != index_.end()) {
+      idx = it->second;
+    } else {
       idx = static_cast<uint32_t>(entries_.size());
       index_.emplace(key, idx);
       entries_.emplace_back();
       entries_.back().key = key;
-    } else {
-      idx = it->second;
     }
+    has_last_ = true;
+    last_key_ = key;
+    last_idx_ = idx;
     AggEntry& e = entries_[idx];
     e.total++;
     e.states[rec.state & 15]++;
@@ -94,6 +132,9 @@ class ScanSink : public MessageSink {
   SockRecord rec_;
   std::unordered_map<AggKey, uint32_t, AggKeyHash> index_;
   std::vector<AggEntry> entries_;
+  bool has_last_ = false;
+  AggKey last_key_;
+  uint32_t last_idx_ = 0;
 };
 
 Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t protocol, uint32_t states,
@@ -105,6 +146,20 @@ Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t prot
       BuildDumpRequest(req, sizeof(req), seq, family, protocol, states, ext, p.bytecode.data(), p.bytecode.size());
   if (len == 0) return Status::Fail(-E2BIG, "sendto");
   sink->set_protocol(protocol);
+  Status s = sock->Send(req, len);
+  if (!s.ok()) return s;
+  return sock->Receive(seq, sink, false);
+}
+
+// Both TCP families in one walk (see BuildTcpBothFamiliesDumpRequest).
+Status DumpTcpBothFamilies(NetlinkSocket* sock, ScanSink* sink, const ScanParams& p) {
+  uint8_t req[4096];
+  uint8_t ext = (p.flags & kScanSkmem) ? kExtSkmem : 0;
+  uint32_t seq = sock->NextSeq();
+  size_t len =
+      BuildTcpBothFamiliesDumpRequest(req, sizeof(req), seq, p.tcp_states, ext, p.bytecode.data(), p.bytecode.size());
+  if (len == 0) return Status::Fail(-E2BIG, "sendto");
+  sink->set_protocol(kIpprotoTcp);
   Status s = sock->Send(req, len);
   if (!s.ok()) return s;
   return sock->Receive(seq, sink, false);
@@ -168,7 +223,20 @@ Status RunScan(NetlinkSocket* sock, const ScanParams& p, bool allow_proc_udp, Sc
   const uint8_t families[2] = {AF_INET, AF_INET6};
   const uint32_t family_bits[2] = {kFamilyV4, kFamilyV6};
 
-  if ((p.protocols & kProtoTcp) && p.tcp_states != 0) {
+  bool both_families = (p.families & (kFamilyV4 | kFamilyV6)) == (kFamilyV4 | kFamilyV6);
+  bool tcp_done = false;
+  if ((p.protocols & kProtoTcp) && p.tcp_states != 0 && both_families && sock->single_walk_ok()) {
+    uint64_t seen_before = out->sockets_seen;
+    Status s = DumpTcpBothFamilies(sock, &sink, p);
+    if (s.ok()) {
+      tcp_done = true;
+    } else if (out->sockets_seen == seen_before && (s.err == -EINVAL || s.err == -EOPNOTSUPP || s.err == -ENOENT)) {
+      sock->set_single_walk_ok(false);  // a kernel without the legacy request: one v2 dump per family
+    } else {
+      return s;
+    }
+  }
+  if ((p.protocols & kProtoTcp) && p.tcp_states != 0 && !tcp_done) {
     for (int i = 0; i < 2; i++) {
       if (!(p.families & family_bits[i])) continue;
       Status s = DumpOne(sock, &sink, families[i], kIpprotoTcp, p.tcp_states, p);

@@ -43,6 +43,8 @@ struct ScanParams {
   uint32_t max_records = 0;
   uint32_t flags = 0;
   uint32_t agg_states = 0;
+  uint32_t agg_top = 0;                 // keep the N largest aggregates (0: all)
+  uint32_t agg_min_total = 0;           // keep aggregates with at least this many sockets
   std::vector<uint32_t> owner_inodes;   // sorted
   std::vector<uint64_t> owner_cookies;  // sorted
 };
@@ -75,7 +77,8 @@ struct ScanOutput {
   uint64_t sockets_seen = 0;
   uint32_t tcp_states[16] = {0};
   uint32_t udp_states[16] = {0};
-  std::vector<AggEntry> aggregates;
+  std::vector<AggEntry> aggregates;  // sorted by total, descending, after the cuts
+  uint64_t aggregates_total = 0;     // distinct remote endpoints before the cuts
   std::vector<uint64_t> agg_cookies;
   std::vector<uint32_t> agg_cookie_index;
   bool udp_from_proc = false;

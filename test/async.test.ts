@@ -89,7 +89,7 @@ describe('worker threads', () => {
       const b = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
       const s = new b.Sampler();
       s.scan({ protocols: 1, families: 1, tcpStates: 0xfff, udpStates: 0, recvThreshold: -1, sendThreshold: -1,
-               acceptThreshold: -1, maxRecords: 0, flags: 0, aggStates: 0 })
+               acceptThreshold: -1, maxRecords: 0, flags: 0, aggStates: 0, aggTop: 0, aggMinTotal: 0 })
         .then((r) => { s.close(); parentPort.postMessage(r.socketsSeen); });
     `;
     const run = () =>

@@ -24,6 +24,8 @@ const req = (flags = SCAN_ALL, recvThreshold = THRESHOLD_OFF): NativeScanRequest
   maxRecords: 1000,
   flags,
   aggStates: 0,
+  aggTop: 0,
+  aggMinTotal: 0,
 });
 
 describe('recorded replies', () => {

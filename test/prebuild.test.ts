@@ -19,7 +19,7 @@ describe('committed prebuild', () => {
       const b = require(file);
       const s = new b.Sampler();
       const r = s.scanSync({ protocols: 3, families: 3, tcpStates: 0xfff, udpStates: 0x82, recvThreshold: -1,
-        sendThreshold: -1, acceptThreshold: -1, maxRecords: 0, flags: 0, aggStates: 0 });
+        sendThreshold: -1, acceptThreshold: -1, maxRecords: 0, flags: 0, aggStates: 0, aggTop: 0, aggMinTotal: 0 });
       s.close();
       console.log(JSON.stringify({ file, seen: r.socketsSeen }));`;
     const r = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1' } });

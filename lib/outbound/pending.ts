@@ -1,0 +1,91 @@
+// Pending uploads: a collected dump or trace whose upload has not been confirmed yet. Written as
+// soon as the file is complete and removed once the blob is confirmed, so a run stopped or killed
+// in between leaves a record the next run resumes (the upload module keeps its own record of the
+// staged blocks beside it). The SAS URL is never stored: the next run brings its own.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export type CollectionKind = 'dump' | 'trace';
+
+export interface PendingUpload {
+  version: 1;
+  kind: CollectionKind;
+  instance: string;
+  /** Absolute path of the local file. */
+  filePath: string;
+  blobName: string;
+  /** Block size the upload started with (a resumed upload must use the same). */
+  blockSize: number;
+  metadata: Record<string, string>;
+  keepLocal: boolean;
+  createdAt: string;
+}
+
+const PREFIX = 'pending-';
+const SUFFIX = '.json';
+
+export function pendingPath(stateDir: string, filePath: string): string {
+  return path.join(stateDir, `${PREFIX}${path.basename(filePath)}${SUFFIX}`);
+}
+
+function isPending(v: unknown): v is PendingUpload {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    r.version === 1 &&
+    (r.kind === 'dump' || r.kind === 'trace') &&
+    typeof r.instance === 'string' &&
+    typeof r.filePath === 'string' &&
+    typeof r.blobName === 'string' &&
+    Number.isSafeInteger(r.blockSize) &&
+    typeof r.metadata === 'object' &&
+    r.metadata !== null &&
+    typeof r.keepLocal === 'boolean'
+  );
+}
+
+/** Writes the record atomically (temp file, fsync, rename). */
+export function writePending(stateDir: string, record: PendingUpload): string {
+  fs.mkdirSync(stateDir, { recursive: true });
+  const file = pendingPath(stateDir, record.filePath);
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeFileSync(fd, `${JSON.stringify(record, null, 2)}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  return file;
+}
+
+export function removePending(stateDir: string, filePath: string): void {
+  fs.rmSync(pendingPath(stateDir, filePath), { force: true });
+}
+
+/** Every readable pending record in `stateDir`, oldest first; unreadable ones are reported, not thrown. */
+export function listPending(stateDir: string): { records: PendingUpload[]; unreadable: string[] } {
+  let names: string[];
+  try {
+    names = fs.readdirSync(stateDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], unreadable: [] };
+    throw err;
+  }
+  const records: PendingUpload[] = [];
+  const unreadable: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(PREFIX) || !name.endsWith(SUFFIX)) continue;
+    const file = path.join(stateDir, name);
+    try {
+      const parsed: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+      if (isPending(parsed)) records.push(parsed);
+      else unreadable.push(file);
+    } catch {
+      unreadable.push(file);
+    }
+  }
+  records.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0));
+  return { records, unreadable };
+}

@@ -1,0 +1,295 @@
+// OutboundWatcher: per-destination counts of outbound TCP connections, polled on an interval.
+//
+// One poll is one sock_diag pass: the kernel filters states and excluded local ports (state mask and
+// bytecode), native code aggregates per remote ip:port with per-state counts and returns the cookie
+// of every counted socket; here the cookies feed the sliding window of distinct connections. The
+// threshold is exceeded when a destination's count (current sockets, or distinct connections in the
+// window) is strictly greater than it.
+import { TypedEmitter } from '../alerts/emitter';
+import { parsePortSpec, Sampler, type Aggregate, type PortSpec, type SampleOptions } from '../sampler';
+import { stateMask } from '../states';
+import { ProcessSockets } from './process-sockets';
+import { DistinctWindow } from './window';
+
+/** The states that hold a SNAT port, as the original script counted them (netstat's ESTABLISHED, TIME_WAIT, CLOSE_WAIT, FIN_WAIT1/2). */
+export const OUTBOUND_STATES: readonly string[] = Object.freeze(['established', 'time-wait', 'close-wait', 'fin-wait-1', 'fin-wait-2']);
+/** Local ports of inbound traffic on App Service (HTTP, HTTPS, SSH): connections on them are not outbound. */
+export const DEFAULT_EXCLUDED_PORTS: readonly number[] = Object.freeze([80, 443, 2222]);
+export const DEFAULT_THRESHOLD = 100;
+export const DEFAULT_INTERVAL_MS = 10_000;
+/** Azure keeps a SNAT port 4 minutes after its connection closed. */
+export const DEFAULT_WINDOW_MS = 240_000;
+
+export type ThresholdBasis = 'current' | 'window';
+
+export interface OutboundWatcherOptions {
+  /** Exceeded when a destination's count is strictly greater (default 100). */
+  threshold?: number;
+  /** Time between polls in ms (default 10 000). */
+  intervalMs?: number;
+  /** Local ports (or "from-to" ranges) whose connections are not counted (default 80, 443, 2222). */
+  excludeLocalPorts?: readonly PortSpec[];
+  /** TCP states counted (default OUTBOUND_STATES). */
+  states?: readonly string[];
+  /** Count only the sockets of this process (its TIME_WAIT sockets included). */
+  pid?: number;
+  /** Length of the distinct-connections window in ms (default 240 000). */
+  windowMs?: number;
+  /** What the threshold applies to: sockets now ('current', default) or distinct connections in the window. */
+  thresholdOn?: ThresholdBasis;
+  /** Sample another network namespace (/proc/PID/ns/net); ignored when `sampler` is given. */
+  netns?: string;
+  /** A sampler to use (not closed by stop()); default: one of its own. */
+  sampler?: Sampler;
+  /** Clock in ms since the epoch (tests). */
+  now?: () => number;
+}
+
+export interface DestinationCount {
+  /** `ip:port`, IPv6 in brackets; IPv4-mapped IPv6 addresses are shown (and counted) as IPv4. */
+  remote: string;
+  family: 4 | 6;
+  remoteAddress: string;
+  remotePort: number;
+  /** Sockets now. */
+  total: number;
+  /** Sockets now per state (ss names: established, time-wait…), only states present. */
+  states: Record<string, number>;
+  /** Distinct connections seen in the window (sockets now included). */
+  distinctInWindow: number;
+}
+
+export interface OutboundPoll {
+  time: Date;
+  threshold: number;
+  thresholdOn: ThresholdBasis;
+  windowMs: number;
+  /** Sorted by the counted value (total, or distinctInWindow), highest first. */
+  destinations: DestinationCount[];
+  /** The destination with the highest counted value, if any. */
+  busiest?: DestinationCount;
+  /** Its counted value (0 when there is none). */
+  busiestCount: number;
+  exceeded: boolean;
+  /** Sockets counted in this poll over all destinations. */
+  socketsCounted: number;
+  /** With a pid: that process, and whether it was still running. */
+  pid?: number;
+  pidAlive?: boolean;
+  /** Time the kernel pass took, in ms. */
+  scanMs: number;
+}
+
+export interface OutboundWatcherEvents {
+  poll: OutboundPoll;
+  /** A poll failed; polling goes on. */
+  error: Error;
+}
+
+function positive(name: string, v: unknown, fallback: number, integer = false): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${name} must be a finite number, got ${String(v)}`);
+  if (v <= 0 || (integer && !Number.isInteger(v))) throw new RangeError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+  return v;
+}
+
+const MAPPED_V4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/**
+ * Folds IPv4-mapped IPv6 destinations ([::ffff:10.0.0.1]:443, from dual-stack sockets such as
+ * .NET's default TcpClient) into their IPv4 form: to the network, and to SNAT, they are the same
+ * destination. Returns the merged list and where each input aggregate went.
+ */
+export function foldMappedAggregates(aggregates: readonly Aggregate[]): { merged: Aggregate[]; indexMap: Uint32Array } {
+  const indexMap = new Uint32Array(aggregates.length);
+  if (!aggregates.some((a) => a.family === 6 && MAPPED_V4.test(a.remoteAddress))) {
+    indexMap.forEach((_, i) => (indexMap[i] = i));
+    return { merged: aggregates as Aggregate[], indexMap };
+  }
+  const merged: Aggregate[] = [];
+  const byRemote = new Map<string, number>();
+  aggregates.forEach((a, i) => {
+    const m = a.family === 6 ? MAPPED_V4.exec(a.remoteAddress) : null;
+    const v4 = m ? m[1]! : undefined;
+    const remote = v4 !== undefined ? `${v4}:${a.remotePort}` : a.remote;
+    const at = byRemote.get(remote);
+    if (at === undefined) {
+      byRemote.set(remote, merged.length);
+      indexMap[i] = merged.length;
+      merged.push(v4 !== undefined ? { family: 4, remoteAddress: v4, remotePort: a.remotePort, remote, total: a.total, states: { ...a.states } } : { ...a, states: { ...a.states } });
+      return;
+    }
+    indexMap[i] = at;
+    const into = merged[at]!;
+    into.total += a.total;
+    for (const [state, n] of Object.entries(a.states)) into.states[state] = (into.states[state] ?? 0) + n;
+  });
+  return { merged, indexMap };
+}
+
+/** The counted value of a destination under a basis. */
+export function countedValue(d: DestinationCount, basis: ThresholdBasis): number {
+  return basis === 'window' ? d.distinctInWindow : d.total;
+}
+
+/** Sorts by counted value, then total, then remote. */
+export function sortDestinations(list: DestinationCount[], basis: ThresholdBasis): DestinationCount[] {
+  return list.sort((a, b) => countedValue(b, basis) - countedValue(a, basis) || b.total - a.total || (a.remote < b.remote ? -1 : a.remote > b.remote ? 1 : 0));
+}
+
+export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
+  readonly threshold: number;
+  readonly intervalMs: number;
+  readonly windowMs: number;
+  readonly thresholdOn: ThresholdBasis;
+  readonly pid: number | undefined;
+  private readonly excludeLocalPorts: PortSpec[];
+  private readonly states: string[];
+  private readonly sampler: Sampler;
+  private readonly ownSampler: boolean;
+  private readonly window: DistinctWindow;
+  private readonly owner: ProcessSockets | undefined;
+  private readonly now: () => number;
+  private readonly baseOptions: SampleOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<unknown> = Promise.resolve();
+  private started = false;
+  private stopped = false;
+
+  constructor(options: OutboundWatcherOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError('OutboundWatcher options must be an object');
+    const threshold = options.threshold ?? DEFAULT_THRESHOLD;
+    if (typeof threshold !== 'number' || !Number.isInteger(threshold) || threshold < 0) {
+      throw new RangeError(`threshold must be a non-negative integer, got ${String(threshold)}`);
+    }
+    this.threshold = threshold;
+    this.intervalMs = positive('intervalMs', options.intervalMs, DEFAULT_INTERVAL_MS);
+    this.windowMs = positive('windowMs', options.windowMs, DEFAULT_WINDOW_MS);
+    const basis = options.thresholdOn ?? 'current';
+    if (basis !== 'current' && basis !== 'window') throw new TypeError(`thresholdOn must be "current" or "window", got ${String(basis)}`);
+    this.thresholdOn = basis;
+    if (options.excludeLocalPorts !== undefined && !Array.isArray(options.excludeLocalPorts)) throw new TypeError('excludeLocalPorts must be an array of ports');
+    this.excludeLocalPorts = [...(options.excludeLocalPorts ?? DEFAULT_EXCLUDED_PORTS)];
+    this.excludeLocalPorts.forEach((p) => parsePortSpec(p, 'excludeLocalPorts'));
+    if (options.states !== undefined && !Array.isArray(options.states)) throw new TypeError('states must be an array of state names');
+    this.states = [...(options.states ?? OUTBOUND_STATES)];
+    if (stateMask(this.states, 'states') === 0) throw new RangeError('states must name at least one state');
+    if (options.pid !== undefined) positive('pid', options.pid, 0, true);
+    this.pid = options.pid;
+    this.owner = options.pid === undefined ? undefined : new ProcessSockets(options.pid);
+    if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('now must be a function');
+    this.now = options.now ?? Date.now;
+    if (options.sampler !== undefined && !(options.sampler instanceof Sampler)) throw new TypeError('sampler must be a Sampler');
+    this.ownSampler = options.sampler === undefined;
+    this.sampler = options.sampler ?? new Sampler({ netns: options.netns });
+    this.window = new DistinctWindow(this.windowMs);
+    this.baseOptions = {
+      tcp: true,
+      states: this.states,
+      excludeLocalPorts: this.excludeLocalPorts,
+      maxRecords: 0,
+      aggregate: { states: this.states, cookies: true },
+    };
+  }
+
+  get running(): boolean {
+    return this.started && !this.stopped;
+  }
+
+  /** One poll now (also usable without start()). */
+  poll(): Promise<OutboundPoll> {
+    const run = this.current.then(() => this.pollOnce());
+    this.current = run.catch(() => undefined);
+    return run;
+  }
+
+  private async pollOnce(): Promise<OutboundPoll> {
+    let options = this.baseOptions;
+    let pidAlive: boolean | undefined;
+    if (this.owner) {
+      const f = this.owner.filter();
+      pidAlive = f.alive;
+      options = { ...this.baseOptions, aggregate: { states: this.states, cookies: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies } };
+    }
+    const result = await this.sampler.sample(options);
+    const nowMs = this.now();
+    this.owner?.remember(result.aggCookies);
+    const { merged, indexMap } = foldMappedAggregates(result.aggregates);
+    const cookies = result.aggCookies ?? new BigUint64Array(0);
+    const index = (result.aggCookieIndex ?? new Uint32Array(0)).map((i) => indexMap[i] ?? i);
+    this.window.observe(nowMs, cookies, index, merged);
+    const distinct = this.window.counts(nowMs);
+    return this.buildPoll(new Date(nowMs), merged, distinct, result.elapsedNs / 1e6, pidAlive);
+  }
+
+  private buildPoll(time: Date, aggregates: Aggregate[], distinct: Map<string, number>, scanMs: number, pidAlive: boolean | undefined): OutboundPoll {
+    const list: DestinationCount[] = [];
+    const seen = new Set<string>();
+    let socketsCounted = 0;
+    for (const a of aggregates) {
+      seen.add(a.remote);
+      socketsCounted += a.total;
+      list.push({
+        remote: a.remote,
+        family: a.family,
+        remoteAddress: a.remoteAddress,
+        remotePort: a.remotePort,
+        total: a.total,
+        states: a.states,
+        distinctInWindow: Math.max(distinct.get(a.remote) ?? 0, a.total),
+      });
+    }
+    // Destinations with no socket now but connections within the window.
+    for (const [remote, n] of distinct) {
+      if (seen.has(remote)) continue;
+      const d = this.window.destination(remote);
+      if (!d) continue;
+      list.push({ remote, ...d, total: 0, states: {}, distinctInWindow: n });
+    }
+    sortDestinations(list, this.thresholdOn);
+    const busiest = list[0];
+    const busiestCount = busiest ? countedValue(busiest, this.thresholdOn) : 0;
+    return {
+      time,
+      threshold: this.threshold,
+      thresholdOn: this.thresholdOn,
+      windowMs: this.windowMs,
+      destinations: list,
+      ...(busiest ? { busiest } : {}),
+      busiestCount,
+      exceeded: busiestCount > this.threshold,
+      socketsCounted,
+      ...(this.pid !== undefined ? { pid: this.pid, pidAlive } : {}),
+      scanMs,
+    };
+  }
+
+  /** Polls now and then every intervalMs (measured from the start of each poll). */
+  start(): this {
+    if (this.stopped) throw new Error('OutboundWatcher was stopped; create a new one');
+    if (this.started) return this;
+    this.started = true;
+    const tick = async (): Promise<void> => {
+      const began = Date.now();
+      try {
+        const p = await this.poll();
+        if (!this.stopped) this.emit('poll', p);
+      } catch (err) {
+        if (!this.stopped) this.emit('error', err instanceof Error ? err : new Error(String(err)));
+      }
+      if (this.stopped) return;
+      this.timer = setTimeout(() => void tick(), Math.max(0, this.intervalMs - (Date.now() - began)));
+    };
+    void tick();
+    return this;
+  }
+
+  /** Stops polling, waits for a poll in flight, closes its own sampler. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.current;
+    if (this.ownSampler) await this.sampler.close();
+  }
+}

@@ -1,0 +1,252 @@
+// `sockwatch snat` end to end as a child process (the compiled CLI), without .NET: monitoring and
+// the log, -d, -c, the pidfile (running, stale), SIGTERM, bad input, and the clear error when
+// collection is asked for and there is no .NET process. Connections are real, on 127.0.0.1, held
+// by a helper child process whose pid is given with --pid so other tests' sockets do not count.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hourKey } from '../lib/outbound';
+
+const CLI = path.resolve(__dirname, '../dist/cli/main.js');
+const SECRET_SIG = 'c2VjcmV0LXNpZ25hdHVyZS1kby1ub3QtbGVhaw%3D%3D';
+const FAKE_SAS = `https://acct.blob.core.windows.net/diag?sv=2022-11-02&sr=c&sp=rcw&se=2099-01-01T00%3A00%3A00Z&sig=${SECRET_SIG}`;
+
+let tmp: string;
+let server: net.Server;
+let port: number;
+let holder: ChildProcess;
+const sockets = new Set<net.Socket>();
+const running = new Set<ChildProcess>();
+
+/** A child process holding `n` connections to our server. */
+async function holdConnections(n: number): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ['-e', `const net=require('net');let k=0;const s=[];for(let i=0;i<${n};i++)s.push(net.connect(${port},'127.0.0.1',()=>{if(++k===${n})console.log('READY')}));setInterval(()=>{},1000)`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  running.add(child);
+  await new Promise<void>((resolve) => child.stdout!.on('data', (d) => String(d).includes('READY') && resolve()));
+  return child;
+}
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-cli-snat-'));
+  server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as net.AddressInfo).port;
+  holder = await holdConnections(7);
+});
+
+afterAll(async () => {
+  for (const c of running) c.kill('SIGKILL');
+  sockets.forEach((s) => s.destroy());
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra };
+  for (const k of ['COMPUTERNAME', 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL']) if (!(k in extra)) delete env[k];
+  return env;
+}
+
+function start(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; prefix?: string[] } = {}): { child: ChildProcess; done: Promise<Run> } {
+  const cmd = [...(opts.prefix ?? []), process.execPath, CLI, 'snat', ...args];
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: cleanEnv(opts.env), cwd: opts.cwd ?? tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<Run>((resolve) =>
+    child.once('close', (code) => {
+      running.delete(child);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+  return { child, done };
+}
+
+const run = (args: string[], opts: Parameters<typeof start>[1] = {}): Promise<Run> => start(args, opts).done;
+
+async function waitFor(what: string, check: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** All text (or JSON-lines) logs of an instance, concatenated (a run may cross an hour). */
+function readLogs(logDir: string, instance: string, ext: 'log' | 'jsonl'): string {
+  const dir = path.join(logDir, `outconn-logs-${instance}`);
+  return fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith(`.${ext}`))
+    .sort()
+    .map((n) => fs.readFileSync(path.join(dir, n), 'utf8'))
+    .join('');
+}
+
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+}
+
+describe('sockwatch snat (no .NET needed)', () => {
+  it('prints its help', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: sockwatch snat \[-t THRESHOLD\] \[-f SECONDS\] \[-d HOURS\] \[-c\]/);
+    expect(r.stdout).toContain('enable-dump-trace');
+  });
+
+  it.each([
+    [['-t', 'x'], '-t: "x" is not a non-negative integer'],
+    [['-f', '0'], '-f: "0" must be greater than 0'],
+    [['enable-nothing'], 'unknown argument "enable-nothing" (expected enable-dump, enable-trace or enable-dump-trace)'],
+    [['--dump-type', 'big'], '--dump-type must be one of Normal, WithHeap, Triage, Full; got "big"'],
+    [['--exclude-ports', '70000'], '--exclude-ports: port 70000 is out of range 0-65535'],
+  ])('bad input %j exits 2 with one line', async (args, message) => {
+    const r = await run(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`sockwatch: ${message}\n`);
+  });
+
+  it('monitors, writes the script-format hourly log and its JSON twin, and stops after -d', async () => {
+    const logDir = path.join(tmp, 'monitor');
+    const r = await run(['-t', '5', '-f', '0.3', '-d', '0.0004', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir], {
+      env: { COMPUTERNAME: 'cli-inst', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: FAKE_SAS },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const text = readLogs(logDir, 'cli-inst', 'log');
+    const files = fs.readdirSync(path.join(logDir, 'outconn-logs-cli-inst'));
+    expect(files).toContain(`outbound_conns_stats_${hourKey(new Date())}.log`);
+    expect(files.every((f) => /^outbound_conns_stats_\d{4}-\d{2}-\d{2}_\d{2}\.(log|jsonl)$/.test(f))).toBe(true);
+    expect(text).toContain('Remote Address:Port                           Total    States (Count)');
+    const row = new RegExp(`^127\\.0\\.0\\.1:${port} +7 +ESTABLISHED\\(7\\)  \\| 240s: 7 distinct$`, 'm');
+    expect(text).toMatch(row);
+    expect(text).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}: Connection threshold exceeded$/m);
+    expect(text).toMatch(/^Current timestamp: \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/m);
+    expect(text).toContain('Duration timer expired after 0.0004 hour(s). Initiating automatic cleanup...');
+    expect(text).toContain(`counting only the sockets of process ${holder.pid}`);
+    // the SAS URL is named without its signature, nowhere in full
+    expect(text).toContain('uploads to https://acct.blob.core.windows.net/diag');
+    for (const out of [text, r.stdout, r.stderr, readLogs(logDir, 'cli-inst', 'jsonl')]) expect(out).not.toContain(SECRET_SIG);
+    const polls = readLogs(logDir, 'cli-inst', 'jsonl')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((o) => o.type === 'poll');
+    expect(polls.length).toBeGreaterThanOrEqual(2);
+    expect(polls[0]).toMatchObject({ exceeded: true, threshold: 5, pid: holder.pid, busiest: { remote: `127.0.0.1:${port}`, count: 7 } });
+    expect(fs.existsSync(path.join(logDir, 'sockwatch-snat.pid'))).toBe(false);
+    expect(r.stdout).toContain('Connection threshold exceeded: 127.0.0.1:');
+  });
+
+  it('warns and uses the host name when COMPUTERNAME is not set', async () => {
+    const logDir = path.join(tmp, 'hostname');
+    const r = await run(['-f', '0.3', '-d', '0.0002', '--pid', String(holder.pid), '--log-dir', logDir]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`sockwatch snat: COMPUTERNAME is not set (here or in the target's environment): using the host name "${os.hostname()}"`);
+    expect(fs.existsSync(path.join(logDir, `outconn-logs-${os.hostname()}`))).toBe(true);
+  });
+
+  it('monitoring only, a SAS URL that cannot be used is ignored with a warning (its signature not shown)', async () => {
+    const expired = FAKE_SAS.replace('se=2099-01-01', 'se=2001-01-01');
+    const r = await run(['-f', '0.3', '-d', '0.0001', '--pid', String(holder.pid), '--log-dir', path.join(tmp, 'expired')], {
+      env: { COMPUTERNAME: 'x1', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: expired },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/DIAGNOSTICS_AZUREBLOBCONTAINERSASURL \(from the environment\): the container SAS for https:\/\/acct\.blob\.core\.windows\.net\/diag expired at 2001-01-01T00:00:00\.000Z.*; ignored \(monitoring only\)/);
+    expect(r.stderr + r.stdout).not.toContain(SECRET_SIG);
+  });
+
+  it('with collection enabled and no .NET process, fails with one clear line', async () => {
+    // A fresh pid namespace hides the .NET apps other tests may be running.
+    const r = await run(['enable-dump', '--log-dir', path.join(tmp, 'nodotnet')], { prefix: ['unshare', '--pid', '--fork', '--mount-proc'] });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^sockwatch: no \.NET process found: no dotnet-diagnostic-\*-socket in any process's temp directory\..*pass --pid.*\n$/);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+  });
+
+  it('--pid of a process that does not exist is a clear error', async () => {
+    const r = await run(['--pid', String(deadPid()), '--log-dir', path.join(tmp, 'nopid')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^sockwatch: --pid \d+: no such process\n$/);
+  });
+
+  it('refuses to start beside a running instance; -c stops it (SIGTERM) and removes its pidfile and stale locks', async () => {
+    const logDir = path.join(tmp, 'clean');
+    fs.mkdirSync(logDir);
+    const first = start(['-f', '0.5', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 'c1' } });
+    const pidfile = path.join(logDir, 'sockwatch-snat.pid');
+    await waitFor('pidfile', () => fs.existsSync(pidfile) && fs.readFileSync(pidfile, 'utf8').startsWith(String(first.child.pid)));
+    // a lock left by a run killed long ago
+    const dead = deadPid();
+    fs.writeFileSync(path.join(logDir, 'dump_taken_c1.lock'), `${dead}\n${JSON.stringify({ pid: dead, start: '1' })}\n`);
+
+    const second = await run(['--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 'c1' } });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toBe(
+      `sockwatch: another sockwatch snat (pid ${first.child.pid}) is running with log dir ${logDir}; stop it with "sockwatch snat -c --log-dir ${logDir}"\n`,
+    );
+
+    const c = await run(['-c', '--log-dir', logDir]);
+    expect(c.code).toBe(0);
+    expect(c.stdout).toContain(`stopped process ${first.child.pid} (SIGTERM)`);
+    const firstRun = await first.done;
+    expect(firstRun.code).toBe(0);
+    expect(fs.existsSync(pidfile)).toBe(false);
+    // the stopped run cleaned up after itself, the stale lock of the dead run included
+    expect(fs.existsSync(path.join(logDir, 'dump_taken_c1.lock'))).toBe(false);
+    const log = readLogs(logDir, 'c1', 'log');
+    expect(log).toContain('Stop requested (signal)');
+    expect(log).toContain('removed the stale lock dump_taken_c1.lock (its owner is no longer running)');
+    // nothing left to stop
+    const again = await run(['-c', '--log-dir', logDir]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('no running instance');
+  });
+
+  it('takes over the pidfile of a run killed with SIGKILL', async () => {
+    const logDir = path.join(tmp, 'stale');
+    fs.mkdirSync(logDir);
+    const killed = start(['-f', '0.5', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 's1' } });
+    const pidfile = path.join(logDir, 'sockwatch-snat.pid');
+    await waitFor('pidfile', () => fs.existsSync(pidfile) && fs.readFileSync(pidfile, 'utf8').startsWith(String(killed.child.pid)));
+    killed.child.kill('SIGKILL');
+    await killed.done;
+    expect(fs.existsSync(pidfile)).toBe(true);
+    const next = await run(['-f', '0.3', '-d', '0.0002', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 's1' } });
+    expect(next.code).toBe(0);
+    expect(next.stdout).toContain(`took over the stale pidfile of process ${killed.child.pid}, which is no longer running`);
+    expect(fs.existsSync(pidfile)).toBe(false);
+  });
+
+  it('stops cleanly on SIGINT with exit code 0', async () => {
+    const logDir = path.join(tmp, 'sigint');
+    const r = start(['-f', '0.3', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 'g1' } });
+    await waitFor('first poll', () => fs.existsSync(path.join(logDir, 'outconn-logs-g1')) && readLogs(logDir, 'g1', 'log').includes('Current timestamp'));
+    r.child.kill('SIGINT');
+    const done = await r.done;
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain('Completed');
+    expect(fs.existsSync(path.join(logDir, 'sockwatch-snat.pid'))).toBe(false);
+  });
+});
