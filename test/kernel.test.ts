@@ -212,6 +212,28 @@ describe('native aggregation and counts', () => {
     expect(byCookie.aggregates[0].total).toBe(1);
   });
 
+  it('sorts aggregates by total and applies the top-N and min-total cuts in native code', async () => {
+    const a = await pausedServer('127.0.0.1');
+    const b = await pausedServer('127.0.0.1');
+    const ca = [];
+    for (let i = 0; i < 3; i++) ca.push(await connect('127.0.0.1', a.port));
+    const cb = await connect('127.0.0.1', b.port);
+    const mine = { tcp: true, remotePorts: [a.port, b.port], localPorts: [...ca, cb].map((c) => c.localPort!) };
+    const full = await sampler.sample({ ...mine, aggregate: { cookies: true } });
+    expect(full.aggregates.map((x) => [x.remotePort, x.total])).toEqual([
+      [a.port, 3],
+      [b.port, 1],
+    ]);
+    const top = await sampler.sample({ ...mine, aggregate: { top: 1, cookies: true } });
+    expect(top.aggregates.map((x) => x.remotePort)).toEqual([a.port]);
+    expect(top.aggregatesTotal).toBe(2);
+    // Cookies of the cut destination are dropped; the rest point into the returned list.
+    expect(top.aggCookies).toHaveLength(3);
+    expect([...top.aggCookieIndex!]).toEqual([0, 0, 0]);
+    const min = await sampler.sample({ ...mine, aggregate: { minTotal: 2 } });
+    expect(min.aggregates.map((x) => x.total)).toEqual([3]);
+  });
+
   it('returns at most maxRecords records but counts every offender', async () => {
     const { port, accepted } = await pausedServer('127.0.0.1');
     for (let i = 0; i < 5; i++) (await connect('127.0.0.1', port)).write('hello');
