@@ -296,8 +296,11 @@ Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const
                     bool* found) {
   uint8_t req[256];
   uint32_t seq = sock->NextSeq();
-  size_t len = BuildLookupRequest(req, sizeof(req), seq, family, protocol, src, sport, dst, dport, cookie,
-                                  want_skmem ? kExtSkmem : 0);
+  // udp_dump_one() reads the request's source and destination swapped ("for historical reasons"
+  // in net/ipv4/udp_diag.c): the local end goes in the dst fields for UDP.
+  bool swap = protocol == kIpprotoUdp;
+  size_t len = BuildLookupRequest(req, sizeof(req), seq, family, protocol, swap ? dst : src, swap ? dport : sport,
+                                  swap ? src : dst, swap ? sport : dport, cookie, want_skmem ? kExtSkmem : 0);
   Status s = sock->Send(req, len);
   if (!s.ok()) return s;
   LookupSink sink(protocol, want_skmem, out);

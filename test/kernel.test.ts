@@ -265,6 +265,15 @@ describe('exact lookup', () => {
     expect(miss).toBeNull();
     // The kernel answers a miss with the listener of the local port; an exact lookup does not.
     expect(sampler.lookup({ ...key, remote: '127.0.0.1:1' })).toBeNull();
+    // UDP too: a connected socket by 4-tuple and cookie, an unconnected one by local address.
+    const u1 = await udpSocket('udp4', '127.0.0.1');
+    const u2 = await udpSocket('udp4', '127.0.0.1');
+    await new Promise<void>((res) => u2.connect(u1.address().port, '127.0.0.1', () => res()));
+    const ukey = { protocol: 'udp' as const, local: `127.0.0.1:${u2.address().port}`, remote: `127.0.0.1:${u1.address().port}` };
+    const udp = sampler.lookup(ukey);
+    expect(udp).toMatchObject({ protocol: 'udp', stateName: 'established', localPort: u2.address().port });
+    expect(sampler.lookup({ ...ukey, cookie: udp!.cookie })?.cookie).toBe(udp!.cookie);
+    expect(sampler.lookup({ protocol: 'udp', local: `127.0.0.1:${u1.address().port}`, remote: '0.0.0.0:0' })?.stateName).toBe('unconn');
     const v6 = await pausedServer('::1');
     const c6 = await connect('::1', v6.port);
     expect(sampler.lookup({ protocol: 'tcp', local: `[::1]:${c6.localPort}`, remote: `[::1]:${v6.port}` })?.family).toBe(6);

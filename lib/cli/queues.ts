@@ -1,4 +1,373 @@
+// `sockwatch queues`: watch send / receive / accept queues and alert on a breach. Wires a
+// QueueWatcher to stdout (JSON lines) or, with --url, to a durable Outbox and HttpDelivery.
+import * as path from 'node:path';
+import { HttpDelivery, Outbox, DELIVERY_DEFAULTS, StateDirLockedError } from '../alerts';
+import { QUEUE_DEFAULTS, QueueWatcher, alertToJson, alertToLine, alertToParams, type AcceptThreshold, type ByteThreshold, type QueueAlert } from '../queues';
+import { redactText, redactUrl } from '../redact';
+import { intFlag, parse, type Parsed } from './args';
 import { UsageError } from './errors';
-export async function runQueues(_argv: string[], _out: NodeJS.WritableStream): Promise<number> {
-  throw new UsageError('queues: not implemented yet');
+import { FILTER_HELP, FILTER_OPTIONS, filterOptions, resolveNetns } from './filters';
+
+export const QUEUES_HELP = `Usage: sockwatch queues [options]
+
+Watch the send and receive queue of every TCP and UDP socket (listeners: the accept queue) and
+report each socket whose queue goes above its threshold: JSON lines on stdout, or with --url an
+HTTP GET per alert, kept in a durable outbox until the receiver answers 2xx.
+
+Thresholds (a queue offends when strictly greater):
+  --recv-threshold BYTES    receive queue; k/m/g units; off to disable (default 1m = 1048576)
+  --send-threshold BYTES    send queue (default 1m). UDP sizes are kernel memory (truesize), not payload
+  --accept-threshold N      listeners: accept queue in connections, "limit" (queue reached the
+                            listen() backlog) or off (default limit); reported as type ACCEPT
+Alerts:
+  --interval MS             time between samples (default 250, at least 10)
+  --repeat SECONDS          repeat while still above (default 60; 0 = never; fractions allowed)
+  --confirm N/M             alert only when the socket offended in N of its last M samples (default 1/1)
+  --notify-resolved         also report when a queue is back at or below its threshold, or closed
+  --max-records N           offenders tracked per sample (default 10000); the rest are counted
+  --max-alerts-per-tick N   alerts per sample (default 1000); the rest wait for later samples
+  --no-pid                  do not look up the owning process (pid, comm)
+${FILTER_HELP}
+Delivery (with --url):
+  --url URL                 http(s) receiver; alert fields are appended as query parameters
+  --state-dir DIR           outbox directory (default $XDG_STATE_HOME/sockwatch, else ./.sockwatch)
+  --timeout MS              per request (default 5000)
+  --concurrency N           requests in flight (default 4)
+  --backoff-base MS         first retry delay, doubling with jitter (default 500)
+  --backoff-cap MS          longest retry delay (default 60000)
+  --outbox-max-records N    undelivered alerts kept; the oldest are dropped beyond (default 100000)
+  --outbox-max-bytes BYTES  undelivered bytes kept (default 64m)
+  -q, --quiet               no line per alert on stdout
+Output:
+  -h, --help                this help
+
+Query parameters of each GET: ts, type (SEND, RECV, ACCEPT), bytes (connections for ACCEPT),
+threshold, local, remote, proto, state, host, pid and comm (when found), id (stable: use it to
+de-duplicate), event (alert, repeat, resolved). SIGTERM or SIGINT stops cleanly (exit 0); alerts
+not yet delivered are delivered by the next start, with their original ts and id.`;
+
+const OPTIONS = {
+  ...FILTER_OPTIONS,
+  'recv-threshold': { type: 'string' },
+  'send-threshold': { type: 'string' },
+  'accept-threshold': { type: 'string' },
+  interval: { type: 'string' },
+  repeat: { type: 'string' },
+  confirm: { type: 'string' },
+  'notify-resolved': { type: 'boolean' },
+  'max-records': { type: 'string' },
+  'max-alerts-per-tick': { type: 'string' },
+  'no-pid': { type: 'boolean' },
+  url: { type: 'string' },
+  'state-dir': { type: 'string' },
+  timeout: { type: 'string' },
+  concurrency: { type: 'string' },
+  'backoff-base': { type: 'string' },
+  'backoff-cap': { type: 'string' },
+  'outbox-max-records': { type: 'string' },
+  'outbox-max-bytes': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const DELIVERY_FLAGS = ['state-dir', 'timeout', 'concurrency', 'backoff-base', 'backoff-cap', 'outbox-max-records', 'outbox-max-bytes', 'quiet'];
+
+/** How often a repeated kind of stderr notice may be printed. */
+const NOTICE_EVERY_MS = 5000;
+
+function byteThreshold(flag: string, v: unknown): ByteThreshold | undefined {
+  if (v === 'off') return 'off';
+  return intFlag(flag, v, { units: true });
+}
+
+function acceptThresholdFlag(v: unknown): AcceptThreshold | undefined {
+  if (v === 'limit' || v === 'off') return v;
+  if (typeof v === 'string' && !/^\d+$/.test(v.trim())) throw new UsageError(`--accept-threshold: "${v}" is not a number of connections, "limit" or "off"`);
+  return intFlag('--accept-threshold', v);
+}
+
+function repeatFlag(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v).trim();
+  if (!/^\d+(\.\d+)?$/.test(s)) throw new UsageError(`--repeat: "${String(v)}" is not a non-negative number of seconds`);
+  return Math.round(Number(s) * 1000);
+}
+
+function confirmFlag(v: unknown): { n: number; m: number } | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(String(v).trim());
+  if (!m) throw new UsageError(`--confirm: "${String(v)}" is not N/M (like 2/3)`);
+  const n = Number(m[1]);
+  const of = Number(m[2]);
+  if (of < 1 || of > 32) throw new UsageError(`--confirm: M must be from 1 to 32, got ${of}`);
+  if (n < 1 || n > of) throw new UsageError(`--confirm: N must be from 1 to M (${of}), got ${n}`);
+  return { n, m: of };
+}
+
+function urlFlag(v: unknown): URL | undefined {
+  if (v === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(String(v));
+  } catch {
+    throw new UsageError(`--url: "${redactText(String(v))}" is not a valid URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url: must be http or https, got ${redactUrl(u)}`);
+  return u;
+}
+
+function defaultStateDir(): string {
+  const xdg = process.env.XDG_STATE_HOME;
+  return xdg && path.isAbsolute(xdg) ? path.join(xdg, 'sockwatch') : path.resolve('.sockwatch');
+}
+
+interface QueueArgs {
+  values: Parsed['values'];
+  url: URL | undefined;
+}
+
+function parseQueueArgs(argv: string[]): QueueArgs {
+  const { values } = parse(argv, OPTIONS);
+  const url = urlFlag(values.url);
+  if (!url) {
+    const stray = DELIVERY_FLAGS.find((f) => values[f] !== undefined);
+    if (stray) throw new UsageError(`--${stray} needs --url (without it alerts are JSON lines on stdout)`);
+  }
+  return { values, url };
+}
+
+/** Prints a notice at once, then at most every NOTICE_EVERY_MS per kind, with what happened meanwhile. */
+class Notices {
+  private readonly last = new Map<string, number>();
+  private readonly pending = new Map<string, { count: number; text: () => string; timer: NodeJS.Timeout }>();
+
+  constructor(private readonly write: (line: string) => void) {}
+
+  /** `text` is called when the line is printed, with the number of occurrences it covers. */
+  note(kind: string, text: (count: number) => string): void {
+    const now = Date.now();
+    const p = this.pending.get(kind);
+    if (p) {
+      p.count++;
+      p.text = () => text(p.count);
+      return;
+    }
+    const lastAt = this.last.get(kind);
+    if (lastAt === undefined || now - lastAt >= NOTICE_EVERY_MS) {
+      this.last.set(kind, now);
+      this.write(text(1));
+      return;
+    }
+    const entry = {
+      count: 1,
+      text: () => text(1),
+      timer: setTimeout(() => this.flushKind(kind), lastAt + NOTICE_EVERY_MS - now),
+    };
+    entry.timer.unref();
+    this.pending.set(kind, entry);
+  }
+
+  /** Prints what is pending now: of one kind, or of all. */
+  flush(kind?: string): void {
+    for (const k of kind === undefined ? [...this.pending.keys()] : [kind]) this.flushKind(k);
+  }
+
+  private flushKind(kind: string): void {
+    const p = this.pending.get(kind);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(kind);
+    this.last.set(kind, Date.now());
+    this.write(p.text());
+  }
+}
+
+export async function runQueues(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  const { values, url } = parseQueueArgs(argv);
+  if (values.help) {
+    out.write(QUEUES_HELP + '\n');
+    return 0;
+  }
+  const recvThreshold = byteThreshold('--recv-threshold', values['recv-threshold']);
+  const sendThreshold = byteThreshold('--send-threshold', values['send-threshold']);
+  const acceptThreshold = acceptThresholdFlag(values['accept-threshold']);
+  if (recvThreshold === 'off' && sendThreshold === 'off' && acceptThreshold === 'off') {
+    throw new UsageError('--recv-threshold, --send-threshold and --accept-threshold are all off: nothing to watch');
+  }
+  const intervalMs = intFlag('--interval', values.interval, { min: QUEUE_DEFAULTS.minIntervalMs });
+  const repeatMs = repeatFlag(values.repeat);
+  const confirm = confirmFlag(values.confirm);
+  const maxRecords = intFlag('--max-records', values['max-records'], { min: 1 });
+  const maxAlertsPerTick = intFlag('--max-alerts-per-tick', values['max-alerts-per-tick'], { min: 1 });
+  const timeoutMs = intFlag('--timeout', values.timeout, { min: 1 });
+  const concurrency = intFlag('--concurrency', values.concurrency, { min: 1, max: 1024 });
+  const backoffBaseMs = intFlag('--backoff-base', values['backoff-base'], { min: 1 });
+  const backoffCapMs = intFlag('--backoff-cap', values['backoff-cap'], { min: 1 });
+  if (backoffCapMs !== undefined && backoffCapMs < (backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs)) {
+    throw new UsageError(`--backoff-cap: ${backoffCapMs} is below the backoff base ${backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs}`);
+  }
+  const outboxMaxRecords = intFlag('--outbox-max-records', values['outbox-max-records'], { min: 1 });
+  const outboxMaxBytes = intFlag('--outbox-max-bytes', values['outbox-max-bytes'], { units: true, min: 4096 });
+  const filter = filterOptions(values);
+  const netns = resolveNetns(values.netns);
+  const quiet = values.quiet === true;
+  const stderr = (line: string): void => void process.stderr.write(`sockwatch: ${redactText(line)}\n`);
+  const notices = new Notices(stderr);
+
+  let outbox: Outbox | undefined;
+  let delivery: HttpDelivery | undefined;
+  const stateDir = url ? ((values['state-dir'] as string | undefined) ?? defaultStateDir()) : undefined;
+  if (url && stateDir !== undefined) {
+    try {
+      outbox = Outbox.open({ dir: path.resolve(stateDir), maxRecords: outboxMaxRecords, maxBytes: outboxMaxBytes });
+    } catch (e) {
+      if (e instanceof StateDirLockedError) throw new UsageError(`--state-dir: ${e.message}`);
+      const err = e as Error & { code?: string };
+      if (err.code) throw new UsageError(`--state-dir: ${path.resolve(stateDir)} is not writable (${err.code})`);
+      throw e;
+    }
+    try {
+      delivery = new HttpDelivery({ url, outbox, timeoutMs, concurrency, backoffBaseMs, backoffCapMs });
+    } catch (e) {
+      outbox.close();
+      throw new UsageError(`--url: ${(e as Error).message}`);
+    }
+  }
+
+  let watcher: QueueWatcher;
+  try {
+    watcher = new QueueWatcher({
+      recvThreshold,
+      sendThreshold,
+      acceptThreshold,
+      filter,
+      intervalMs,
+      repeatMs,
+      confirm,
+      notifyResolved: values['notify-resolved'] === true,
+      maxRecords,
+      maxAlertsPerTick,
+      owners: values['no-pid'] !== true,
+      netns,
+    });
+  } catch (e) {
+    outbox?.close();
+    throw e;
+  }
+
+  let stopRequested: (reason: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+
+  const writeOut = (line: string): void => {
+    out.write(line + '\n');
+  };
+  out.on('error', () => stopRequested('stdout closed'));
+
+  watcher.on('alert', (a: QueueAlert) => {
+    if (!delivery) {
+      writeOut(JSON.stringify(alertToJson(a)));
+      return;
+    }
+    try {
+      // Durable before anything is printed: a printed alert is never lost.
+      delivery.enqueue(alertToParams(a), { id: a.id, createdAt: Math.round(a.timestamp * 1000) });
+    } catch (e) {
+      notices.note('outbox-write', (n) => `cannot write to the outbox in ${stateDir}: ${(e as Error).message}${n > 1 ? ` (${n} alerts)` : ''}`);
+    }
+    if (!quiet) writeOut(alertToLine(a));
+  });
+  let suppressed = { untracked: 0, deferred: 0, offendersTotal: 0 };
+  watcher.on('suppressed', (s) => {
+    suppressed = { untracked: suppressed.untracked + s.untracked, deferred: suppressed.deferred + s.deferred, offendersTotal: s.offendersTotal };
+    notices.note('suppressed', () => {
+      const line =
+        `offender storm: ${suppressed.offendersTotal} offending sockets in the last sample; ` +
+        `${suppressed.untracked} offender observations not tracked (over --max-records), ` +
+        `${suppressed.deferred} alerts deferred (over --max-alerts-per-tick)`;
+      suppressed = { untracked: 0, deferred: 0, offendersTotal: 0 };
+      return line;
+    });
+  });
+  watcher.on('error', (e) => notices.note('sample', (n) => `sampling failed: ${e.message}${n > 1 ? ` (${n} times)` : ''}`));
+
+  if (delivery && outbox) {
+    const shown = redactUrl(url!);
+    let failing = false;
+    outbox.on('error', (e) => notices.note('outbox', () => `outbox: ${e.message}`));
+    // One rate-limited notice for the delivery state, worded from the state when it is printed:
+    // a flapping receiver costs at most one line per NOTICE_EVERY_MS.
+    let retries = 0;
+    let lastReason = '';
+    const deliveryState = (): string => {
+      const n = retries;
+      retries = 0;
+      if (!failing) return `delivery to ${shown} recovered${n > 0 ? ` (${n} retries since the last notice)` : ''}`;
+      return `delivery to ${shown} failing (${lastReason}); retrying with backoff (${n} retries), ${outbox!.size} alert(s) kept in ${outbox!.dir}`;
+    };
+    delivery.on('retry', (r) => {
+      failing = true;
+      retries++;
+      lastReason = r.reason;
+      notices.note('delivery', deliveryState);
+    });
+    delivery.on('delivered', () => {
+      if (!failing) return;
+      failing = false;
+      notices.note('delivery', deliveryState);
+    });
+    delivery.on('dead-letter', (d) =>
+      notices.note('dead', (n) => `receiver refused alert ${d.record.id} with HTTP ${d.status}; written to ${path.join(outbox!.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`),
+    );
+    delivery.on('dropped', (d) =>
+      notices.note('dropped', (n) => `outbox full (${d.reason}): dropped ${n} oldest undelivered alert(s), ${outbox!.droppedTotal} in total`),
+    );
+    delivery.on('error', (e) => notices.note('ack', () => `outbox: ${e.message}`));
+    const rec = outbox.recovery;
+    if (rec.records > 0) stderr(`${rec.records} undelivered alert(s) from an earlier run: delivering them first`);
+    if (rec.dropped > 0) stderr(`the outbox was over its bounds: dropped ${rec.dropped} oldest undelivered alert(s)`);
+  }
+
+  const t = watcher.thresholds;
+  const what = [
+    t.recv === undefined ? undefined : `recv > ${t.recv} B`,
+    t.send === undefined ? undefined : `send > ${t.send} B`,
+    t.accept === undefined ? undefined : t.accept === 'limit' ? 'accept queue at backlog limit' : `accept > ${t.accept}`,
+  ].filter(Boolean);
+  stderr(
+    `watching queues every ${watcher.intervalMs} ms (${what.join(', ')})` +
+      (delivery ? `; alerts to ${redactUrl(url!)}, outbox ${outbox!.dir}` : '; alerts as JSON lines on stdout'),
+  );
+
+  const onSignal = (sig: NodeJS.Signals): void => stopRequested(sig);
+  const onSecondSignal = (): void => process.exit(130);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
+  delivery?.start();
+  watcher.start();
+  const reason = await stopped;
+
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  process.once('SIGTERM', onSecondSignal);
+  process.once('SIGINT', onSecondSignal);
+  // Whatever happens below, exit within a few seconds.
+  const watchdog = setTimeout(() => {
+    stderr('shutdown took too long; exiting');
+    process.exit(0);
+  }, 5000);
+  watchdog.unref();
+  try {
+    await watcher.stop();
+    await delivery?.stop({ graceMs: 1000 });
+    const left = outbox?.size ?? 0;
+    outbox?.close();
+    notices.flush();
+    if (left > 0) stderr(`stopped (${reason}); ${left} undelivered alert(s) kept in ${outbox!.dir} for the next start`);
+  } finally {
+    clearTimeout(watchdog);
+    process.off('SIGTERM', onSecondSignal);
+    process.off('SIGINT', onSecondSignal);
+  }
+  return 0;
 }

@@ -1,0 +1,21 @@
+// Queue watch: per-socket send / receive / accept queue thresholds → alert events. Knows nothing of
+// HTTP; lib/alerts delivers, lib/cli/queues.ts wires the two.
+export { QueueWatcher, QUEUE_DEFAULTS } from './watcher';
+export type { QueueWatcherOptions } from './watcher';
+export { QueueTracker, exceeds, queueSize, thresholdFor } from './tracker';
+export type { Thresholds, TrackerOptions, TrackedQueue, TickPlan, TickOutcome, RecheckResults } from './tracker';
+export { alertId, alertToParams, alertToJson, alertToLine, isoMicros } from './alert-params';
+export { AlertStream } from './alert-stream';
+export type {
+  AcceptThreshold,
+  ByteThreshold,
+  QueueAlert,
+  QueueEventKind,
+  QueueFilter,
+  QueueSuppressedEvent,
+  QueueTickStats,
+  QueueWatcherEvents,
+  QueueWatcherStats,
+} from './types';
+export { SocketOwners, SOCKET_OWNERS_DEFAULTS } from '../procs';
+export type { SocketOwner, SocketOwnersOptions, SocketOwnersStats, ResolveOptions } from '../procs';

@@ -1,0 +1,265 @@
+// Per-socket queue state across samples: the pure part of the watcher (no I/O, no timers).
+//
+// Each (socket cookie, queue type) pair is tracked on its own. A tick has two steps:
+//   plan(sample)          which tracked pairs are missing from this sample's offenders and need an
+//                         exact re-check (a dump is not a snapshot: one absence proves nothing);
+//   apply(plan, checks)   updates every pair's history and returns the events.
+//
+// Rules:
+// - alert: the pair offended in at least N of its last M observed samples (N-of-M, default 1/1);
+// - repeat: while alerted and still offending, every repeatMs after the crossing (numbered 1, 2…);
+// - resolved: alerted, and at or below the threshold in M consecutive observed samples, or the
+//   socket was not found in 2 consecutive samples (closed);
+// - a pair that is neither alerted nor offending in its window is forgotten.
+// Events beyond maxEventsPerTick are deferred: the transition is not taken and is re-evaluated on
+// the next tick. New offenders beyond maxTracked are counted as untracked, never stored.
+import { endpoints, type SampleResult, type SocketRecord } from '../sampler';
+import { TCP_STATES } from '../states';
+import { alertId } from './alert-params';
+import type { QueueAlert, QueueEventKind, QueueType } from './types';
+
+/** Thresholds after validation: undefined means off. */
+export interface Thresholds {
+  recv: number | undefined;
+  send: number | undefined;
+  accept: number | 'limit' | undefined;
+}
+
+export interface TrackerOptions {
+  thresholds: Thresholds;
+  confirm: { n: number; m: number };
+  /** 0: never repeat. */
+  repeatMs: number;
+  notifyResolved: boolean;
+  maxTracked: number;
+  maxEventsPerTick: number;
+  maxRechecksPerTick: number;
+  host: string;
+}
+
+export interface TrackedQueue {
+  readonly key: string;
+  readonly cookie: bigint;
+  readonly type: QueueType;
+  /** The latest record seen for this socket. */
+  record: SocketRecord;
+  /** Last M observations, newest in bit 0 (1 = offending). */
+  history: number;
+  active: boolean;
+  since: number;
+  repeats: number;
+  /** Consecutive re-checks that did not find the socket. */
+  misses: number;
+}
+
+export interface TickPlan {
+  timestamp: number;
+  seen: Array<{ key: string; type: QueueType; record: SocketRecord }>;
+  /** Tracked pairs absent from the offenders whose socket is in this sample anyway (another type offends). */
+  fresh: Array<{ entry: TrackedQueue; record: SocketRecord }>;
+  /** Tracked pairs to re-check by exact lookup (at most maxRechecksPerTick). */
+  recheck: TrackedQueue[];
+  /** Offenders beyond the sample's record cap. */
+  beyondRecords: number;
+}
+
+/** Re-check outcome by cookie: the socket now, null when not found; a missing cookie means unknown. */
+export type RecheckResults = Map<bigint, SocketRecord | null>;
+
+export interface TickOutcome {
+  events: QueueAlert[];
+  deferred: number;
+  untracked: number;
+}
+
+/** Does this record offend for this queue type? Mirrors the addon's rule. */
+export function exceeds(type: QueueType, r: SocketRecord, t: Thresholds): boolean {
+  const listener = r.protocol === 'tcp' && r.state === TCP_STATES.listen;
+  if (type === 'ACCEPT') {
+    if (!listener || t.accept === undefined) return false;
+    return t.accept === 'limit' ? r.sendQ > 0 && r.recvQ >= r.sendQ : r.recvQ > t.accept;
+  }
+  if (listener) return false;
+  const limit = type === 'RECV' ? t.recv : t.send;
+  return limit !== undefined && (type === 'RECV' ? r.recvQ : r.sendQ) > limit;
+}
+
+export function queueSize(type: QueueType, r: SocketRecord): number {
+  return type === 'SEND' ? r.sendQ : r.recvQ;
+}
+
+export function thresholdFor(type: QueueType, r: SocketRecord, t: Thresholds): number {
+  if (type === 'ACCEPT') return t.accept === 'limit' ? r.sendQ : (t.accept ?? 0);
+  return (type === 'RECV' ? t.recv : t.send) ?? 0;
+}
+
+function popcount(v: number): number {
+  let n = 0;
+  for (let x = v >>> 0; x !== 0; x &= x - 1) n++;
+  return n;
+}
+
+export class QueueTracker {
+  private readonly entries = new Map<string, TrackedQueue>();
+  private readonly mask: number;
+  private activeCount = 0;
+
+  constructor(private readonly o: TrackerOptions) {
+    this.mask = o.confirm.m >= 32 ? 0xffffffff : (1 << o.confirm.m) - 1;
+  }
+
+  get tracked(): number {
+    return this.entries.size;
+  }
+
+  get active(): number {
+    return this.activeCount;
+  }
+
+  /** Every tracked pair (for inspection and tests). */
+  list(): TrackedQueue[] {
+    return [...this.entries.values()];
+  }
+
+  plan(sample: Pick<SampleResult, 'timestamp' | 'records' | 'offendersTotal'>): TickPlan {
+    const seen: TickPlan['seen'] = [];
+    const seenKeys = new Set<string>();
+    const byCookie = new Map<bigint, SocketRecord>();
+    for (const record of sample.records) {
+      byCookie.set(record.cookie, record);
+      for (const type of record.exceeded) {
+        const key = `${record.cookie}/${type}`;
+        seenKeys.add(key);
+        seen.push({ key, type, record });
+      }
+    }
+    const fresh: TickPlan['fresh'] = [];
+    const recheck: TrackedQueue[] = [];
+    for (const entry of this.entries.values()) {
+      if (seenKeys.has(entry.key)) continue;
+      const record = byCookie.get(entry.cookie);
+      if (record) fresh.push({ entry, record });
+      else if (recheck.length < this.o.maxRechecksPerTick) recheck.push(entry);
+    }
+    // Round robin: re-checked pairs go to the back, so a capped re-check reaches every pair.
+    for (const entry of recheck) {
+      this.entries.delete(entry.key);
+      this.entries.set(entry.key, entry);
+    }
+    return { timestamp: sample.timestamp, seen, fresh, recheck, beyondRecords: Math.max(0, sample.offendersTotal - sample.records.length) };
+  }
+
+  apply(plan: TickPlan, rechecks: RecheckResults): TickOutcome {
+    const ts = plan.timestamp;
+    const events: QueueAlert[] = [];
+    let budget = this.o.maxEventsPerTick;
+    let deferred = 0;
+    const untrackedCookies = new Set<bigint>();
+    const emit = (e: TrackedQueue, kind: QueueEventKind, closed = false): boolean => {
+      if (budget <= 0) {
+        deferred++;
+        return false;
+      }
+      budget--;
+      events.push(this.event(e, kind, ts, closed));
+      return true;
+    };
+
+    const offending = (e: TrackedQueue): void => {
+      e.history = this.shift(e.history, 1);
+      if (!e.active) {
+        if (popcount(e.history) < this.o.confirm.n) return;
+        const before = { since: e.since, repeats: e.repeats };
+        e.since = ts;
+        e.repeats = 0;
+        if (emit(e, 'alert')) {
+          e.active = true;
+          this.activeCount++;
+        } else Object.assign(e, before);
+      } else if (this.o.repeatMs > 0) {
+        const due = Math.floor(((ts - e.since) * 1000 + 0.001) / this.o.repeatMs);
+        if (due > e.repeats) {
+          const was = e.repeats;
+          e.repeats = due;
+          if (!emit(e, 'repeat')) e.repeats = was;
+        }
+      }
+    };
+    const calm = (e: TrackedQueue): void => {
+      e.history = this.shift(e.history, 0);
+      if (e.history !== 0) return;
+      if (e.active && this.o.notifyResolved && !emit(e, 'resolved')) return;
+      this.forget(e);
+    };
+    const gone = (e: TrackedQueue): void => {
+      e.misses++;
+      if (e.misses < 2) return;
+      if (e.active && this.o.notifyResolved && !emit(e, 'resolved', true)) return;
+      this.forget(e);
+    };
+    const observed = (e: TrackedQueue, record: SocketRecord): void => {
+      e.record = record;
+      e.misses = 0;
+      if (exceeds(e.type, record, this.o.thresholds)) offending(e);
+      else calm(e);
+    };
+
+    for (const { key, type, record } of plan.seen) {
+      let e = this.entries.get(key);
+      if (!e) {
+        if (this.entries.size >= this.o.maxTracked) {
+          untrackedCookies.add(record.cookie);
+          continue;
+        }
+        e = { key, cookie: record.cookie, type, record, history: 0, active: false, since: ts, repeats: 0, misses: 0 };
+        this.entries.set(key, e);
+      }
+      e.record = record;
+      e.misses = 0;
+      offending(e);
+    }
+    for (const { entry, record } of plan.fresh) if (this.entries.has(entry.key)) observed(entry, record);
+    for (const entry of plan.recheck) {
+      if (!this.entries.has(entry.key)) continue;
+      const r = rechecks.get(entry.cookie);
+      if (r === undefined) continue; // not checked this tick
+      if (r === null) gone(entry);
+      else observed(entry, r);
+    }
+    return { events, deferred, untracked: plan.beyondRecords + untrackedCookies.size };
+  }
+
+  private forget(e: TrackedQueue): void {
+    if (this.entries.delete(e.key) && e.active) this.activeCount--;
+  }
+
+  private shift(history: number, bit: 0 | 1): number {
+    return (((history << 1) | bit) & this.mask) >>> 0;
+  }
+
+  private event(e: TrackedQueue, kind: QueueEventKind, ts: number, closed: boolean): QueueAlert {
+    const r = e.record;
+    const { local, remote } = endpoints(r);
+    const alert: QueueAlert = {
+      id: alertId(this.o.host, e.cookie, e.type, e.since, kind, e.repeats),
+      event: kind,
+      type: e.type,
+      timestamp: ts,
+      since: e.since,
+      repeat: e.repeats,
+      bytes: closed ? 0 : queueSize(e.type, r),
+      threshold: thresholdFor(e.type, r, this.o.thresholds),
+      protocol: r.protocol,
+      family: r.family,
+      state: r.stateName,
+      local,
+      remote,
+      cookie: e.cookie,
+      inode: r.inode,
+      uid: r.uid,
+      host: this.o.host,
+    };
+    if (closed) alert.closed = true;
+    return alert;
+  }
+}

@@ -1,0 +1,114 @@
+import type { QueueType, SampleOptions } from '../sampler';
+
+export type { QueueType };
+
+/** Bytes; a socket offends when its queue is strictly greater. 'off' disables the check. */
+export type ByteThreshold = number | 'off';
+/** Connections in a listener's accept queue: strictly greater than a number, 'limit' (queue ≥ backlog), or 'off'. */
+export type AcceptThreshold = number | 'limit' | 'off';
+
+export type QueueEventKind = 'alert' | 'repeat' | 'resolved';
+
+/** Which sockets are watched: the same selection as `sockwatch list`, filtered in the kernel. */
+export type QueueFilter = Pick<
+  SampleOptions,
+  'tcp' | 'udp' | 'ipv4' | 'ipv6' | 'states' | 'localPorts' | 'excludeLocalPorts' | 'remotePorts' | 'excludeRemotePorts'
+>;
+
+/** One queue event of one socket (by cookie) and one queue type. */
+export interface QueueAlert {
+  /** Stable id: the same alert always has the same id (hash of host, cookie, type, crossing time, event, repeat). */
+  id: string;
+  /** 'alert' when the queue crossed its threshold, 'repeat' while it stays above, 'resolved' when it went back. */
+  event: QueueEventKind;
+  type: QueueType;
+  /** Unix time in seconds (microsecond fraction) of the sample that saw this. */
+  timestamp: number;
+  /** Unix time of the sample that saw the crossing (the 'alert' event's timestamp). */
+  since: number;
+  /** 0 for the alert, n for the n-th repeat; resolved events carry the last repeat number. */
+  repeat: number;
+  /** Queue size: bytes (UDP: kernel memory), or connections for ACCEPT. Resolved: the size then (0 once closed). */
+  bytes: number;
+  /** The threshold crossed; for ACCEPT with 'limit', the listener's backlog limit (then bytes ≥ threshold). */
+  threshold: number;
+  protocol: 'tcp' | 'udp';
+  family: 4 | 6;
+  /** ss-style state name (established, listen, unconn…). */
+  state: string;
+  /** `ip:port`, IPv6 as `[addr]:port`. */
+  local: string;
+  remote: string;
+  cookie: bigint;
+  /** 0 for orphaned sockets. */
+  inode: number;
+  uid: number;
+  host: string;
+  /** Owning process, when it could be found. */
+  pid?: number;
+  comm?: string;
+  /** Resolved because the socket is gone (not found in two consecutive samples). */
+  closed?: boolean;
+}
+
+export interface QueueTickStats {
+  /** 1 for the first tick. */
+  tick: number;
+  /** Unix time of the sample. */
+  timestamp: number;
+  socketsSeen: number;
+  /** Offending sockets the kernel pass found (including those beyond maxRecords). */
+  offendersTotal: number;
+  /** Offender records returned (at most maxRecords). */
+  records: number;
+  /** Socket/queue pairs tracked now (at most maxTracked). */
+  tracked: number;
+  /** Of those, alerted and not resolved. */
+  active: number;
+  /** Events produced by this tick (alert, repeat, resolved). */
+  events: number;
+  /** Events over maxAlertsPerTick, left for a later tick. */
+  deferred: number;
+  /** Offending sockets not tracked: beyond maxRecords or maxTracked. */
+  untracked: number;
+  /** Exact re-checks of sockets missing from this sample's offenders. */
+  rechecks: number;
+  /** Ticks skipped since start because a tick ran past the next one's start (lag). */
+  missedTicks: number;
+  /** Kernel pass duration (ms). */
+  scanMs: number;
+  /** Whole tick duration, sample to events (ms). */
+  tickMs: number;
+}
+
+/** Emitted for a tick where offenders were left untracked or events deferred by the caps. */
+export interface QueueSuppressedEvent {
+  timestamp: number;
+  offendersTotal: number;
+  untracked: number;
+  deferred: number;
+}
+
+export interface QueueWatcherEvents {
+  alert: QueueAlert;
+  tick: QueueTickStats;
+  suppressed: QueueSuppressedEvent;
+  /** A sample failed (the watcher keeps going). With no listener the watcher stops and this throws. */
+  error: Error;
+}
+
+export interface QueueWatcherStats {
+  /** The latest tick's stats (undefined before the first). */
+  last: QueueTickStats | undefined;
+  ticks: number;
+  missedTicks: number;
+  tracked: number;
+  active: number;
+  /** Totals since start. */
+  alerts: number;
+  repeats: number;
+  resolved: number;
+  deferred: number;
+  untracked: number;
+  errors: number;
+}

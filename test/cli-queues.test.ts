@@ -1,0 +1,383 @@
+// `sockwatch queues` end to end: the compiled CLI as a child process, real sockets with queues
+// above the thresholds, a real HTTP receiver on 127.0.0.1. Short intervals and backoffs; no
+// assertion depends on how long anything took.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { HttpReceiver, freePort } from './helpers/http-receiver';
+import { cleanupSockets, connect, neverAcceptingListener, pausedServer, python, waitAccepted } from './helpers/sockets';
+
+const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+const selfComm = fs.readFileSync('/proc/self/comm', 'utf8').trim();
+const FAST = ['--interval', '20', '--backoff-base', '20', '--backoff-cap', '200'];
+
+interface Cli {
+  child: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  exited: Promise<number | null>;
+  waitFor(pred: (lines: string[]) => boolean, what: string, ms?: number): Promise<void>;
+}
+
+const children: ChildProcess[] = [];
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  while (cleanups.length) await cleanups.pop()!();
+});
+afterAll(cleanupSockets);
+
+function start(args: string[], env: NodeJS.ProcessEnv = {}): Cli {
+  const child = spawn(process.execPath, [cli, 'queues', ...args], { env: { ...process.env, ...env }, cwd: os.tmpdir() });
+  children.push(child);
+  const lines: string[] = [];
+  let partial = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
+    partial += d;
+    const parts = partial.split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+  });
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    async waitFor(pred, what, ms = 20_000) {
+      const until = Date.now() + ms;
+      while (!pred(lines)) {
+        if (Date.now() > until || child.exitCode !== null) throw new Error(`timed out waiting for ${what}; stdout: ${lines.join('\n')}\nstderr: ${err}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+  };
+}
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, 'queues', ...args], { cwd: os.tmpdir() });
+    children.push(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function tmpDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-cli-queues-'));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function receiver(options: Parameters<typeof HttpReceiver.start>[0] = {}): Promise<HttpReceiver> {
+  const rx = await HttpReceiver.start(options);
+  cleanups.push(() => rx.close());
+  return rx;
+}
+
+/** A TCP connection whose accepted side holds `bytes` unread. */
+async function offender(host: string, bytes: number): Promise<{ port: number; clientPort: number; drain: () => void; close: () => void }> {
+  const { port, accepted } = await pausedServer(host);
+  const c = await connect(host, port);
+  c.on('error', () => undefined);
+  await waitAccepted(accepted, 1);
+  c.write(Buffer.alloc(bytes, 1));
+  return { port, clientPort: c.localPort!, drain: () => accepted[0].resume(), close: () => accepted[0].destroy() };
+}
+
+/** The id at the end of a human alert line. */
+const idOf = (line: string): string => / id ([0-9a-f]{32})$/.exec(line)?.[1] ?? '';
+
+async function stopWith(c: Cli, signal: NodeJS.Signals): Promise<number | null> {
+  c.child.kill(signal);
+  return c.exited;
+}
+
+describe('sockwatch queues without --url', () => {
+  it('prints one JSON line per alert and exits 0 on SIGTERM', async () => {
+    const o = await offender('127.0.0.1', 3000);
+    const c = start(['--recv-threshold', '1000', '--send-threshold', 'off', '--tcp', '--sport', String(o.port), ...FAST.slice(0, 2)]);
+    await c.waitFor((l) => l.length >= 1, 'an alert line');
+    const a = JSON.parse(c.lines[0]);
+    expect(a).toMatchObject({
+      event: 'alert',
+      type: 'RECV',
+      bytes: 3000,
+      threshold: 1000,
+      local: `127.0.0.1:${o.port}`,
+      remote: `127.0.0.1:${o.clientPort}`,
+      proto: 'tcp',
+      state: 'established',
+      host: os.hostname(),
+      pid: process.pid,
+      comm: selfComm,
+      repeat: 0,
+      family: 'ipv4',
+    });
+    expect(typeof a.ts).toBe('number');
+    expect(a.id).toMatch(/^[0-9a-f]{32}$/);
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    expect(c.stderr()).toMatch(/^sockwatch: watching queues every 20 ms \(recv > 1000 B, accept queue at backlog limit\); alerts as JSON lines on stdout$/m);
+    expect(c.lines).toHaveLength(1);
+  });
+
+  it('reports resolved events with --notify-resolved and exits 0 on SIGINT', async () => {
+    const o = await offender('127.0.0.1', 3000);
+    const c = start(['--recv-threshold', '1k', '--notify-resolved', '--no-pid', '--tcp', '--sport', String(o.port), '--interval', '20']);
+    await c.waitFor((l) => l.length >= 1, 'the alert');
+    o.drain();
+    await c.waitFor((l) => l.length >= 2, 'the resolved event');
+    const [alert, resolved] = c.lines.map((l) => JSON.parse(l));
+    expect(resolved).toMatchObject({ event: 'resolved', type: 'RECV', bytes: 0, threshold: 1024, since: alert.ts, cookie: alert.cookie });
+    expect(alert.pid).toBeUndefined(); // --no-pid
+    expect(alert.comm).toBeUndefined();
+    expect(await stopWith(c, 'SIGINT')).toBe(0);
+  });
+
+  it('reports an offender storm on stderr with counts, within the caps', async () => {
+    const holder = await python(`
+import socket, time
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1024)
+port = srv.getsockname()[1]
+keep = []
+for i in range(400):
+    c = socket.create_connection(('127.0.0.1', port)); c.send(b'x')
+    a, _ = srv.accept(); keep += [c, a]
+print(port, flush=True)
+time.sleep(3600)
+`);
+    const c = start(['--recv-threshold', '0', '--tcp', '--sport', String(holder.port), '--state', 'established', '--max-records', '100', '--max-alerts-per-tick', '30', '--interval', '20']);
+    await c.waitFor((l) => l.length >= 100, '100 alerts');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(c.lines).toHaveLength(100); // one per tracked socket, none beyond --max-records
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    const storm = /offender storm: (\d+) offending sockets in the last sample; (\d+) offender observations not tracked \(over --max-records\), (\d+) alerts deferred/.exec(c.stderr());
+    expect(storm, c.stderr()).not.toBeNull();
+    expect(Number(storm![1])).toBeGreaterThanOrEqual(395); // a dump is not a snapshot: one may miss a socket
+    expect(Number(storm![1])).toBeLessThanOrEqual(400);
+    expect(Number(storm![2])).toBeGreaterThanOrEqual(300);
+    expect(Number(storm![3])).toBeGreaterThan(0);
+  });
+});
+
+describe('sockwatch queues --url', () => {
+  it('sends a GET with the exact query parameters, keeps the URL query, never prints its secrets', async () => {
+    const rx = await receiver();
+    const o = await offender('::1', 4000);
+    const l = await neverAcceptingListener('127.0.0.1', 1);
+    await connect('127.0.0.1', l.port);
+    const dir = tmpDir();
+    const url = `http://user:hunter2@127.0.0.1:${rx.port}/hook?team=a&token=s3cret`;
+    const c = start(['--url', url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', `${o.port},${l.port}`, ...FAST]);
+    await rx.waitFor((r) => r.length >= 2, 20_000, 'the RECV and ACCEPT alerts');
+    await c.waitFor((ls) => ls.length >= 2, 'two human lines');
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+
+    const recv = rx.requests.find((r) => r.query.some(([k, v]) => k === 'type' && v === 'RECV'))!;
+    expect(recv.method).toBe('GET');
+    expect(recv.path).toBe('/hook');
+    expect(recv.headers.authorization).toBe(`Basic ${Buffer.from('user:hunter2').toString('base64')}`);
+    const q = recv.query;
+    expect(q.map(([k]) => k)).toEqual(['team', 'token', 'ts', 'type', 'bytes', 'threshold', 'local', 'remote', 'proto', 'state', 'host', 'pid', 'comm', 'id', 'event']);
+    const p = Object.fromEntries(q);
+    expect(p).toMatchObject({
+      team: 'a',
+      token: 's3cret',
+      type: 'RECV',
+      bytes: '4000',
+      threshold: '1000',
+      local: `[::1]:${o.port}`,
+      remote: `[::1]:${o.clientPort}`,
+      proto: 'tcp',
+      state: 'established',
+      host: os.hostname(),
+      pid: String(process.pid),
+      comm: selfComm,
+      event: 'alert',
+    });
+    expect(p.ts).toMatch(/^\d{10}\.\d{6}$/);
+    expect(p.id).toMatch(/^[0-9a-f]{32}$/);
+
+    const accept = Object.fromEntries(rx.requests.find((r) => r.query.some(([k, v]) => k === 'type' && v === 'ACCEPT'))!.query);
+    expect(accept).toMatchObject({ bytes: '1', threshold: '1', local: `127.0.0.1:${l.port}`, remote: '0.0.0.0:0', state: 'listen', pid: String(l.pid), comm: 'python3' });
+
+    // One human line per alert on stdout, carrying the id; secrets nowhere in the output.
+    expect(c.lines.map(idOf).sort()).toEqual([p.id, accept.id].sort());
+    expect(c.lines.find((x) => idOf(x) === p.id)).toMatch(/ ALERT RECV recv 4000 B > 1000 tcp established \[::1\]:\d+ \[::1\]:\d+ pid \d+ \(.+\) id /);
+    const output = c.lines.join('\n') + c.stderr();
+    expect(output).not.toContain('s3cret');
+    expect(output).not.toContain('hunter2');
+    expect(c.stderr()).toContain(`alerts to http://REDACTED:REDACTED@127.0.0.1:${rx.port}/hook?team=a&token=REDACTED`);
+  });
+
+  it('retries 500 with backoff until a 200, same id and ts every time; --quiet prints nothing', async () => {
+    const rx = await receiver({ replies: [500, 503] });
+    const o = await offender('127.0.0.1', 3000);
+    const c = start(['--url', `${rx.url}/a`, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), '--quiet', ...FAST]);
+    await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200');
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    expect(rx.requests.map((r) => r.reply)).toEqual([500, 503, 200]);
+    expect(new Set(rx.requests.map((r) => r.rawQuery)).size).toBe(1);
+    expect(c.lines).toEqual([]);
+    expect(c.stderr()).toMatch(/delivery to http:\/\/127\.0\.0\.1:\d+\/a failing \(HTTP 500\); retrying with backoff/);
+    expect(c.stderr()).toMatch(/delivery to .* recovered/);
+  });
+
+  it('times out a receiver that never answers, then delivers', async () => {
+    const rx = await receiver({ replies: ['hang'] });
+    const o = await offender('127.0.0.1', 3000);
+    const c = start(['--url', rx.url, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--timeout', '200', '--sport', String(o.port), ...FAST]);
+    await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200 after the hang');
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    expect(rx.requests.map((r) => r.reply)).toEqual(['hang', 200]);
+    expect(rx.requests[0].rawQuery).toBe(rx.requests[1].rawQuery);
+    expect(c.stderr()).toMatch(/failing \(no complete response within 200 ms\)/);
+  });
+
+  it('dead-letters a 4xx answer with the reason and does not retry it', async () => {
+    const rx = await receiver({ replies: [{ status: 404, body: 'no such hook' }] });
+    const o = await offender('127.0.0.1', 3000);
+    const dir = tmpDir();
+    const c = start(['--url', rx.url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', String(o.port), ...FAST]);
+    await rx.waitForRequests(1);
+    await c.waitFor((l) => l.length >= 1, 'the alert line');
+    const deadFile = path.join(dir, 'dead-letter.jsonl');
+    for (let i = 0; i < 500 && !fs.existsSync(deadFile); i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    expect(rx.requests).toHaveLength(1);
+    const dead = fs.readFileSync(deadFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ id: idOf(c.lines[0]), reason: { status: 404, body: 'no such hook' } });
+    expect(c.stderr()).toMatch(/receiver refused alert [0-9a-f]{32} with HTTP 404; written to .*dead-letter\.jsonl/);
+  });
+
+  it('receiver down, then up: every alert arrives', async () => {
+    const port = await freePort();
+    const o = await offender('127.0.0.1', 3000);
+    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--repeat', '0.1', '--sport', String(o.port), ...FAST]);
+    await c.waitFor((l) => l.length >= 4, 'four alerts while the receiver is down');
+    const rx = await receiver({ port });
+    const printed = () => c.lines.map(idOf);
+    await rx.waitFor(() => printed().every((id) => rx.values('id').includes(id)), 20_000, 'every printed alert');
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    const received = new Set(rx.values('id'));
+    for (const id of printed()) expect(received.has(id)).toBe(true);
+    expect(c.stderr()).toMatch(/failing \(connect ECONNREFUSED/);
+  });
+
+  it('a dead receiver: sampling goes on, the outbox stays bounded and reports what it drops', async () => {
+    const port = await freePort();
+    const o = await offender('127.0.0.1', 3000);
+    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--repeat', '0.05', '--outbox-max-records', '3', '--sport', String(o.port), ...FAST]);
+    await c.waitFor((l) => l.length >= 10, 'ten alerts while the receiver is down');
+    expect(await stopWith(c, 'SIGTERM')).toBe(0);
+    const dropped = /outbox full \(maxRecords\): dropped (\d+) oldest undelivered alert\(s\), (\d+) in total/.exec(c.stderr());
+    expect(dropped, c.stderr()).not.toBeNull();
+    expect(c.stderr()).toMatch(/stopped \(SIGTERM\); 3 undelivered alert\(s\) kept in /);
+  });
+
+  it('SIGTERM keeps undelivered alerts; the next start delivers them with the original ts', async () => {
+    const port = await freePort();
+    const o = await offender('127.0.0.1', 3000);
+    const dir = tmpDir();
+    const args = ['--url', `http://127.0.0.1:${port}/`, '--state-dir', dir, '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), ...FAST];
+    const first = start(args);
+    await first.waitFor((l) => l.length >= 1, 'the alert');
+    expect(await stopWith(first, 'SIGTERM')).toBe(0);
+    expect(first.stderr()).toMatch(/stopped \(SIGTERM\); 1 undelivered alert\(s\) kept in /);
+    const id = idOf(first.lines[0]);
+    const isoTs = first.lines[0].split(' ')[0];
+
+    o.close(); // no new alerts: only the kept one can arrive
+    const rx = await receiver({ port });
+    const second = start(args);
+    await rx.waitFor((r) => r.length >= 1, 20_000, 'the kept alert');
+    expect(await stopWith(second, 'SIGTERM')).toBe(0);
+    expect(second.stderr()).toMatch(/1 undelivered alert\(s\) from an earlier run: delivering them first/);
+    const p = Object.fromEntries(rx.requests[0].query);
+    expect(p.id).toBe(id);
+    const secs = Number(p.ts);
+    const whole = Math.floor(secs);
+    expect(`${new Date(whole * 1000).toISOString().slice(0, 19)}.${p.ts.split('.')[1]}Z`).toBe(isoTs);
+    expect(second.lines).toEqual([]);
+  });
+});
+
+describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
+  const file = path.join(os.tmpdir(), `sockwatch-not-a-dir-${process.pid}`);
+  fs.writeFileSync(file, 'x');
+  afterAll(() => fs.rmSync(file, { force: true }));
+  const URL_OK = 'http://127.0.0.1:9/';
+
+  it.each([
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['extra'], /Unexpected argument 'extra'/],
+    [['--recv-threshold', '-5'], /--recv-threshold/],
+    [['--recv-threshold=-5'], /--recv-threshold: "-5" is not a non-negative integer/],
+    [['--send-threshold', 'lots'], /--send-threshold: "lots" is not a non-negative integer/],
+    [['--send-threshold', '1.5m'], /--send-threshold: "1.5m" is not a non-negative integer/],
+    [['--accept-threshold', 'many'], /--accept-threshold: "many" is not a number of connections, "limit" or "off"/],
+    [['--recv-threshold', 'off', '--send-threshold', 'off', '--accept-threshold', 'off'], /all off: nothing to watch/],
+    [['--url', 'ftp://user:pw@example.com/x'], /--url: must be http or https, got ftp:\/\/REDACTED:REDACTED@example\.com\/x/],
+    [['--url', 'not a url'], /--url: "not a url" is not a valid URL/],
+    [['--url', URL_OK, '--state-dir', path.join(file, 'state')], /--state-dir: .* is not writable \(ENOTDIR\)/],
+    [['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'], /--state-dir: \/sys\/sockwatch-state is not writable \((EPERM|EACCES|EROFS)\)/],
+    [['--state-dir', '/tmp/x'], /--state-dir needs --url/],
+    [['--quiet'], /--quiet needs --url/],
+    [['--confirm', '3/2'], /--confirm: N must be from 1 to M \(2\), got 3/],
+    [['--confirm', '0/1'], /--confirm: N must be from 1 to M \(1\), got 0/],
+    [['--confirm', '1/33'], /--confirm: M must be from 1 to 32, got 33/],
+    [['--confirm', 'often'], /--confirm: "often" is not N\/M/],
+    [['--interval', '5'], /--interval: 5 is below the minimum 10/],
+    [['--interval', 'fast'], /--interval: "fast" is not a non-negative integer/],
+    [['--repeat', 'soon'], /--repeat: "soon" is not a non-negative number of seconds/],
+    [['--max-alerts-per-tick', '0'], /--max-alerts-per-tick: 0 is below the minimum 1/],
+    [['--max-records', 'x'], /--max-records: "x" is not a non-negative integer/],
+    [['--url', URL_OK, '--backoff-base', '500', '--backoff-cap', '100'], /--backoff-cap: 100 is below the backoff base 500/],
+    [['--state', 'sleepy'], /--state: unknown socket state "sleepy"/],
+    [['--sport', '99999'], /--sport: port 99999 is out of range/],
+  ])('%j', async (args, msg) => {
+    const r = await run(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^sockwatch: /);
+    expect(lines[0]).toMatch(msg);
+  });
+
+  it('a state directory in use by another instance', async () => {
+    const dir = tmpDir();
+    const rx = await receiver();
+    const first = start(['--url', rx.url, '--state-dir', dir, '--interval', '20']);
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (/watching queues/.test(first.stderr())) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 10);
+    });
+    const second = await run(['--url', rx.url, '--state-dir', dir]);
+    expect(second.code).toBe(2);
+    expect(second.stderr.trim().split('\n')).toHaveLength(1);
+    expect(second.stderr).toMatch(new RegExp(`--state-dir: state directory .* is in use by process ${first.child.pid}`));
+    expect(await stopWith(first, 'SIGTERM')).toBe(0);
+  });
+
+  it('--help exits 0', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: sockwatch queues/);
+    expect(r.stdout).toMatch(/--recv-threshold BYTES/);
+  });
+});
