@@ -66,49 +66,52 @@ int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem
   return 0;
 }
 
-size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
-                        uint8_t ext, const uint8_t* bytecode, size_t bytecode_len) {
-  size_t base = NLMSG_LENGTH(sizeof(struct inet_diag_req_v2));
+// Lays out a dump request: header, a zeroed body of body_size bytes, then the bytecode attribute.
+// Returns the length (0 when it does not fit) and points *body at the body for the caller to fill.
+static size_t LayOutDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint16_t type, size_t body_size,
+                                const uint8_t* bytecode, size_t bytecode_len, void** body) {
+  size_t base = NLMSG_LENGTH(body_size);
   size_t attr = bytecode_len > 0 ? RTA_SPACE(bytecode_len) : 0;
   size_t len = NLMSG_ALIGN(base) + attr;
   if (len > cap || bytecode_len > 0xFFFF - RTA_LENGTH(0)) return 0;
   memset(buf, 0, len);
   struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf);
   FillHeader(h, len, NLM_F_REQUEST | NLM_F_DUMP, seq);
-  struct inet_diag_req_v2* r = reinterpret_cast<struct inet_diag_req_v2*>(NLMSG_DATA(h));
-  r->sdiag_family = family;
-  r->sdiag_protocol = protocol;
-  r->idiag_ext = ext;
-  r->idiag_states = states;
+  h->nlmsg_type = type;
   if (bytecode_len > 0) {
     struct rtattr* a = reinterpret_cast<struct rtattr*>(buf + NLMSG_ALIGN(base));
     a->rta_type = INET_DIAG_REQ_BYTECODE;
     a->rta_len = static_cast<unsigned short>(RTA_LENGTH(bytecode_len));
     memcpy(RTA_DATA(a), bytecode, bytecode_len);
   }
+  *body = NLMSG_DATA(h);
+  return len;
+}
+
+size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
+                        uint8_t ext, const uint8_t* bytecode, size_t bytecode_len) {
+  void* body = nullptr;
+  size_t len = LayOutDumpRequest(buf, cap, seq, SOCK_DIAG_BY_FAMILY, sizeof(struct inet_diag_req_v2), bytecode,
+                                 bytecode_len, &body);
+  if (len == 0) return 0;
+  struct inet_diag_req_v2* r = static_cast<struct inet_diag_req_v2*>(body);
+  r->sdiag_family = family;
+  r->sdiag_protocol = protocol;
+  r->idiag_ext = ext;
+  r->idiag_states = states;
   return len;
 }
 
 size_t BuildTcpBothFamiliesDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint32_t states, uint8_t ext,
                                        const uint8_t* bytecode, size_t bytecode_len) {
-  size_t base = NLMSG_LENGTH(sizeof(struct inet_diag_req));
-  size_t attr = bytecode_len > 0 ? RTA_SPACE(bytecode_len) : 0;
-  size_t len = NLMSG_ALIGN(base) + attr;
-  if (len > cap || bytecode_len > 0xFFFF - RTA_LENGTH(0)) return 0;
-  memset(buf, 0, len);
-  struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(buf);
-  FillHeader(h, len, NLM_F_REQUEST | NLM_F_DUMP, seq);
-  h->nlmsg_type = TCPDIAG_GETSOCK;
-  struct inet_diag_req* r = reinterpret_cast<struct inet_diag_req*>(NLMSG_DATA(h));
+  void* body = nullptr;
+  size_t len =
+      LayOutDumpRequest(buf, cap, seq, TCPDIAG_GETSOCK, sizeof(struct inet_diag_req), bytecode, bytecode_len, &body);
+  if (len == 0) return 0;
+  struct inet_diag_req* r = static_cast<struct inet_diag_req*>(body);
   r->idiag_family = AF_INET;  // ignored: the kernel dumps every family for this request
   r->idiag_ext = ext;
   r->idiag_states = states;
-  if (bytecode_len > 0) {
-    struct rtattr* a = reinterpret_cast<struct rtattr*>(buf + NLMSG_ALIGN(base));
-    a->rta_type = INET_DIAG_REQ_BYTECODE;
-    a->rta_len = static_cast<unsigned short>(RTA_LENGTH(bytecode_len));
-    memcpy(RTA_DATA(a), bytecode, bytecode_len);
-  }
   return len;
 }
 

@@ -137,6 +137,15 @@ class ScanSink : public MessageSink {
   uint32_t last_idx_ = 0;
 };
 
+// Sends a built dump request and feeds its replies to the sink.
+Status RunDump(NetlinkSocket* sock, ScanSink* sink, uint8_t protocol, const uint8_t* req, size_t len, uint32_t seq) {
+  if (len == 0) return Status::Fail(-E2BIG, "sendto");
+  sink->set_protocol(protocol);
+  Status s = sock->Send(req, len);
+  if (!s.ok()) return s;
+  return sock->Receive(seq, sink, false);
+}
+
 Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t protocol, uint32_t states,
                const ScanParams& p) {
   uint8_t req[4096];
@@ -144,11 +153,7 @@ Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t prot
   uint32_t seq = sock->NextSeq();
   size_t len =
       BuildDumpRequest(req, sizeof(req), seq, family, protocol, states, ext, p.bytecode.data(), p.bytecode.size());
-  if (len == 0) return Status::Fail(-E2BIG, "sendto");
-  sink->set_protocol(protocol);
-  Status s = sock->Send(req, len);
-  if (!s.ok()) return s;
-  return sock->Receive(seq, sink, false);
+  return RunDump(sock, sink, protocol, req, len, seq);
 }
 
 // Both TCP families in one walk (see BuildTcpBothFamiliesDumpRequest).
@@ -158,11 +163,7 @@ Status DumpTcpBothFamilies(NetlinkSocket* sock, ScanSink* sink, const ScanParams
   uint32_t seq = sock->NextSeq();
   size_t len =
       BuildTcpBothFamiliesDumpRequest(req, sizeof(req), seq, p.tcp_states, ext, p.bytecode.data(), p.bytecode.size());
-  if (len == 0) return Status::Fail(-E2BIG, "sendto");
-  sink->set_protocol(kIpprotoTcp);
-  Status s = sock->Send(req, len);
-  if (!s.ok()) return s;
-  return sock->Receive(seq, sink, false);
+  return RunDump(sock, sink, kIpprotoTcp, req, len, seq);
 }
 
 // /proc/net/udp cannot apply the bytecode; the kernel filter is only an optimisation for the

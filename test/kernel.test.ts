@@ -164,7 +164,7 @@ describe('other states and families', () => {
     accepted[0].resume();
     accepted[0].end();
     const rec = await eventually(
-      async () => find(await all({ tcp: true, states: ['time-wait'], localPorts: [cport] }), `127.0.0.1:${cport}`),
+      async () => find(await all({ tcp: true, states: ['time-wait'], localPorts: [cport] }), `127.0.0.1:${cport}`, `127.0.0.1:${port}`),
       (r) => r !== undefined,
     );
     expect(rec).toMatchObject({ stateName: 'time-wait', recvQ: 0, sendQ: 0, inode: 0, remotePort: port });
