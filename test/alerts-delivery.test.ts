@@ -2,7 +2,6 @@
 // on disk. Backoff is shortened (tens of ms); no assertion depends on how long anything took.
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   HttpDelivery,
@@ -18,14 +17,14 @@ import {
   type OutboxOptions,
   type RetryScheduledEvent,
 } from '../lib/alerts';
-import { HttpReceiver, freePort } from './helpers/http-receiver';
+import { onCleanup, runCleanups } from './helpers/cleanup';
+import { freePort, receiver } from './helpers/http-receiver';
+import { tmpDir } from './helpers/tmp';
+import { waitFor } from './helpers/wait';
 
 const FAST = { backoffBaseMs: 20, backoffCapMs: 200 };
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+afterEach(runCleanups);
 
 interface Setup {
   dir: string;
@@ -40,23 +39,11 @@ interface Setup {
   };
 }
 
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-delivery-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function receiver(options: Parameters<typeof HttpReceiver.start>[0] = {}): Promise<HttpReceiver> {
-  const rx = await HttpReceiver.start(options);
-  cleanups.push(() => rx.close());
-  return rx;
-}
-
-function setup(url: string, options: Partial<HttpDeliveryOptions> = {}, outboxOptions: Partial<OutboxOptions> = {}, dir = tmpDir()): Setup {
+function setup(url: string, options: Partial<HttpDeliveryOptions> = {}, outboxOptions: Partial<OutboxOptions> = {}, dir = tmpDir('delivery')): Setup {
   const outbox = Outbox.open({ dir, ...outboxOptions });
-  cleanups.push(() => outbox.close());
+  onCleanup(() => outbox.close());
   const delivery = new HttpDelivery({ url, outbox, ...FAST, ...options });
-  cleanups.push(() => delivery.stop({ graceMs: 0 }));
+  onCleanup(() => delivery.stop({ graceMs: 0 }));
   const events: Setup['events'] = { delivered: [], retry: [], dead: [], dropped: [], errors: [] };
   delivery.on('delivered', (e) => events.delivered.push(e));
   delivery.on('retry', (e) => events.retry.push(e));
@@ -64,14 +51,6 @@ function setup(url: string, options: Partial<HttpDeliveryOptions> = {}, outboxOp
   delivery.on('dropped', (e) => events.dropped.push(e));
   delivery.on('error', (e) => events.errors.push(e));
   return { dir, outbox, delivery, events };
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('HttpDelivery', () => {
@@ -155,7 +134,7 @@ describe('HttpDelivery', () => {
     delivery.start();
     const ids = Array.from({ length: 20 }, (_, i) => `down-${i}`);
     for (const id of ids) delivery.enqueue({ type: 'send', id });
-    await until(() => events.retry.length >= 3, 'three failed attempts');
+    await waitFor('three failed attempts', () => events.retry.length >= 3);
     expect(events.retry.every((e) => e.code === 'ECONNREFUSED')).toBe(true);
     expect(delivery.stats().inFlight).toBeLessThanOrEqual(1); // one probe at a time while failing
     expect(outbox.size).toBe(20);
@@ -227,7 +206,7 @@ describe('HttpDelivery', () => {
 
   it('stop() aborts in-flight requests and leaves the alerts for the next start', async () => {
     const rx = await receiver({ defaultReply: 'hang' });
-    const dir = tmpDir();
+    const dir = tmpDir('delivery');
     const first = setup(`${rx.url}/x`, { timeoutMs: 30_000 }, {}, dir);
     first.delivery.start();
     for (const id of ['s1', 's2', 's3']) first.delivery.enqueue({ id });
@@ -255,7 +234,7 @@ describe('HttpDelivery', () => {
     expect(events.dropped).toHaveLength(90);
     expect(events.dropped.map((e) => e.record.id)).toEqual(Array.from({ length: 90 }, (_, i) => `m${i}`));
     expect(delivery.stats().dropped).toBe(90);
-    await until(() => events.retry.length >= 5, 'five failed attempts');
+    await waitFor('five failed attempts', () => events.retry.length >= 5);
     const s = delivery.stats();
     expect(s.ready + s.waiting + s.inFlight).toBeLessThanOrEqual(10);
     expect(events.retry.every((e) => Number(e.record.id.slice(1)) >= 90)).toBe(true);
@@ -268,7 +247,7 @@ describe('HttpDelivery', () => {
     expect(delivery.url).not.toMatch(/s3cretpw|SIGSECRET|TOKSECRET/);
     delivery.start();
     delivery.enqueue({ id: 'sec' });
-    await until(() => events.retry.length >= 2, 'two failed attempts');
+    await waitFor('two failed attempts', () => events.retry.length >= 2);
     const rx = await receiver({ port, replies: [{ status: 401, body: `denied for ${url} Bearer abc.def` }] });
     await delivery.whenIdle();
     expect(events.dead).toHaveLength(1);

@@ -3,29 +3,23 @@
 // plain JS (typescript.transpileModule), since Node 20 cannot run .ts itself.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import ts from 'typescript';
 import { Outbox, StateDirLockedError, LOCK_FILE, DEAD_LETTER_FILE, type OutboxDroppedEvent } from '../lib/alerts';
+import { runCleanups } from './helpers/cleanup';
+import { tmpDir } from './helpers/tmp';
 
 const root = path.join(__dirname, '..');
-const tmpDirs: string[] = [];
 const children: ChildProcess[] = [];
 let compiled: string; // dir holding lib/alerts/*.js and lib/redact.js
-
-function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-outbox-'));
-  tmpDirs.push(d);
-  return d;
-}
 
 function segmentFiles(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => /^outbox-\d+\.log$/.test(n)).sort();
 }
 
 function compileForChildren(): string {
-  const out = tmpDir();
+  const out = tmpDir('outbox');
   const sources = [
     ...fs.readdirSync(path.join(root, 'lib', 'alerts')).filter((f) => f.endsWith('.ts')).map((f) => path.join('lib', 'alerts', f)),
     path.join('lib', 'redact.ts'),
@@ -55,12 +49,12 @@ afterAll(async () => {
     if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await waitExit(c);
   }
-  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+  await runCleanups();
 });
 
 describe('Outbox basics', () => {
   it('returns appended records after reopen until they are acked or dead-lettered', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir });
     const a = ob.append({ type: 'send', bytes: '70000', id: 'alert-a' }, { createdAt: 1_700_000_000_123 });
     const b = ob.append({ type: 'recv', bytes: '1' });
@@ -92,7 +86,7 @@ describe('Outbox basics', () => {
   });
 
   it('rejects bad params and options with errors naming them', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     expect(() => Outbox.open({ dir, maxRecords: 0 })).toThrow(/"maxRecords" must be a positive integer/);
     expect(() => Outbox.open({ dir, fsync: 'sometimes' as never })).toThrow(/"fsync"/);
     const ob = Outbox.open({ dir, maxBytes: 4096 });
@@ -105,7 +99,7 @@ describe('Outbox basics', () => {
 
 describe('Outbox recovery after a crash', () => {
   it('keeps every appended alert when the writer is SIGKILLed mid-way, and drops a torn last line', async () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const script = path.join(compiled, 'append-forever.js');
     fs.writeFileSync(
       script,
@@ -173,7 +167,7 @@ describe('Outbox recovery after a crash', () => {
   });
 
   it('skips a damaged line in the middle and keeps the records after it', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir });
     for (let i = 0; i < 3; i++) ob.append({ n: String(i) });
     ob.close();
@@ -190,7 +184,7 @@ describe('Outbox recovery after a crash', () => {
 
 describe('Outbox copies', () => {
   it('counts a record copied forward before a crash once, and an ack covers both copies', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir });
     for (let i = 1; i <= 3; i++) ob.append({ n: String(i) });
     ob.close();
@@ -215,7 +209,7 @@ describe('Outbox copies', () => {
   });
 
   it('rotates dead-letter.jsonl past deadLetterMaxBytes (fsync always)', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir, deadLetterMaxBytes: 600, fsync: 'always' });
     for (let i = 0; i < 3; i++) ob.deadLetter(ob.append({ n: String(i), pad: 'p'.repeat(100) }).seq, { status: 400 });
     ob.close();
@@ -227,7 +221,7 @@ describe('Outbox copies', () => {
 
 describe('Outbox bounds and space', () => {
   it('drops the oldest undelivered alerts past maxRecords, counts and reports them', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir, maxRecords: 5 });
     const dropped: OutboxDroppedEvent[] = [];
     ob.on('dropped', (e) => dropped.push(e));
@@ -246,7 +240,7 @@ describe('Outbox bounds and space', () => {
   });
 
   it('drops by maxBytes too, and on open when the bounds were lowered', async () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir, maxBytes: 4096 });
     for (let i = 0; i < 40; i++) ob.append({ n: String(i), pad: 'p'.repeat(200) });
     const s = ob.stats();
@@ -267,7 +261,7 @@ describe('Outbox bounds and space', () => {
   });
 
   it('deletes fully delivered segments and rewrites the ack log, so files do not grow forever', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir, segmentMaxBytes: 4096, fsync: 'never' });
     for (let i = 0; i < 20_000; i++) ob.ack(ob.append({ n: String(i), type: 'send' }).seq);
     expect(segmentFiles(dir)).toHaveLength(1);
@@ -281,7 +275,7 @@ describe('Outbox bounds and space', () => {
   });
 
   it('copies slow alerts forward instead of letting them pin old segments', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const maxBytes = 64 * 1024;
     const ob = Outbox.open({ dir, maxBytes, segmentMaxBytes: 8192, fsync: 'never' });
     const stuck: string[] = []; // one undelivered alert in every segment's worth of delivered ones
@@ -308,7 +302,7 @@ describe('Outbox bounds and space', () => {
 
 describe('state directory', () => {
   it('refuses a second user of the same directory, in this process and from a live process', async () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const ob = Outbox.open({ dir });
     expect(() => Outbox.open({ dir })).toThrow(StateDirLockedError);
     expect(() => Outbox.open({ dir })).toThrow(dir);
@@ -316,7 +310,7 @@ describe('state directory', () => {
 
     const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     children.push(sleeper);
-    const dir2 = tmpDir();
+    const dir2 = tmpDir('outbox');
     const start = fs.readFileSync(`/proc/${sleeper.pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[19];
     fs.writeFileSync(path.join(dir2, LOCK_FILE), JSON.stringify({ pid: sleeper.pid, start }));
     expect(() => Outbox.open({ dir: dir2 })).toThrow(new RegExp(`in use by process ${sleeper.pid}`));
@@ -336,7 +330,7 @@ describe('state directory', () => {
       ['garbage', 'not json'],
     ];
     for (const [name, content] of cases) {
-      const dir = tmpDir();
+      const dir = tmpDir('outbox');
       fs.writeFileSync(path.join(dir, LOCK_FILE), content);
       const ob = Outbox.open({ dir });
       expect(JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')).pid, name).toBe(process.pid);
@@ -345,7 +339,7 @@ describe('state directory', () => {
   });
 
   it('names the directory when it cannot be used', () => {
-    const parent = tmpDir();
+    const parent = tmpDir('outbox');
     const file = path.join(parent, 'a-file');
     fs.writeFileSync(file, '');
     const dir = path.join(file, 'state');
@@ -353,7 +347,7 @@ describe('state directory', () => {
   });
 
   it('names the directory when it is not writable', () => {
-    const dir = tmpDir();
+    const dir = tmpDir('outbox');
     const outbox = path.join(compiled, 'lib/alerts/outbox.js');
     const code = `try { require(${JSON.stringify(outbox)}).Outbox.open({ dir: process.argv[1] }); process.exit(0) }
                   catch (e) { process.stdout.write(e.message + '\\n' + e.code); process.exit(2) }`;

@@ -1,22 +1,12 @@
 // `sockwatch list` end to end, as a child process of the compiled CLI.
-import { spawn } from 'node:child_process';
-import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { killCliProcesses, runCli as run } from './helpers/cli';
 import { cleanupSockets, connect, eventually, pausedServer, waitAccepted } from './helpers/sockets';
 
-const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
-afterAll(cleanupSockets);
-
-export function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+afterAll(async () => {
+  await killCliProcesses();
+  await cleanupSockets();
+});
 
 describe('sockwatch list', () => {
   it('prints JSON lines with the required fields and exact queue values', async () => {

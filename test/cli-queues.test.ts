@@ -1,111 +1,43 @@
 // `sockwatch queues` end to end: the compiled CLI as a child process, real sockets with queues
 // above the thresholds, a real HTTP receiver on 127.0.0.1. Short intervals and backoffs; no
 // assertion depends on how long anything took.
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { HttpReceiver, freePort } from './helpers/http-receiver';
-import { cleanupSockets, connect, neverAcceptingListener, pausedServer, python, waitAccepted } from './helpers/sockets';
+import { runCleanups } from './helpers/cleanup';
+import { killCliProcesses, runCli, startCli, type CliOptions, type CliProcess } from './helpers/cli';
+import { freePort, receiver } from './helpers/http-receiver';
+import { cleanupSockets, connect, neverAcceptingListener, unreadConnection as offender, unreadConnections } from './helpers/sockets';
+import { tmpDir } from './helpers/tmp';
+import { sleep, waitFor } from './helpers/wait';
 
-const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const selfComm = fs.readFileSync('/proc/self/comm', 'utf8').trim();
 const FAST = ['--interval', '20', '--backoff-base', '20', '--backoff-cap', '200'];
 
-interface Cli {
-  child: ChildProcess;
-  lines: string[];
-  stderr: () => string;
-  exited: Promise<number | null>;
-  waitFor(pred: (lines: string[]) => boolean, what: string, ms?: number): Promise<void>;
-}
-
-const children: ChildProcess[] = [];
-const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  while (cleanups.length) await cleanups.pop()!();
+  await killCliProcesses();
+  await runCleanups();
 });
 afterAll(cleanupSockets);
 
-function start(args: string[], env: NodeJS.ProcessEnv = {}): Cli {
-  const child = spawn(process.execPath, [cli, 'queues', ...args], { env: { ...process.env, ...env }, cwd: os.tmpdir() });
-  children.push(child);
-  const lines: string[] = [];
-  let partial = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => {
-    partial += d;
-    const parts = partial.split('\n');
-    partial = parts.pop()!;
-    lines.push(...parts);
-  });
-  child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    stderr: () => err,
-    exited,
-    async waitFor(pred, what, ms = 20_000) {
-      const until = Date.now() + ms;
-      while (!pred(lines)) {
-        if (Date.now() > until || child.exitCode !== null) throw new Error(`timed out waiting for ${what}; stdout: ${lines.join('\n')}\nstderr: ${err}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
-  };
-}
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, 'queues', ...args], { cwd: os.tmpdir() });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-cli-queues-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function receiver(options: Parameters<typeof HttpReceiver.start>[0] = {}): Promise<HttpReceiver> {
-  const rx = await HttpReceiver.start(options);
-  cleanups.push(() => rx.close());
-  return rx;
-}
-
-/** A TCP connection whose accepted side holds `bytes` unread. */
-async function offender(host: string, bytes: number): Promise<{ port: number; clientPort: number; drain: () => void; close: () => void }> {
-  const { port, accepted } = await pausedServer(host);
-  const c = await connect(host, port);
-  c.on('error', () => undefined);
-  await waitAccepted(accepted, 1);
-  c.write(Buffer.alloc(bytes, 1));
-  return { port, clientPort: c.localPort!, drain: () => accepted[0].resume(), close: () => accepted[0].destroy() };
-}
+const QUEUES: CliOptions = { subcommand: 'queues', cwd: os.tmpdir() };
+const start = (args: string[]): CliProcess => startCli(args, QUEUES);
+const run = (args: string[]) => runCli(args, QUEUES);
 
 /** The id at the end of a human alert line. */
 const idOf = (line: string): string => / id ([0-9a-f]{32})$/.exec(line)?.[1] ?? '';
 
-async function stopWith(c: Cli, signal: NodeJS.Signals): Promise<number | null> {
+async function stopWith(c: CliProcess, signal: NodeJS.Signals): Promise<number | null> {
   c.child.kill(signal);
-  return c.exited;
+  return (await c.exited).code;
 }
 
 describe('sockwatch queues without --url', () => {
   it('prints one JSON line per alert and exits 0 on SIGTERM', async () => {
     const o = await offender('127.0.0.1', 3000);
     const c = start(['--recv-threshold', '1000', '--send-threshold', 'off', '--tcp', '--sport', String(o.port), ...FAST.slice(0, 2)]);
-    await c.waitFor((l) => l.length >= 1, 'an alert line');
+    await c.waitFor('an alert line', (l) => l.length >= 1);
     const a = JSON.parse(c.lines[0]);
     expect(a).toMatchObject({
       event: 'alert',
@@ -132,9 +64,9 @@ describe('sockwatch queues without --url', () => {
   it('reports resolved events with --notify-resolved and exits 0 on SIGINT', async () => {
     const o = await offender('127.0.0.1', 3000);
     const c = start(['--recv-threshold', '1k', '--notify-resolved', '--no-pid', '--tcp', '--sport', String(o.port), '--interval', '20']);
-    await c.waitFor((l) => l.length >= 1, 'the alert');
+    await c.waitFor('the alert', (l) => l.length >= 1);
     o.drain();
-    await c.waitFor((l) => l.length >= 2, 'the resolved event');
+    await c.waitFor('the resolved event', (l) => l.length >= 2);
     const [alert, resolved] = c.lines.map((l) => JSON.parse(l));
     expect(resolved).toMatchObject({ event: 'resolved', type: 'RECV', bytes: 0, threshold: 1024, since: alert.ts, cookie: alert.cookie });
     expect(alert.pid).toBeUndefined(); // --no-pid
@@ -143,20 +75,10 @@ describe('sockwatch queues without --url', () => {
   });
 
   it('reports an offender storm on stderr with counts, within the caps', async () => {
-    const holder = await python(`
-import socket, time
-srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1024)
-port = srv.getsockname()[1]
-keep = []
-for i in range(400):
-    c = socket.create_connection(('127.0.0.1', port)); c.send(b'x')
-    a, _ = srv.accept(); keep += [c, a]
-print(port, flush=True)
-time.sleep(3600)
-`);
+    const holder = await unreadConnections(400, 1024);
     const c = start(['--recv-threshold', '0', '--tcp', '--sport', String(holder.port), '--state', 'established', '--max-records', '100', '--max-alerts-per-tick', '30', '--interval', '20']);
-    await c.waitFor((l) => l.length >= 100, '100 alerts');
-    await new Promise((r) => setTimeout(r, 200));
+    await c.waitFor('100 alerts', (l) => l.length >= 100);
+    await sleep(200);
     expect(c.lines).toHaveLength(100); // one per tracked socket, none beyond --max-records
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     const storm = /offender storm: (\d+) offending sockets in the last sample; (\d+) offender observations not tracked \(over --max-records\), (\d+) alerts deferred/.exec(c.stderr());
@@ -174,11 +96,11 @@ describe('sockwatch queues --url', () => {
     const o = await offender('::1', 4000);
     const l = await neverAcceptingListener('127.0.0.1', 1);
     await connect('127.0.0.1', l.port);
-    const dir = tmpDir();
+    const dir = tmpDir('cli-queues');
     const url = `http://user:hunter2@127.0.0.1:${rx.port}/hook?team=a&token=s3cret`;
     const c = start(['--url', url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', `${o.port},${l.port}`, ...FAST]);
     await rx.waitFor((r) => r.length >= 2, 20_000, 'the RECV and ACCEPT alerts');
-    await c.waitFor((ls) => ls.length >= 2, 'two human lines');
+    await c.waitFor('two human lines', (ls) => ls.length >= 2);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
 
     const recv = rx.requests.find((r) => r.query.some(([k, v]) => k === 'type' && v === 'RECV'))!;
@@ -221,7 +143,7 @@ describe('sockwatch queues --url', () => {
   it('retries 500 with backoff until a 200, same id and ts every time; --quiet prints nothing', async () => {
     const rx = await receiver({ replies: [500, 503] });
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', `${rx.url}/a`, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), '--quiet', ...FAST]);
+    const c = start(['--url', `${rx.url}/a`, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), '--quiet', ...FAST]);
     await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200');
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests.map((r) => r.reply)).toEqual([500, 503, 200]);
@@ -234,7 +156,7 @@ describe('sockwatch queues --url', () => {
   it('times out a receiver that never answers, then delivers', async () => {
     const rx = await receiver({ replies: ['hang'] });
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', rx.url, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--timeout', '200', '--sport', String(o.port), ...FAST]);
+    const c = start(['--url', rx.url, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--timeout', '200', '--sport', String(o.port), ...FAST]);
     await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200 after the hang');
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests.map((r) => r.reply)).toEqual(['hang', 200]);
@@ -245,13 +167,13 @@ describe('sockwatch queues --url', () => {
   it('dead-letters a 4xx answer with the reason and does not retry it', async () => {
     const rx = await receiver({ replies: [{ status: 404, body: 'no such hook' }] });
     const o = await offender('127.0.0.1', 3000);
-    const dir = tmpDir();
+    const dir = tmpDir('cli-queues');
     const c = start(['--url', rx.url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', String(o.port), ...FAST]);
     await rx.waitForRequests(1);
-    await c.waitFor((l) => l.length >= 1, 'the alert line');
+    await c.waitFor('the alert line', (l) => l.length >= 1);
     const deadFile = path.join(dir, 'dead-letter.jsonl');
-    for (let i = 0; i < 500 && !fs.existsSync(deadFile); i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 500 && !fs.existsSync(deadFile); i++) await sleep(10);
+    await sleep(200);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests).toHaveLength(1);
     const dead = fs.readFileSync(deadFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -263,8 +185,8 @@ describe('sockwatch queues --url', () => {
   it('receiver down, then up: every alert arrives', async () => {
     const port = await freePort();
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--repeat', '0.1', '--sport', String(o.port), ...FAST]);
-    await c.waitFor((l) => l.length >= 4, 'four alerts while the receiver is down');
+    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--repeat', '0.1', '--sport', String(o.port), ...FAST]);
+    await c.waitFor('four alerts while the receiver is down', (l) => l.length >= 4);
     const rx = await receiver({ port });
     const printed = () => c.lines.map(idOf);
     await rx.waitFor(() => printed().every((id) => rx.values('id').includes(id)), 20_000, 'every printed alert');
@@ -277,8 +199,8 @@ describe('sockwatch queues --url', () => {
   it('a dead receiver: sampling goes on, the outbox stays bounded and reports what it drops', async () => {
     const port = await freePort();
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir(), '--recv-threshold', '1000', '--repeat', '0.05', '--outbox-max-records', '3', '--sport', String(o.port), ...FAST]);
-    await c.waitFor((l) => l.length >= 10, 'ten alerts while the receiver is down');
+    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--repeat', '0.05', '--outbox-max-records', '3', '--sport', String(o.port), ...FAST]);
+    await c.waitFor('ten alerts while the receiver is down', (l) => l.length >= 10);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     const dropped = /outbox full \(maxRecords\): dropped (\d+) oldest undelivered alert\(s\), (\d+) in total/.exec(c.stderr());
     expect(dropped, c.stderr()).not.toBeNull();
@@ -288,10 +210,10 @@ describe('sockwatch queues --url', () => {
   it('SIGTERM keeps undelivered alerts; the next start delivers them with the original ts', async () => {
     const port = await freePort();
     const o = await offender('127.0.0.1', 3000);
-    const dir = tmpDir();
+    const dir = tmpDir('cli-queues');
     const args = ['--url', `http://127.0.0.1:${port}/`, '--state-dir', dir, '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), ...FAST];
     const first = start(args);
-    await first.waitFor((l) => l.length >= 1, 'the alert');
+    await first.waitFor('the alert', (l) => l.length >= 1);
     expect(await stopWith(first, 'SIGTERM')).toBe(0);
     expect(first.stderr()).toMatch(/stopped \(SIGTERM\); 1 undelivered alert\(s\) kept in /);
     const id = idOf(first.lines[0]);
@@ -356,17 +278,10 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
   });
 
   it('a state directory in use by another instance', async () => {
-    const dir = tmpDir();
+    const dir = tmpDir('cli-queues');
     const rx = await receiver();
     const first = start(['--url', rx.url, '--state-dir', dir, '--interval', '20']);
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => {
-        if (/watching queues/.test(first.stderr())) {
-          clearInterval(t);
-          resolve();
-        }
-      }, 10);
-    });
+    await waitFor('the first instance to start watching', () => /watching queues/.test(first.stderr()));
     const second = await run(['--url', rx.url, '--state-dir', dir]);
     expect(second.code).toBe(2);
     expect(second.stderr.trim().split('\n')).toHaveLength(1);

@@ -2,25 +2,25 @@
 // the log, -d, -c, the pidfile (running, stale), SIGTERM, bad input, and the clear error when
 // collection is asked for and there is no .NET process. Connections are real, on 127.0.0.1, held
 // by a helper child process whose pid is given with --pid so other tests' sockets do not count.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hourKey } from '../lib/outbound';
+import { onCleanup, runCleanups } from './helpers/cleanup';
+import { killCliProcesses, startCli, type CliOptions } from './helpers/cli';
+import { SNAT_ENV, deadPid, readLogs } from './helpers/snat';
+import { acceptingServer, cleanupSockets } from './helpers/sockets';
+import { tmpDir } from './helpers/tmp';
+import { waitFor } from './helpers/wait';
 
-const CLI = path.resolve(__dirname, '../dist/cli/main.js');
 const SECRET_SIG = 'c2VjcmV0LXNpZ25hdHVyZS1kby1ub3QtbGVhaw%3D%3D';
 const FAKE_SAS = `https://acct.blob.core.windows.net/diag?sv=2022-11-02&sr=c&sp=rcw&se=2099-01-01T00%3A00%3A00Z&sig=${SECRET_SIG}`;
 
 let tmp: string;
-let server: net.Server;
 let port: number;
 let holder: ChildProcess;
-const sockets = new Set<net.Socket>();
-const running = new Set<ChildProcess>();
 
 /** A child process holding `n` connections to our server. */
 async function holdConnections(n: number): Promise<ChildProcess> {
@@ -29,83 +29,26 @@ async function holdConnections(n: number): Promise<ChildProcess> {
     ['-e', `const net=require('net');let k=0;const s=[];for(let i=0;i<${n};i++)s.push(net.connect(${port},'127.0.0.1',()=>{if(++k===${n})console.log('READY')}));setInterval(()=>{},1000)`],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  running.add(child);
+  onCleanup(() => child.kill('SIGKILL'));
   await new Promise<void>((resolve) => child.stdout!.on('data', (d) => String(d).includes('READY') && resolve()));
   return child;
 }
 
 beforeAll(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-cli-snat-'));
-  server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  port = (server.address() as net.AddressInfo).port;
+  tmp = tmpDir('cli-snat');
+  ({ port } = await acceptingServer('127.0.0.1'));
   holder = await holdConnections(7);
 });
 
 afterAll(async () => {
-  for (const c of running) c.kill('SIGKILL');
-  sockets.forEach((s) => s.destroy());
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  fs.rmSync(tmp, { recursive: true, force: true });
+  await killCliProcesses();
+  await runCleanups();
+  await cleanupSockets();
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
-  for (const k of ['COMPUTERNAME', 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL']) if (!(k in extra)) delete env[k];
-  return env;
-}
-
-function start(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; prefix?: string[] } = {}): { child: ChildProcess; done: Promise<Run> } {
-  const cmd = [...(opts.prefix ?? []), process.execPath, CLI, 'snat', ...args];
-  const child = spawn(cmd[0]!, cmd.slice(1), { env: cleanEnv(opts.env), cwd: opts.cwd ?? tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<Run>((resolve) =>
-    child.once('close', (code) => {
-      running.delete(child);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { child, done };
-}
-
-const run = (args: string[], opts: Parameters<typeof start>[1] = {}): Promise<Run> => start(args, opts).done;
-
-async function waitFor(what: string, check: () => boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** All text (or JSON-lines) logs of an instance, concatenated (a run may cross an hour). */
-function readLogs(logDir: string, instance: string, ext: 'log' | 'jsonl'): string {
-  const dir = path.join(logDir, `outconn-logs-${instance}`);
-  return fs
-    .readdirSync(dir)
-    .filter((n) => n.endsWith(`.${ext}`))
-    .sort()
-    .map((n) => fs.readFileSync(path.join(dir, n), 'utf8'))
-    .join('');
-}
-
-function deadPid(): number {
-  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
-}
+/** `sockwatch snat` in the test's directory, with only the environment a test gives it. */
+const start = (args: string[], options: CliOptions = {}) => startCli(args, { subcommand: 'snat', cwd: tmp, unsetEnv: SNAT_ENV, ...options });
+const run = (args: string[], options: CliOptions = {}) => start(args, options).exited;
 
 describe('sockwatch snat (no .NET needed)', () => {
   it('prints its help', async () => {
@@ -179,7 +122,7 @@ describe('sockwatch snat (no .NET needed)', () => {
 
   it('with collection enabled and no .NET process, fails with one clear line', async () => {
     // A fresh pid namespace hides the .NET apps other tests may be running.
-    const r = await run(['enable-dump', '--log-dir', path.join(tmp, 'nodotnet')], { prefix: ['unshare', '--pid', '--fork', '--mount-proc'] });
+    const r = await run(['enable-dump', '--log-dir', path.join(tmp, 'nodotnet')], { wrapper: ['unshare', '--pid', '--fork', '--mount-proc'] });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^sockwatch: no \.NET process found: no dotnet-diagnostic-\*-socket in any process's temp directory\..*pass --pid.*\n$/);
     expect(r.stderr.split('\n')).toHaveLength(2);
@@ -210,7 +153,7 @@ describe('sockwatch snat (no .NET needed)', () => {
     const c = await run(['-c', '--log-dir', logDir]);
     expect(c.code).toBe(0);
     expect(c.stdout).toContain(`stopped process ${first.child.pid} (SIGTERM)`);
-    const firstRun = await first.done;
+    const firstRun = await first.exited;
     expect(firstRun.code).toBe(0);
     expect(fs.existsSync(pidfile)).toBe(false);
     // the stopped run cleaned up after itself, the stale lock of the dead run included
@@ -231,7 +174,7 @@ describe('sockwatch snat (no .NET needed)', () => {
     const pidfile = path.join(logDir, 'sockwatch-snat.pid');
     await waitFor('pidfile', () => fs.existsSync(pidfile) && fs.readFileSync(pidfile, 'utf8').startsWith(String(killed.child.pid)));
     killed.child.kill('SIGKILL');
-    await killed.done;
+    await killed.exited;
     expect(fs.existsSync(pidfile)).toBe(true);
     const next = await run(['-f', '0.3', '-d', '0.0002', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 's1' } });
     expect(next.code).toBe(0);
@@ -242,9 +185,9 @@ describe('sockwatch snat (no .NET needed)', () => {
   it('stops cleanly on SIGINT with exit code 0', async () => {
     const logDir = path.join(tmp, 'sigint');
     const r = start(['-f', '0.3', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 'g1' } });
-    await waitFor('first poll', () => fs.existsSync(path.join(logDir, 'outconn-logs-g1')) && readLogs(logDir, 'g1', 'log').includes('Current timestamp'));
+    await waitFor('first poll', () => readLogs(logDir, 'g1', 'log').includes('Current timestamp'));
     r.child.kill('SIGINT');
-    const done = await r.done;
+    const done = await r.exited;
     expect(done.code).toBe(0);
     expect(done.stdout).toContain('Completed');
     expect(fs.existsSync(path.join(logDir, 'sockwatch-snat.pid'))).toBe(false);

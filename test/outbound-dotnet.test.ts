@@ -2,83 +2,32 @@
 // SDK) opening N connections to a server of this test on 127.0.0.1, the compiled CLI as a child
 // process, dumps and traces through the runtime's diagnostics socket, and Azurite (started here on
 // a random port) receiving the uploads through a container SAS URL generated here.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createContainerSas, keyContainerClient, startAzurite, type Azurite } from './helpers/azurite';
+import { runCleanups } from './helpers/cleanup';
+import { killCliProcesses, startCli } from './helpers/cli';
 import { dotnetSkipReason, hasDotnet, startDotnetApp, type DotnetApp } from './helpers/dotnet';
+import { SNAT_ENV, deadPid, jsonRecords, readLogs } from './helpers/snat';
+import { acceptingServer, cleanupSockets } from './helpers/sockets';
+import { tmpDir } from './helpers/tmp';
+import { waitFor, type WaitOptions } from './helpers/wait';
 
-const CLI = path.resolve(__dirname, '../dist/cli/main.js');
 const skip = !hasDotnet();
 if (skip) console.warn(`outbound-dotnet.test.ts: ${dotnetSkipReason()}`);
 
 let tmp: string;
-let server: net.Server;
 let port: number;
 let azurite: Azurite;
-const sockets = new Set<net.Socket>();
 const apps: DotnetApp[] = [];
-const running = new Set<ChildProcess>();
 const extraAzurites: Azurite[] = [];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function ourEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of ['COMPUTERNAME', 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL', 'SOCKWATCH_UPLOAD_BLOCK_SIZE', 'SOCKWATCH_UPLOAD_CONCURRENCY']) delete env[k];
-  return { ...env, ...extra };
-}
-
-function startCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Run>; output: () => string } {
-  const child = spawn(process.execPath, [CLI, 'snat', ...args], { env: ourEnv(env), cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<Run>((resolve) =>
-    child.once('close', (code) => {
-      running.delete(child);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { child, done, output: () => stdout + stderr };
-}
-
-async function waitFor(what: string, check: () => boolean, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function readLogs(logDir: string, instance: string, ext: 'log' | 'jsonl'): string {
-  const dir = path.join(logDir, `outconn-logs-${instance}`);
-  if (!fs.existsSync(dir)) return '';
-  return fs
-    .readdirSync(dir)
-    .filter((n) => n.endsWith(`.${ext}`))
-    .sort()
-    .map((n) => fs.readFileSync(path.join(dir, n), 'utf8'))
-    .join('');
-}
-
-function jsonRecords(logDir: string, instance: string): Record<string, unknown>[] {
-  return readLogs(logDir, instance, 'jsonl')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+/** `sockwatch snat` in the test's directory, with only the environment a test gives it. */
+const snat = (args: string[], env: NodeJS.ProcessEnv = {}) => startCli(args, { subcommand: 'snat', cwd: tmp, unsetEnv: SNAT_ENV, env });
+/** Collection takes a while: waits here allow a minute. */
+const SLOW: WaitOptions = { ms: 60_000, everyMs: 20 };
 
 function md5File(file: string): string {
   return createHash('md5').update(fs.readFileSync(file)).digest('base64');
@@ -109,32 +58,21 @@ function expectElfCore(head: Buffer): void {
   expect(head.readUInt16LE(16)).toBe(4);
 }
 
-function deadPid(): number {
-  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
-}
-
 const unique = (name: string) => `${name}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
 describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
   beforeAll(async () => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-snat-dotnet-'));
-    server = net.createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => undefined);
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    port = (server.address() as net.AddressInfo).port;
+    tmp = tmpDir('snat-dotnet');
+    ({ port } = await acceptingServer('127.0.0.1'));
     azurite = await startAzurite();
   });
 
   afterAll(async () => {
-    for (const c of running) c.kill('SIGKILL');
+    await killCliProcesses();
     await Promise.all(apps.map((a) => a.stop()));
     await Promise.all([azurite, ...extraAzurites].filter(Boolean).map((a) => a.stop()));
-    sockets.forEach((s) => s.destroy());
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    await cleanupSockets();
+    await runCleanups();
   });
 
   it(
@@ -152,8 +90,8 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       const dead = deadPid();
       fs.writeFileSync(path.join(logDir, `dump_taken_${instance}.lock`), `${dead}\n${JSON.stringify({ pid: dead, start: '1' })}\n`);
 
-      const cli = startCli(['-t', '10', '-f', '0.5', '--pid', String(app.pid), '--trace-duration', '2', '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir, 'enable-dump-trace']);
-      const r = await cli.done;
+      const cli = snat(['-t', '10', '-f', '0.5', '--pid', String(app.pid), '--trace-duration', '2', '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir, 'enable-dump-trace']);
+      const r = await cli.exited;
       expect(r.code, r.stdout + r.stderr).toBe(0);
 
       const blobs: { name: string; size: number; md5: string; metadata: Record<string, string> }[] = [];
@@ -229,16 +167,17 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       await storage.stop();
 
       // The SAS URL and instance in our own environment this time.
-      const cli = startCli(['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--dump-type', 'normal', '--keep-local', '--log-dir', logDir, 'enable-dump'], {
+      const cli = snat(['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--dump-type', 'normal', '--keep-local', '--log-dir', logDir, 'enable-dump'], {
         COMPUTERNAME: instance,
         DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: sas,
       });
       // Default backoff (2 s doubling, equal jitter): at least 15 s from the first retry to the last attempt.
-      await waitFor('a retry', () => /Memory dump upload: retry 2\/5 in [\d.]+ s: ECONNREFUSED/.test(cli.output())).catch((e: Error) => {
-        throw new Error(`${e.message}; output so far:\n${cli.output()}`);
+      await waitFor('a retry', () => /Memory dump upload: retry 2\/5 in [\d.]+ s: ECONNREFUSED/.test(cli.output()), {
+        ...SLOW,
+        detail: () => `output so far:\n${cli.output()}`,
       });
       await storage.restart();
-      const r = await cli.done;
+      const r = await cli.exited;
       expect(r.code, r.stdout + r.stderr).toBe(0);
 
       const log = readLogs(logDir, instance, 'log');
@@ -267,14 +206,14 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       const logDir = path.join(tmp, 'kill');
       const args = ['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--dump-type', 'normal', '--keep-local', '--log-dir', logDir, 'enable-dump'];
       // Small blocks, one at a time (test hooks), so that the kill lands in the middle of the upload.
-      const first = startCli(args, { SOCKWATCH_UPLOAD_BLOCK_SIZE: '16384', SOCKWATCH_UPLOAD_CONCURRENCY: '1' });
+      const first = snat(args, { SOCKWATCH_UPLOAD_BLOCK_SIZE: '16384', SOCKWATCH_UPLOAD_CONCURRENCY: '1' });
       let progress: Record<string, unknown> | undefined;
       await waitFor('upload progress', () => {
         progress = jsonRecords(logDir, instance).find((o) => o.step === 'upload-progress' && (o.doneBlocks as number) > 0);
         return progress !== undefined;
-      });
+      }, SLOW);
       first.child.kill('SIGKILL');
-      await first.done;
+      await first.exited;
       expect(progress!.doneBlocks as number).toBeLessThan(progress!.totalBlocks as number);
       const dumpName = fs.readdirSync(logDir).find((n) => n.startsWith(`dump_${instance}_`) && n.endsWith('.dmp'))!;
       const dumpPath = path.join(logDir, dumpName);
@@ -284,7 +223,7 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       expect(fs.existsSync(path.join(logDir, 'sockwatch-snat.pid'))).toBe(true);
 
       // The next run (without the hooks: the block size comes from the pending record) resumes it.
-      const second = await startCli(args).done;
+      const second = await snat(args).exited;
       expect(second.code, second.stdout + second.stderr).toBe(0);
       expect(second.stdout).toContain(`took over the stale pidfile of process ${first.child.pid}`);
       expect(second.stdout).toContain(`found the pending upload of ${dumpName}`);
@@ -315,13 +254,13 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       const app = await startDotnetApp('127.0.0.1', port, 5, { env: { COMPUTERNAME: instance, DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: sas } });
       apps.push(app);
       const logDir = path.join(tmp, 'term');
-      const cli = startCli(['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--dump-type', 'normal', '--log-dir', logDir, 'enable-dump'], {
+      const cli = snat(['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--dump-type', 'normal', '--log-dir', logDir, 'enable-dump'], {
         SOCKWATCH_UPLOAD_BLOCK_SIZE: '16384',
         SOCKWATCH_UPLOAD_CONCURRENCY: '1',
       });
-      await waitFor('upload progress', () => jsonRecords(logDir, instance).some((o) => o.step === 'upload-progress'));
+      await waitFor('upload progress', () => jsonRecords(logDir, instance).some((o) => o.step === 'upload-progress'), SLOW);
       cli.child.kill('SIGTERM');
-      const r = await cli.done;
+      const r = await cli.exited;
       expect(r.code, r.stdout + r.stderr).toBe(0);
       const dumpName = fs.readdirSync(logDir).find((n) => n.startsWith(`dump_${instance}_`) && n.endsWith('.dmp'))!;
       expect(r.stdout).toContain(`The upload of ${dumpName} was interrupted; it resumes at the next start.`);
@@ -341,7 +280,7 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       const app = await startDotnetApp('127.0.0.1', port, 4, { env: { COMPUTERNAME: instance } });
       apps.push(app);
       const logDir = path.join(tmp, 'local');
-      const r = await startCli(['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--trace-duration', '1', '--log-dir', logDir, 'enable-trace']).done;
+      const r = await snat(['-t', '3', '-f', '0.5', '--pid', String(app.pid), '--trace-duration', '1', '--log-dir', logDir, 'enable-trace']).exited;
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stderr).toContain('DIAGNOSTICS_AZUREBLOBCONTAINERSASURL is not set (here or in the target\'s environment): dumps and traces are kept locally');
       const trace = fs.readdirSync(logDir).find((n) => n.startsWith(`trace_${instance}_`) && n.endsWith('.nettrace'))!;
@@ -351,7 +290,7 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       expect(readLogs(logDir, instance, 'log')).toContain(`All enabled diagnostics have been collected (kept locally in ${logDir}: no DIAGNOSTICS_AZUREBLOBCONTAINERSASURL).`);
 
       const readOnly = await createContainerSas(azurite.url, 'snat-ro', { permissions: 'rl' });
-      const refused = await startCli(['--pid', String(app.pid), '--log-dir', logDir, 'enable-dump'], { DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: readOnly }).done;
+      const refused = await snat(['--pid', String(app.pid), '--log-dir', logDir, 'enable-dump'], { DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: readOnly }).exited;
       expect(refused.code).toBe(1);
       expect(refused.stderr).toBe('sockwatch: DIAGNOSTICS_AZUREBLOBCONTAINERSASURL (from the environment): grants sp=rl; uploads need r and w\n');
     },
@@ -366,7 +305,7 @@ describe.skipIf(skip)('sockwatch snat with a real .NET app and Azurite', () => {
       const big = await startDotnetApp('127.0.0.1', port, 30, { env: { COMPUTERNAME: 'pick-me' } });
       apps.push(big);
       const logDir = path.join(tmp, 'pick');
-      const r = await startCli(['-f', '0.5', '-d', '0.0002', '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir]).done;
+      const r = await snat(['-f', '0.5', '-d', '0.0002', '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir]).exited;
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`target: pid ${big.pid} \\(.*dotnet-app.*\\) owns the most outbound connections \\(30\\) of \\d+ \\.NET processes: .*pid ${small.pid}: 2`));
       expect(readLogs(logDir, 'pick-me', 'log')).toContain('instance: pick-me (COMPUTERNAME from process');

@@ -15,8 +15,10 @@ import {
   sendUdp,
   stuckSender,
   udpSocket,
+  unreadConnections,
   waitAccepted,
 } from './helpers/sockets';
+import { sleep, waitFor } from './helpers/wait';
 
 const watchers: QueueWatcher[] = [];
 afterEach(async () => {
@@ -44,13 +46,8 @@ function watch(options: QueueWatcherOptions): Run {
     ticks: [],
     suppressed: [],
     errors: [],
-    async waitFor(pred, what, ms = 20_000) {
-      const until = Date.now() + ms;
-      while (!pred(run.alerts)) {
-        if (Date.now() > until) throw new Error(`timed out waiting for ${what}; alerts: ${JSON.stringify(run.alerts.map((a) => `${a.event}:${a.type}`))}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
+    waitFor: (pred, what, ms) =>
+      waitFor(what, () => pred(run.alerts), { ms, detail: () => `alerts: ${JSON.stringify(run.alerts.map((a) => `${a.event}:${a.type}`))}` }),
   };
   watcher.on('alert', (a) => run.alerts.push(a));
   watcher.on('tick', (t) => run.ticks.push(t));
@@ -289,19 +286,7 @@ describe('offender storm', () => {
   it('keeps state, records and alerts per tick bounded, reports what it suppressed, and keeps ticking', async () => {
     // 2 × 3000 accepted sockets with 1 unread byte each, held by two python processes (each under
     // the 20,000-fd limit).
-    const hold = (n: number) =>
-      python(`
-import socket, time
-srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(4096)
-port = srv.getsockname()[1]
-keep = []
-for i in range(${n}):
-    c = socket.create_connection(('127.0.0.1', port)); c.send(b'x')
-    a, _ = srv.accept(); keep += [c, a]
-print(port, flush=True)
-time.sleep(3600)
-`);
-    const [h1, h2] = await Promise.all([hold(3000), hold(3000)]);
+    const [h1, h2] = await Promise.all([unreadConnections(3000, 4096), unreadConnections(3000, 4096)]);
     const MAX_RECORDS = 500;
     const PER_TICK = 100;
     const run = watch({
@@ -315,7 +300,7 @@ time.sleep(3600)
     await run.waitFor((a) => a.length >= MAX_RECORDS, `${MAX_RECORDS} alerts`, 40_000);
     const ticksAtCap = run.ticks.length;
     const until = Date.now() + 30_000;
-    while (run.ticks.length < ticksAtCap + 10 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    while (run.ticks.length < ticksAtCap + 10 && Date.now() < until) await sleep(20);
     expect(run.ticks.length).toBeGreaterThanOrEqual(ticksAtCap + 10);
 
     expect(run.ticks.some((t) => t.offendersTotal === 6000)).toBe(true);

@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import { once } from 'node:events';
+import { onCleanup } from './cleanup';
 
 export type ScriptedReply =
   | number
@@ -144,6 +145,13 @@ export class HttpReceiver {
     }
     for (const check of [...this.waiters]) check();
   }
+}
+
+/** Starts a receiver that closes at the next runCleanups(). */
+export async function receiver(options: HttpReceiverOptions = {}): Promise<HttpReceiver> {
+  const rx = await HttpReceiver.start(options);
+  onCleanup(() => rx.close());
+  return rx;
 }
 
 /** A loopback port that was free a moment ago (for a receiver that starts later on a known port). */

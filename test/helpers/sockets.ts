@@ -32,6 +32,22 @@ export async function pausedServer(host: string): Promise<{ server: net.Server; 
   return { server, port: (server.address() as net.AddressInfo).port, accepted };
 }
 
+/** A server that accepts and holds every connection (errors on them ignored). */
+export async function acceptingServer(host: string): Promise<{ server: net.Server; port: number; accepted: net.Socket[] }> {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    accepted.push(s);
+    s.on('error', () => undefined);
+  });
+  server.listen(0, host);
+  await once(server, 'listening');
+  cleanups.push(async () => {
+    accepted.forEach((s) => s.destroy());
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { server, port: (server.address() as net.AddressInfo).port, accepted };
+}
+
 export async function connect(host: string, port: number, localAddress?: string): Promise<net.Socket> {
   const c = net.connect({ host, port, localAddress });
   await once(c, 'connect');
@@ -43,6 +59,16 @@ export async function connect(host: string, port: number, localAddress?: string)
 export async function waitAccepted(accepted: net.Socket[], n: number): Promise<void> {
   for (let i = 0; i < 3000 && accepted.length < n; i++) await new Promise((r) => setTimeout(r, 10));
   if (accepted.length < n) throw new Error(`only ${accepted.length} of ${n} connections accepted`);
+}
+
+/** A TCP connection on `host` whose accepted side holds `bytes` unread; drain() reads them, close() ends it. */
+export async function unreadConnection(host: string, bytes: number): Promise<{ port: number; clientPort: number; drain: () => void; close: () => void }> {
+  const { port, accepted } = await pausedServer(host);
+  const c = await connect(host, port);
+  c.on('error', () => undefined);
+  await waitAccepted(accepted, 1);
+  c.write(Buffer.alloc(bytes, 1));
+  return { port, clientPort: c.localPort!, drain: () => accepted[0].resume(), close: () => accepted[0].destroy() };
 }
 
 export interface PyHolder {
@@ -68,6 +94,21 @@ export async function python(script: string, env: Record<string, string> = {}): 
     child.once('exit', (code) => reject(new Error(`python exited with ${code} before printing a port`)));
   });
   return { child, port: Number(line.split(' ')[0]), pid: child.pid!, line };
+}
+
+/** `n` accepted TCP connections on 127.0.0.1, each with 1 unread byte on the accepted side, held by python. */
+export function unreadConnections(n: number, backlog: number): Promise<PyHolder> {
+  return python(`
+import socket, time
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(${backlog})
+port = srv.getsockname()[1]
+keep = []
+for i in range(${n}):
+    c = socket.create_connection(('127.0.0.1', port)); c.send(b'x')
+    a, _ = srv.accept(); keep += [c, a]
+print(port, flush=True)
+time.sleep(3600)
+`);
 }
 
 /** A TCP listener that never accepts (backlog given), held by python. */
