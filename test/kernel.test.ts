@@ -181,12 +181,7 @@ describe('other states and families', () => {
     expect(v4only).toEqual([]);
   });
 
-  it('SYN_RECV request sockets appear when asked for', async () => {
-    // A listener that never completes handshakes is hard to make on loopback; instead check that
-    // asking for syn-recv is accepted by the kernel and returns only that state.
-    const r = await sampler.sample({ tcp: true, states: ['syn-recv'], all: true });
-    expect(r.records.every((x) => x.stateName === 'syn-recv')).toBe(true);
-  });
+  // SYN_RECV request sockets need a handshake that never completes: see test/netns.test.ts.
 });
 
 describe('native aggregation and counts', () => {

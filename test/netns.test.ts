@@ -54,6 +54,61 @@ os._exit(0)
     await host.close();
   });
 
+  it('reports SYN_RECV request sockets: a SYN whose handshake can never complete', async () => {
+    // Inside the namespace: a listener on one end of a veth pair (both ends in the namespace), and
+    // a raw SYN to it from an address nobody holds. The SYN-ACK waits for an ARP answer that never
+    // comes, so the request socket stays in SYN_RECV while the kernel retries. Nothing leaves the
+    // namespace.
+    execFileSync('ip', ['-n', NS, 'link', 'add', 'sw0', 'type', 'veth', 'peer', 'name', 'sw1']);
+    execFileSync('ip', ['-n', NS, 'addr', 'add', '10.77.0.1/24', 'dev', 'sw0']);
+    execFileSync('ip', ['-n', NS, 'link', 'set', 'sw0', 'up']);
+    execFileSync('ip', ['-n', NS, 'link', 'set', 'sw1', 'up']);
+    const out = execFileSync('ip', ['netns', 'exec', NS, 'python3', '-c', `
+import socket, struct, os, time
+lst = socket.socket(); lst.bind(('10.77.0.1', 0)); lst.listen(8)
+port = lst.getsockname()[1]
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst = socket.inet_aton('10.77.0.2'), socket.inet_aton('10.77.0.1')
+tcp = struct.pack('!HHIIBBHHH', 40000, port, 1234, 0, 5 << 4, 0x02, 65535, 0, 0)
+tcp = tcp[:16] + struct.pack('!H', csum(src + dst + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)) + tcp[18:]
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, src, dst)
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+raw.sendto(ip + tcp, ('10.77.0.1', 0))
+if os.fork() == 0:
+    os.setsid()
+    null = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    time.sleep(3600)
+    os._exit(0)
+print(port, flush=True)
+os._exit(0)
+`]).toString();
+    const synPort = Number(out.trim());
+    const s = new Sampler({ netns: `/var/run/netns/${NS}` });
+    let recs = s.sampleSync({ tcp: true, states: ['syn-recv'], all: true }).records;
+    for (let i = 0; i < 100 && recs.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      recs = s.sampleSync({ tcp: true, states: ['syn-recv'], all: true }).records;
+    }
+    await s.close();
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({
+      stateName: 'syn-recv',
+      localAddress: '10.77.0.1',
+      localPort: synPort,
+      remoteAddress: '10.77.0.2',
+      remotePort: 40000,
+      recvQ: 0,
+      sendQ: 0,
+      inode: 0,
+    });
+  });
+
   it('works through /proc/PID/ns/net of a process inside', async () => {
     const pid = spawnSync('ip', ['netns', 'pids', NS]).stdout.toString().trim().split('\n')[0];
     const s = new Sampler({ netns: `/proc/${pid}/ns/net` });
