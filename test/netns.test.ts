@@ -68,7 +68,7 @@ import socket, struct, os, time
 lst = socket.socket(); lst.bind(('10.77.0.1', 0)); lst.listen(8)
 port = lst.getsockname()[1]
 def csum(b):
-    if len(b) % 2: b += b'\0'
+    if len(b) % 2: b += b'\\0'
     s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
     while s >> 16: s = (s & 0xffff) + (s >> 16)
     return ~s & 0xffff
