@@ -53,7 +53,7 @@ function opLength(code: number, bc: Buffer, off: number): number {
 /** Adds `delta` to every `no` of `a` that pointed at a's reject position (len(a) + 4). */
 function patchRejects(a: Buffer, delta: number): Buffer {
   const out = Buffer.from(a);
-  for (let off = 0; off < out.length; ) {
+  for (let off = 0; off < out.length;) {
     const code = out.readUInt8(off);
     const no = out.readUInt16LE(off + 2);
     if (off + no === out.length + 4) out.writeUInt16LE(no + delta, off + 2);

@@ -116,7 +116,8 @@ export class SocketOwners {
     }
     this.scanBudget = budget;
     const max = options.maxEntries ?? SOCKET_OWNERS_DEFAULTS.maxEntries;
-    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`SocketOwners option "maxEntries" must be a positive integer (got ${String(max)})`);
+    if (!Number.isSafeInteger(max) || max < 1)
+      throw new RangeError(`SocketOwners option "maxEntries" must be a positive integer (got ${String(max)})`);
     this.maxEntries = max;
   }
 

@@ -53,7 +53,13 @@ export function redactText(text: string): string {
         return m;
       }
     })
-    .replace(/\b(sig|signature|token|access_token|api_key|apikey|secret|password|client_secret)=([^&\s"'<>)]+)/gi, (_m, k) => `${k}=${REDACTED}`)
-    .replace(/("(?:sig|signature|token|access_token|api_key|apikey|secret|password|client_secret)"\s*:\s*)"[^"]*"/gi, (_m, k) => `${k}"${REDACTED}"`)
+    .replace(
+      /\b(sig|signature|token|access_token|api_key|apikey|secret|password|client_secret)=([^&\s"'<>)]+)/gi,
+      (_m, k) => `${k}=${REDACTED}`,
+    )
+    .replace(
+      /("(?:sig|signature|token|access_token|api_key|apikey|secret|password|client_secret)"\s*:\s*)"[^"]*"/gi,
+      (_m, k) => `${k}"${REDACTED}"`,
+    )
     .replace(/\b(Bearer|Basic|SharedKey)\s+[A-Za-z0-9._~+/=:-]+/g, (_m, scheme) => `${scheme} ${REDACTED}`);
 }

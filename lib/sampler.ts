@@ -253,11 +253,13 @@ export function compileSampleOptions(o: SampleOptions = {}): NativeScanRequest {
     if (a.ownerInodes !== undefined) req.ownerInodes = sortedUint32(a.ownerInodes, 'aggregate.ownerInodes');
     if (a.ownerCookies !== undefined) req.ownerCookies = BigUint64Array.from(a.ownerCookies).sort();
     if (a.top !== undefined) {
-      if (!Number.isInteger(a.top) || a.top < 1 || a.top > 0xffffffff) throw new RangeError(`aggregate.top must be a positive integer, got ${a.top}`);
+      if (!Number.isInteger(a.top) || a.top < 1 || a.top > 0xffffffff)
+        throw new RangeError(`aggregate.top must be a positive integer, got ${a.top}`);
       req.aggTop = a.top;
     }
     if (a.minTotal !== undefined) {
-      if (!Number.isInteger(a.minTotal) || a.minTotal < 0 || a.minTotal > 0xffffffff) throw new RangeError(`aggregate.minTotal must be a non-negative integer, got ${a.minTotal}`);
+      if (!Number.isInteger(a.minTotal) || a.minTotal < 0 || a.minTotal > 0xffffffff)
+        throw new RangeError(`aggregate.minTotal must be a non-negative integer, got ${a.minTotal}`);
       req.aggMinTotal = a.minTotal;
     }
     if (req.ownerInodes && !req.ownerCookies) req.ownerCookies = new BigUint64Array(0);
@@ -266,7 +268,17 @@ export function compileSampleOptions(o: SampleOptions = {}): NativeScanRequest {
   return req;
 }
 
-const SKMEM_KEYS: (keyof SkMemInfo)[] = ['rmemAlloc', 'rcvbuf', 'wmemAlloc', 'sndbuf', 'fwdAlloc', 'wmemQueued', 'optmem', 'backlog', 'drops'];
+const SKMEM_KEYS: (keyof SkMemInfo)[] = [
+  'rmemAlloc',
+  'rcvbuf',
+  'wmemAlloc',
+  'sndbuf',
+  'fwdAlloc',
+  'wmemQueued',
+  'optmem',
+  'backlog',
+  'drops',
+];
 
 export function toSocketRecord(r: NativeSocketRecord): SocketRecord {
   const protocol = r.protocol === 17 ? 'udp' : 'tcp';
@@ -401,9 +413,12 @@ export class Sampler {
       try {
         fs.accessSync(options.netns, fs.constants.R_OK);
       } catch {
-        throw Object.assign(new Error(`netns ${options.netns}: no such namespace file (expected /proc/PID/ns/net or /var/run/netns/NAME)`), {
-          code: 'ENOENT',
-        });
+        throw Object.assign(
+          new Error(`netns ${options.netns}: no such namespace file (expected /proc/PID/ns/net or /var/run/netns/NAME)`),
+          {
+            code: 'ENOENT',
+          },
+        );
       }
     }
     this.netns = options.netns;
@@ -438,7 +453,10 @@ export class Sampler {
     const req = this.request(options);
     const native = this.handle();
     if (this.pending > 0) {
-      throw Object.assign(new Error('scan EBUSY: an asynchronous scan of this sampler is queued or running'), { code: 'EBUSY', syscall: 'scan' });
+      throw Object.assign(new Error('scan EBUSY: an asynchronous scan of this sampler is queued or running'), {
+        code: 'EBUSY',
+        syscall: 'scan',
+      });
     }
     const ts = unixNow();
     return toResult(native.scanSync(req), ts);
@@ -476,7 +494,8 @@ export class Sampler {
   /** Exact lookup of one socket by 4-tuple (and cookie): no dump. null when it does not exist. */
   lookup(options: LookupOptions): SocketRecord | null {
     if (!options || typeof options !== 'object') throw new TypeError('lookup options must be an object');
-    if (options.protocol !== 'tcp' && options.protocol !== 'udp') throw new TypeError(`protocol must be "tcp" or "udp", got ${String(options.protocol)}`);
+    if (options.protocol !== 'tcp' && options.protocol !== 'udp')
+      throw new TypeError(`protocol must be "tcp" or "udp", got ${String(options.protocol)}`);
     const local = parseEndpoint(options.local, 'local');
     const remote = parseEndpoint(options.remote, 'remote');
     const lb = addressBytes(local.address);
@@ -530,6 +549,9 @@ export async function listSockets(filter: Omit<SampleOptions, 'all'> = {}, optio
 }
 
 /** `ip:port` strings of a record (IPv6 in brackets). */
-export function endpoints(r: Pick<SocketRecord, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'>): { local: string; remote: string } {
+export function endpoints(r: Pick<SocketRecord, 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort'>): {
+  local: string;
+  remote: string;
+} {
   return { local: formatEndpoint(r.localAddress, r.localPort), remote: formatEndpoint(r.remoteAddress, r.remotePort) };
 }

@@ -52,7 +52,10 @@ export function stateMask(names: readonly string[], option = 'states'): number {
     const n = raw.trim().toLowerCase().replace(/_/g, '-');
     if (n in GROUPS) mask |= GROUPS[n];
     else if (n in ALIASES) mask |= 1 << ALIASES[n];
-    else throw new RangeError(`${option}: unknown socket state "${raw}" (known: ${[...Object.keys(TCP_STATES), 'unconn', ...Object.keys(GROUPS)].join(', ')})`);
+    else
+      throw new RangeError(
+        `${option}: unknown socket state "${raw}" (known: ${[...Object.keys(TCP_STATES), 'unconn', ...Object.keys(GROUPS)].join(', ')})`,
+      );
   }
   // Asking for SYN_RECV includes request sockets (NEW_SYN_RECV, 12), as ss does.
   if (mask & (1 << 3)) mask |= 1 << 12;

@@ -39,7 +39,12 @@ interface Setup {
   };
 }
 
-function setup(url: string, options: Partial<HttpDeliveryOptions> = {}, outboxOptions: Partial<OutboxOptions> = {}, dir = tmpDir('delivery')): Setup {
+function setup(
+  url: string,
+  options: Partial<HttpDeliveryOptions> = {},
+  outboxOptions: Partial<OutboxOptions> = {},
+  dir = tmpDir('delivery'),
+): Setup {
   const outbox = Outbox.open({ dir, ...outboxOptions });
   onCleanup(() => outbox.close());
   const delivery = new HttpDelivery({ url, outbox, ...FAST, ...options });
@@ -161,11 +166,7 @@ describe('HttpDelivery', () => {
 
   it('honours Retry-After on 429 and 503, capped by retryAfterCapMs', async () => {
     const rx = await receiver({
-      replies: [
-        { status: 429, headers: { 'retry-after': '1' } },
-        { status: 503, headers: { 'retry-after': '3600' } },
-        200,
-      ],
+      replies: [{ status: 429, headers: { 'retry-after': '1' } }, { status: 503, headers: { 'retry-after': '3600' } }, 200],
     });
     const { delivery, events } = setup(`${rx.url}/busy`, { backoffBaseMs: 10, backoffCapMs: 50, retryAfterCapMs: 1200 });
     delivery.start();

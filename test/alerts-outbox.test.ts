@@ -15,13 +15,19 @@ const children: ChildProcess[] = [];
 let compiled: string; // dir holding lib/alerts/*.js and lib/redact.js
 
 function segmentFiles(dir: string): string[] {
-  return fs.readdirSync(dir).filter((n) => /^outbox-\d+\.log$/.test(n)).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((n) => /^outbox-\d+\.log$/.test(n))
+    .sort();
 }
 
 function compileForChildren(): string {
   const out = tmpDir('outbox');
   const sources = [
-    ...fs.readdirSync(path.join(root, 'lib', 'alerts')).filter((f) => f.endsWith('.ts')).map((f) => path.join('lib', 'alerts', f)),
+    ...fs
+      .readdirSync(path.join(root, 'lib', 'alerts'))
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => path.join('lib', 'alerts', f)),
     path.join('lib', 'redact.ts'),
   ];
   for (const rel of sources) {
@@ -70,12 +76,18 @@ describe('Outbox basics', () => {
 
     const again = Outbox.open({ dir });
     expect(again.recovery.records).toBe(1);
-    expect(again.pending()).toEqual([{ seq: 1, id: 'alert-a', createdAt: 1_700_000_000_123, params: { type: 'send', bytes: '70000', id: 'alert-a' } }]);
+    expect(again.pending()).toEqual([
+      { seq: 1, id: 'alert-a', createdAt: 1_700_000_000_123, params: { type: 'send', bytes: '70000', id: 'alert-a' } },
+    ]);
     const next = again.append({ type: 'send' });
     expect(next.seq).toBe(4); // sequence numbers never repeat
     again.close();
 
-    const dl = fs.readFileSync(path.join(dir, DEAD_LETTER_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const dl = fs
+      .readFileSync(path.join(dir, DEAD_LETTER_FILE), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(dl).toHaveLength(1);
     expect(dl[0]).toMatchObject({ id: 'given-c', params: { type: 'accept', bytes: '2' }, reason: { status: 404 } });
     expect(dl[0].reason.body).toContain('no such hook');
@@ -213,7 +225,12 @@ describe('Outbox copies', () => {
     const ob = Outbox.open({ dir, deadLetterMaxBytes: 600, fsync: 'always' });
     for (let i = 0; i < 3; i++) ob.deadLetter(ob.append({ n: String(i), pad: 'p'.repeat(100) }).seq, { status: 400 });
     ob.close();
-    const read = (f: string) => fs.readFileSync(path.join(dir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l).params.n);
+    const read = (f: string) =>
+      fs
+        .readFileSync(path.join(dir, f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).params.n);
     expect(read(DEAD_LETTER_FILE)).toEqual(['2']);
     expect(read(`${DEAD_LETTER_FILE}.1`)).toEqual(['0', '1']);
   });
@@ -286,7 +303,10 @@ describe('Outbox bounds and space', () => {
       if (i % 40 === 0) stuck.push(r.params.n!);
       else ob.ack(r.seq);
       if (i % 50 === 0) {
-        maxSegments = Math.max(maxSegments, segmentFiles(dir).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0));
+        maxSegments = Math.max(
+          maxSegments,
+          segmentFiles(dir).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0),
+        );
         maxAcks = Math.max(maxAcks, fs.statSync(path.join(dir, 'acks.log')).size);
       }
     }

@@ -36,11 +36,17 @@ afterAll(async () => {
 async function kernelSelects(o: SampleOptions): Promise<string[]> {
   const r = await sampler.sample({ tcp: true, ipv4: true, all: true, maxRecords: 1e6, ...o });
   const keys = new Set(r.records.map((x) => `${endpoints(x).local}>${endpoints(x).remote}`));
-  return mine.filter((m) => keys.has(m.key)).map((m) => m.key).sort();
+  return mine
+    .filter((m) => keys.has(m.key))
+    .map((m) => m.key)
+    .sort();
 }
 
 function expected(pred: (sport: number, dport: number) => boolean): string[] {
-  return mine.filter((m) => pred(m.sport, m.dport)).map((m) => m.key).sort();
+  return mine
+    .filter((m) => pred(m.sport, m.dport))
+    .map((m) => m.key)
+    .sort();
 }
 
 describe('bytecode run by the kernel', () => {
@@ -68,7 +74,12 @@ describe('bytecode run by the kernel', () => {
       expect(await kernelSelects(o)).toEqual(want);
       // The JS evaluator of the same bytecode agrees with the kernel.
       const bc = compileSampleOptions(o).bytecode!;
-      expect(mine.filter((m) => runBytecode(bc, m.sport, m.dport)).map((m) => m.key).sort()).toEqual(want);
+      expect(
+        mine
+          .filter((m) => runBytecode(bc, m.sport, m.dport))
+          .map((m) => m.key)
+          .sort(),
+      ).toEqual(want);
     });
   }
 

@@ -19,7 +19,10 @@ describe('sockwatch list', () => {
       (x) => x.stdout.includes('"recvQ":4321'),
     );
     expect(r.code).toBe(0);
-    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const rows = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const conn = rows.find((x) => x.remote === `[::1]:${c.localPort}`);
     expect(conn).toMatchObject({ proto: 'tcp', family: 'ipv6', state: 'established', local: `[::1]:${port}`, recvQ: 4321, sendQ: 0 });
     expect(conn.uid).toBe(process.getuid!());

@@ -51,9 +51,25 @@ describe('sockwatch queues under SIGKILL', () => {
       offenders.push(o.close);
     }
     const args = [
-      '--url', `${rx.url}/alerts`, '--state-dir', dir, '--recv-threshold', '1000', '--repeat', '0.1',
-      '--interval', '20', '--backoff-base', '10', '--backoff-cap', '100', '--concurrency', String(CONCURRENCY),
-      '--tcp', '--sport', ports.join(','),
+      '--url',
+      `${rx.url}/alerts`,
+      '--state-dir',
+      dir,
+      '--recv-threshold',
+      '1000',
+      '--repeat',
+      '0.1',
+      '--interval',
+      '20',
+      '--backoff-base',
+      '10',
+      '--backoff-cap',
+      '100',
+      '--concurrency',
+      String(CONCURRENCY),
+      '--tcp',
+      '--sport',
+      ports.join(','),
     ];
     const printed = new Map<string, string>(); // id → the line's time (ISO with µs)
     const record = (r: CliProcess) => {

@@ -57,7 +57,9 @@ describe('sockwatch queues without --url', () => {
     expect(typeof a.ts).toBe('number');
     expect(a.id).toMatch(/^[0-9a-f]{32}$/);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
-    expect(c.stderr()).toMatch(/^sockwatch: watching queues every 20 ms \(recv > 1000 B, accept queue at backlog limit\); alerts as JSON lines on stdout$/m);
+    expect(c.stderr()).toMatch(
+      /^sockwatch: watching queues every 20 ms \(recv > 1000 B, accept queue at backlog limit\); alerts as JSON lines on stdout$/m,
+    );
     expect(c.lines).toHaveLength(1);
   });
 
@@ -76,12 +78,29 @@ describe('sockwatch queues without --url', () => {
 
   it('reports an offender storm on stderr with counts, within the caps', async () => {
     const holder = await unreadConnections(400, 1024);
-    const c = start(['--recv-threshold', '0', '--tcp', '--sport', String(holder.port), '--state', 'established', '--max-records', '100', '--max-alerts-per-tick', '30', '--interval', '20']);
+    const c = start([
+      '--recv-threshold',
+      '0',
+      '--tcp',
+      '--sport',
+      String(holder.port),
+      '--state',
+      'established',
+      '--max-records',
+      '100',
+      '--max-alerts-per-tick',
+      '30',
+      '--interval',
+      '20',
+    ]);
     await c.waitFor('100 alerts', (l) => l.length >= 100);
     await sleep(200);
     expect(c.lines).toHaveLength(100); // one per tracked socket, none beyond --max-records
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
-    const storm = /offender storm: (\d+) offending sockets in the last sample; (\d+) offender observations not tracked \(over --max-records\), (\d+) alerts deferred/.exec(c.stderr());
+    const storm =
+      /offender storm: (\d+) offending sockets in the last sample; (\d+) offender observations not tracked \(over --max-records\), (\d+) alerts deferred/.exec(
+        c.stderr(),
+      );
     expect(storm, c.stderr()).not.toBeNull();
     expect(Number(storm![1])).toBeGreaterThanOrEqual(395); // a dump is not a snapshot: one may miss a socket
     expect(Number(storm![1])).toBeLessThanOrEqual(400);
@@ -108,7 +127,23 @@ describe('sockwatch queues --url', () => {
     expect(recv.path).toBe('/hook');
     expect(recv.headers.authorization).toBe(`Basic ${Buffer.from('user:hunter2').toString('base64')}`);
     const q = recv.query;
-    expect(q.map(([k]) => k)).toEqual(['team', 'token', 'ts', 'type', 'bytes', 'threshold', 'local', 'remote', 'proto', 'state', 'host', 'pid', 'comm', 'id', 'event']);
+    expect(q.map(([k]) => k)).toEqual([
+      'team',
+      'token',
+      'ts',
+      'type',
+      'bytes',
+      'threshold',
+      'local',
+      'remote',
+      'proto',
+      'state',
+      'host',
+      'pid',
+      'comm',
+      'id',
+      'event',
+    ]);
     const p = Object.fromEntries(q);
     expect(p).toMatchObject({
       team: 'a',
@@ -129,11 +164,21 @@ describe('sockwatch queues --url', () => {
     expect(p.id).toMatch(/^[0-9a-f]{32}$/);
 
     const accept = Object.fromEntries(rx.requests.find((r) => r.query.some(([k, v]) => k === 'type' && v === 'ACCEPT'))!.query);
-    expect(accept).toMatchObject({ bytes: '1', threshold: '1', local: `127.0.0.1:${l.port}`, remote: '0.0.0.0:0', state: 'listen', pid: String(l.pid), comm: 'python3' });
+    expect(accept).toMatchObject({
+      bytes: '1',
+      threshold: '1',
+      local: `127.0.0.1:${l.port}`,
+      remote: '0.0.0.0:0',
+      state: 'listen',
+      pid: String(l.pid),
+      comm: 'python3',
+    });
 
     // One human line per alert on stdout, carrying the id; secrets nowhere in the output.
     expect(c.lines.map(idOf).sort()).toEqual([p.id, accept.id].sort());
-    expect(c.lines.find((x) => idOf(x) === p.id)).toMatch(/ ALERT RECV recv 4000 B > 1000 tcp established \[::1\]:\d+ \[::1\]:\d+ pid \d+ \(.+\) id /);
+    expect(c.lines.find((x) => idOf(x) === p.id)).toMatch(
+      / ALERT RECV recv 4000 B > 1000 tcp established \[::1\]:\d+ \[::1\]:\d+ pid \d+ \(.+\) id /,
+    );
     const output = c.lines.join('\n') + c.stderr();
     expect(output).not.toContain('s3cret');
     expect(output).not.toContain('hunter2');
@@ -143,7 +188,20 @@ describe('sockwatch queues --url', () => {
   it('retries 500 with backoff until a 200, same id and ts every time; --quiet prints nothing', async () => {
     const rx = await receiver({ replies: [500, 503] });
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', `${rx.url}/a`, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), '--quiet', ...FAST]);
+    const c = start([
+      '--url',
+      `${rx.url}/a`,
+      '--state-dir',
+      tmpDir('cli-queues'),
+      '--recv-threshold',
+      '1000',
+      '--repeat',
+      '0',
+      '--sport',
+      String(o.port),
+      '--quiet',
+      ...FAST,
+    ]);
     await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200');
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests.map((r) => r.reply)).toEqual([500, 503, 200]);
@@ -156,7 +214,19 @@ describe('sockwatch queues --url', () => {
   it('times out a receiver that never answers, then delivers', async () => {
     const rx = await receiver({ replies: ['hang'] });
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', rx.url, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--timeout', '200', '--sport', String(o.port), ...FAST]);
+    const c = start([
+      '--url',
+      rx.url,
+      '--state-dir',
+      tmpDir('cli-queues'),
+      '--recv-threshold',
+      '1000',
+      '--timeout',
+      '200',
+      '--sport',
+      String(o.port),
+      ...FAST,
+    ]);
     await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200 after the hang');
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests.map((r) => r.reply)).toEqual(['hang', 200]);
@@ -176,7 +246,11 @@ describe('sockwatch queues --url', () => {
     await sleep(200);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests).toHaveLength(1);
-    const dead = fs.readFileSync(deadFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const dead = fs
+      .readFileSync(deadFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(dead).toHaveLength(1);
     expect(dead[0]).toMatchObject({ id: idOf(c.lines[0]), reason: { status: 404, body: 'no such hook' } });
     expect(c.stderr()).toMatch(/receiver refused alert [0-9a-f]{32} with HTTP 404; written to .*dead-letter\.jsonl/);
@@ -185,7 +259,19 @@ describe('sockwatch queues --url', () => {
   it('receiver down, then up: every alert arrives', async () => {
     const port = await freePort();
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--repeat', '0.1', '--sport', String(o.port), ...FAST]);
+    const c = start([
+      '--url',
+      `http://127.0.0.1:${port}/`,
+      '--state-dir',
+      tmpDir('cli-queues'),
+      '--recv-threshold',
+      '1000',
+      '--repeat',
+      '0.1',
+      '--sport',
+      String(o.port),
+      ...FAST,
+    ]);
     await c.waitFor('four alerts while the receiver is down', (l) => l.length >= 4);
     const rx = await receiver({ port });
     const printed = () => c.lines.map(idOf);
@@ -199,7 +285,21 @@ describe('sockwatch queues --url', () => {
   it('a dead receiver: sampling goes on, the outbox stays bounded and reports what it drops', async () => {
     const port = await freePort();
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--url', `http://127.0.0.1:${port}/`, '--state-dir', tmpDir('cli-queues'), '--recv-threshold', '1000', '--repeat', '0.05', '--outbox-max-records', '3', '--sport', String(o.port), ...FAST]);
+    const c = start([
+      '--url',
+      `http://127.0.0.1:${port}/`,
+      '--state-dir',
+      tmpDir('cli-queues'),
+      '--recv-threshold',
+      '1000',
+      '--repeat',
+      '0.05',
+      '--outbox-max-records',
+      '3',
+      '--sport',
+      String(o.port),
+      ...FAST,
+    ]);
     await c.waitFor('ten alerts while the receiver is down', (l) => l.length >= 10);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     const dropped = /outbox full \(maxRecords\): dropped (\d+) oldest undelivered alert\(s\), (\d+) in total/.exec(c.stderr());
@@ -211,7 +311,19 @@ describe('sockwatch queues --url', () => {
     const port = await freePort();
     const o = await offender('127.0.0.1', 3000);
     const dir = tmpDir('cli-queues');
-    const args = ['--url', `http://127.0.0.1:${port}/`, '--state-dir', dir, '--recv-threshold', '1000', '--repeat', '0', '--sport', String(o.port), ...FAST];
+    const args = [
+      '--url',
+      `http://127.0.0.1:${port}/`,
+      '--state-dir',
+      dir,
+      '--recv-threshold',
+      '1000',
+      '--repeat',
+      '0',
+      '--sport',
+      String(o.port),
+      ...FAST,
+    ];
     const first = start(args);
     await first.waitFor('the alert', (l) => l.length >= 1);
     expect(await stopWith(first, 'SIGTERM')).toBe(0);
@@ -252,7 +364,10 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
     [['--url', 'ftp://user:pw@example.com/x'], /--url: must be http or https, got ftp:\/\/REDACTED:REDACTED@example\.com\/x/],
     [['--url', 'not a url'], /--url: "not a url" is not a valid URL/],
     [['--url', URL_OK, '--state-dir', path.join(file, 'state')], /--state-dir: .* is not writable \(ENOTDIR\)/],
-    [['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'], /--state-dir: \/sys\/sockwatch-state is not writable \((EPERM|EACCES|EROFS)\)/],
+    [
+      ['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'],
+      /--state-dir: \/sys\/sockwatch-state is not writable \((EPERM|EACCES|EROFS)\)/,
+    ],
     [['--state-dir', '/tmp/x'], /--state-dir needs --url/],
     [['--quiet'], /--quiet needs --url/],
     [['--confirm', '3/2'], /--confirm: N must be from 1 to M \(2\), got 3/],

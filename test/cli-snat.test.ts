@@ -26,7 +26,10 @@ let holder: ChildProcess;
 async function holdConnections(n: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
-    ['-e', `const net=require('net');let k=0;const s=[];for(let i=0;i<${n};i++)s.push(net.connect(${port},'127.0.0.1',()=>{if(++k===${n})console.log('READY')}));setInterval(()=>{},1000)`],
+    [
+      '-e',
+      `const net=require('net');let k=0;const s=[];for(let i=0;i<${n};i++)s.push(net.connect(${port},'127.0.0.1',()=>{if(++k===${n})console.log('READY')}));setInterval(()=>{},1000)`,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   onCleanup(() => child.kill('SIGKILL'));
@@ -47,7 +50,8 @@ afterAll(async () => {
 });
 
 /** `sockwatch snat` in the test's directory, with only the environment a test gives it. */
-const start = (args: string[], options: CliOptions = {}) => startCli(args, { subcommand: 'snat', cwd: tmp, unsetEnv: SNAT_ENV, ...options });
+const start = (args: string[], options: CliOptions = {}) =>
+  startCli(args, { subcommand: 'snat', cwd: tmp, unsetEnv: SNAT_ENV, ...options });
 const run = (args: string[], options: CliOptions = {}) => start(args, options).exited;
 
 describe('sockwatch snat (no .NET needed)', () => {
@@ -72,9 +76,12 @@ describe('sockwatch snat (no .NET needed)', () => {
 
   it('monitors, writes the script-format hourly log and its JSON twin, and stops after -d', async () => {
     const logDir = path.join(tmp, 'monitor');
-    const r = await run(['-t', '5', '-f', '0.3', '-d', '0.0004', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir], {
-      env: { COMPUTERNAME: 'cli-inst', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: FAKE_SAS },
-    });
+    const r = await run(
+      ['-t', '5', '-f', '0.3', '-d', '0.0004', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir],
+      {
+        env: { COMPUTERNAME: 'cli-inst', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: FAKE_SAS },
+      },
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const text = readLogs(logDir, 'cli-inst', 'log');
@@ -106,7 +113,9 @@ describe('sockwatch snat (no .NET needed)', () => {
     const logDir = path.join(tmp, 'hostname');
     const r = await run(['-f', '0.3', '-d', '0.0002', '--pid', String(holder.pid), '--log-dir', logDir]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain(`sockwatch snat: COMPUTERNAME is not set (here or in the target's environment): using the host name "${os.hostname()}"`);
+    expect(r.stderr).toContain(
+      `sockwatch snat: COMPUTERNAME is not set (here or in the target's environment): using the host name "${os.hostname()}"`,
+    );
     expect(fs.existsSync(path.join(logDir, `outconn-logs-${os.hostname()}`))).toBe(true);
   });
 
@@ -116,15 +125,21 @@ describe('sockwatch snat (no .NET needed)', () => {
       env: { COMPUTERNAME: 'x1', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: expired },
     });
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/DIAGNOSTICS_AZUREBLOBCONTAINERSASURL \(from the environment\): the container SAS for https:\/\/acct\.blob\.core\.windows\.net\/diag expired at 2001-01-01T00:00:00\.000Z.*; ignored \(monitoring only\)/);
+    expect(r.stderr).toMatch(
+      /DIAGNOSTICS_AZUREBLOBCONTAINERSASURL \(from the environment\): the container SAS for https:\/\/acct\.blob\.core\.windows\.net\/diag expired at 2001-01-01T00:00:00\.000Z.*; ignored \(monitoring only\)/,
+    );
     expect(r.stderr + r.stdout).not.toContain(SECRET_SIG);
   });
 
   it('with collection enabled and no .NET process, fails with one clear line', async () => {
     // A fresh pid namespace hides the .NET apps other tests may be running.
-    const r = await run(['enable-dump', '--log-dir', path.join(tmp, 'nodotnet')], { wrapper: ['unshare', '--pid', '--fork', '--mount-proc'] });
+    const r = await run(['enable-dump', '--log-dir', path.join(tmp, 'nodotnet')], {
+      wrapper: ['unshare', '--pid', '--fork', '--mount-proc'],
+    });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^sockwatch: no \.NET process found: no dotnet-diagnostic-\*-socket in any process's temp directory\..*pass --pid.*\n$/);
+    expect(r.stderr).toMatch(
+      /^sockwatch: no \.NET process found: no dotnet-diagnostic-\*-socket in any process's temp directory\..*pass --pid.*\n$/,
+    );
     expect(r.stderr.split('\n')).toHaveLength(2);
   });
 
@@ -176,7 +191,9 @@ describe('sockwatch snat (no .NET needed)', () => {
     killed.child.kill('SIGKILL');
     await killed.exited;
     expect(fs.existsSync(pidfile)).toBe(true);
-    const next = await run(['-f', '0.3', '-d', '0.0002', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 's1' } });
+    const next = await run(['-f', '0.3', '-d', '0.0002', '--pid', String(holder.pid), '--log-dir', logDir], {
+      env: { COMPUTERNAME: 's1' },
+    });
     expect(next.code).toBe(0);
     expect(next.stdout).toContain(`took over the stale pidfile of process ${killed.child.pid}, which is no longer running`);
     expect(fs.existsSync(pidfile)).toBe(false);

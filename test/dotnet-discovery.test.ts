@@ -22,7 +22,8 @@ function canUnshare(): boolean {
   return spawnSync('unshare', ['--mount', '--pid', '--fork', '--mount-proc', 'true'], { timeout: 10_000 }).status === 0;
 }
 const unshareOk = hasDotnet() && canUnshare();
-if (hasDotnet() && !unshareOk) console.warn('dotnet-discovery.test.ts: namespace tests skipped: unshare --mount --pid needs root and an unconfined kernel');
+if (hasDotnet() && !unshareOk)
+  console.warn('dotnet-discovery.test.ts: namespace tests skipped: unshare --mount --pid needs root and an unconfined kernel');
 
 /** A TCP server on 127.0.0.1 that accepts and holds connections. */
 async function holdingServer(): Promise<{ port: number; close(): Promise<void> }> {
@@ -185,7 +186,10 @@ describe.skipIf(!hasDotnet())('discovery and ProcessInfo of a real .NET app', ()
 
   it('says when the process does not exist', async () => {
     const beyond = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8')) + 1;
-    await expect(findDiagnosticSocket(beyond)).rejects.toMatchObject({ code: 'ESRCH', message: expect.stringContaining(`process ${beyond} does not exist`) });
+    await expect(findDiagnosticSocket(beyond)).rejects.toMatchObject({
+      code: 'ESRCH',
+      message: expect.stringContaining(`process ${beyond} does not exist`),
+    });
     expect(() => readProcessEnv(beyond)).toThrow(`process ${beyond} does not exist`);
     await expect(findDiagnosticSocket(-1)).rejects.toThrow(TypeError);
   });
@@ -200,7 +204,16 @@ describe.skipIf(!unshareOk)('a real .NET app in its own pid + mount namespace (c
     out = await fsp.mkdtemp(path.join(os.tmpdir(), 'sw-dotnet-ns-'));
     server = await holdingServer();
     // A private /tmp (tmpfs) and pid namespace: the socket is /tmp/dotnet-diagnostic-1-*-socket inside.
-    const wrapper = ['unshare', '--mount', '--pid', '--kill-child', '--mount-proc', 'sh', '-c', 'mount -t tmpfs tmpfs /tmp && exec "$0" "$@"'];
+    const wrapper = [
+      'unshare',
+      '--mount',
+      '--pid',
+      '--kill-child',
+      '--mount-proc',
+      'sh',
+      '-c',
+      'mount -t tmpfs tmpfs /tmp && exec "$0" "$@"',
+    ];
     app = await startDotnetApp('127.0.0.1', server.port, 1, { wrapper });
   });
 

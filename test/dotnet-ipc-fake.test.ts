@@ -53,7 +53,10 @@ const UNKNOWN_COMMAND = 0x80131385;
 /** Reads a u32-length UTF-16 string at `offset` of a request payload. */
 function readWstr(buf: Buffer, offset: number): { value: string; next: number } {
   const chars = buf.readUInt32LE(offset);
-  const value = buf.subarray(offset + 4, offset + 4 + chars * 2).toString('utf16le').replace(/\0$/, '');
+  const value = buf
+    .subarray(offset + 4, offset + 4 + chars * 2)
+    .toString('utf16le')
+    .replace(/\0$/, '');
   return { value, next: offset + 4 + chars * 2 };
 }
 
@@ -149,12 +152,16 @@ describe('GenerateCoreDump fallbacks (fake server)', () => {
 
   it('reports the createdump message of a v3 error and does not fall back on other errors', async () => {
     respond = (_req, socket) => socket.end(error(0x80004005, wstr('ptrace(ATTACH, 4242) FAILED Operation not permitted (1)\n')));
-    const err = (await writeDump(target(), path.join(dir, 'x.dmp'), { checkDiskSpace: false }).catch((e: unknown) => e)) as DiagnosticsIpcError;
+    const err = (await writeDump(target(), path.join(dir, 'x.dmp'), { checkDiskSpace: false }).catch(
+      (e: unknown) => e,
+    )) as DiagnosticsIpcError;
     expect(err).toBeInstanceOf(DiagnosticsIpcError);
     expect(err.code).toBe('E_FAIL');
     expect(err.hresult).toBe(0x80004005);
     expect(err.detail).toBe('ptrace(ATTACH, 4242) FAILED Operation not permitted (1)');
-    expect(err.message).toMatch(/^Dump\.GenerateCoreDump3 failed: .*E_FAIL.*0x80004005.*ptrace\(ATTACH, 4242\) FAILED Operation not permitted/);
+    expect(err.message).toMatch(
+      /^Dump\.GenerateCoreDump3 failed: .*E_FAIL.*0x80004005.*ptrace\(ATTACH, 4242\) FAILED Operation not permitted/,
+    );
     expect(err.message).toMatch(/needs ptrace permission/);
     expect(requests).toHaveLength(1);
   });
@@ -164,7 +171,9 @@ describe('GenerateCoreDump fallbacks (fake server)', () => {
     const statfs = async () => ({ availableBytes: 1024 * 1024 });
     const err = await writeDump(target(), path.join(dir, 'big.dmp'), { statfs }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InsufficientDiskSpaceError);
-    expect((err as Error).message).toMatch(new RegExp(`^not enough disk space for a full dump of process ${process.pid} in ${dir}: needs about .* MiB .*, 1\\.0 MiB free$`));
+    expect((err as Error).message).toMatch(
+      new RegExp(`^not enough disk space for a full dump of process ${process.pid} in ${dir}: needs about .* MiB .*, 1\\.0 MiB free$`),
+    );
     expect(connections).toBe(0);
     expect(fs.existsSync(path.join(dir, 'big.dmp'))).toBe(false);
   });
@@ -278,7 +287,9 @@ describe('EventPipe session protocol (fake server)', () => {
 
   it('fails on an unwritable trace path before starting a session', async () => {
     respond = () => expect.fail('no request expected');
-    await expect(collectTrace(target(), path.join(dir, 'missing', 't.nettrace'), { durationMs: 50 })).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(collectTrace(target(), path.join(dir, 'missing', 't.nettrace'), { durationMs: 50 })).rejects.toMatchObject({
+      code: 'ENOENT',
+    });
     expect(connections).toBe(0);
   });
 

@@ -10,7 +10,13 @@ import { encodeCollectTracing2, formatProviderArguments, collectTrace, DEFAULT_T
 import { encodeDumpPayload, writeDump } from '../lib/dotnet/dump';
 import { parseDumpType } from '../lib/dotnet/dump-types';
 import { parseProcessInfo } from '../lib/dotnet/process-info';
-import { footprintFromMaps, estimateDumpBytes, ensureDiskSpace, InsufficientDiskSpaceError, DUMP_SPACE_MARGIN_BYTES } from '../lib/dotnet/dump-space';
+import {
+  footprintFromMaps,
+  estimateDumpBytes,
+  ensureDiskSpace,
+  InsufficientDiskSpaceError,
+  DUMP_SPACE_MARGIN_BYTES,
+} from '../lib/dotnet/dump-space';
 import { dumpFileName, traceFileName } from '../lib/dotnet/file-names';
 import { nsPidFromStatus, startTimeFromStat } from '../lib/dotnet/discovery';
 
@@ -111,10 +117,12 @@ describe('HRESULT decoding', () => {
   });
 
   it('returns the payload of an OK reply and rejects replies outside the server command set', () => {
-    expect(checkReply(Commands.ProcessInfo, { header: { size: 24, commandSet: 0xff, commandId: 0 }, payload: u32(0) }).equals(u32(0))).toBe(true);
-    expect(() => checkReply(Commands.ProcessInfo, { header: { size: 20, commandSet: 0x04, commandId: 0 }, payload: Buffer.alloc(0) })).toThrow(
-      /command set 0x4/,
+    expect(checkReply(Commands.ProcessInfo, { header: { size: 24, commandSet: 0xff, commandId: 0 }, payload: u32(0) }).equals(u32(0))).toBe(
+      true,
     );
+    expect(() =>
+      checkReply(Commands.ProcessInfo, { header: { size: 20, commandSet: 0x04, commandId: 0 }, payload: Buffer.alloc(0) }),
+    ).toThrow(/command set 0x4/);
   });
 });
 
@@ -129,7 +137,14 @@ describe('ProcessInfo payloads', () => {
 
   it('parses v1 (no entrypoint or version)', () => {
     const info = parseProcessInfo(common, 1);
-    expect(info).toMatchObject({ pid: 12345, runtimeCookie: '03020100-0504-0706-0809-0a0b0c0d0e0f', commandLine: '/app/api /app/api.dll', os: 'Linux', arch: 'x64', clrProductVersion: '' });
+    expect(info).toMatchObject({
+      pid: 12345,
+      runtimeCookie: '03020100-0504-0706-0809-0a0b0c0d0e0f',
+      commandLine: '/app/api /app/api.dll',
+      os: 'Linux',
+      arch: 'x64',
+      clrProductVersion: '',
+    });
   });
 
   it('parses v2 and v3 (layout version 1 adds the runtime identifier)', () => {
@@ -213,7 +228,9 @@ describe('dump size estimate and disk-space check', () => {
 
 describe('trace requests', () => {
   it('quotes provider argument keys and values holding ; or =', () => {
-    expect(formatProviderArguments({ EventCounterIntervalSec: '1', FilterSpecs: 'a=b;c' })).toBe('EventCounterIntervalSec=1;FilterSpecs="a=b;c"');
+    expect(formatProviderArguments({ EventCounterIntervalSec: '1', FilterSpecs: 'a=b;c' })).toBe(
+      'EventCounterIntervalSec=1;FilterSpecs="a=b;c"',
+    );
     expect(formatProviderArguments(undefined)).toBe('');
   });
 
@@ -229,10 +246,12 @@ describe('trace requests', () => {
   it('validates options before connecting, naming the option', async () => {
     const target = { pid: process.pid, socketPath: '/nonexistent/socket' };
     await expect(collectTrace(target, '/tmp/t.nettrace', { durationMs: 0 })).rejects.toThrow(/durationMs must be a positive number/);
-    await expect(collectTrace(target, '/tmp/t.nettrace', { durationMs: 10, bufferSizeMB: 2048 })).rejects.toThrow(/bufferSizeMB must be an integer 1..1024/);
-    await expect(collectTrace(target, '/tmp/t.nettrace', { durationMs: 10, providers: [{ name: 'x', keywords: 1n, level: 9 }] })).rejects.toThrow(
-      /providers\[0\]\.level/,
+    await expect(collectTrace(target, '/tmp/t.nettrace', { durationMs: 10, bufferSizeMB: 2048 })).rejects.toThrow(
+      /bufferSizeMB must be an integer 1..1024/,
     );
+    await expect(
+      collectTrace(target, '/tmp/t.nettrace', { durationMs: 10, providers: [{ name: 'x', keywords: 1n, level: 9 }] }),
+    ).rejects.toThrow(/providers\[0\]\.level/);
     await expect(collectTrace(target, '/tmp/t.nettrace', { durationMs: 10, signal: AbortSignal.abort() })).rejects.toThrow(/aborted/);
   });
 });

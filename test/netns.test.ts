@@ -14,7 +14,13 @@ describe.skipIf(!canNetns)('network namespaces', () => {
     execFileSync('ip', ['netns', 'add', NS]);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
     // A listener that exists only inside the namespace, held by a forked python child.
-    const out = execFileSync('ip', ['netns', 'exec', NS, 'python3', '-c', `
+    const out = execFileSync('ip', [
+      'netns',
+      'exec',
+      NS,
+      'python3',
+      '-c',
+      `
 import socket, os, sys, time
 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(3)
 port = s.getsockname()[1]
@@ -27,19 +33,25 @@ if os.fork() == 0:
     os._exit(0)
 print(port, flush=True)
 os._exit(0)
-`]).toString();
+`,
+    ]).toString();
     port = Number(out.trim());
   });
 
   afterAll(async () => {
     await cleanupSockets();
-    spawnSync('ip', ['netns', 'pids', NS]).stdout?.toString().trim().split('\n').filter(Boolean).forEach((p) => {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    });
+    spawnSync('ip', ['netns', 'pids', NS])
+      .stdout?.toString()
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .forEach((p) => {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      });
     spawnSync('ip', ['netns', 'del', NS]);
   });
 
@@ -63,7 +75,13 @@ os._exit(0)
     execFileSync('ip', ['-n', NS, 'addr', 'add', '10.77.0.1/24', 'dev', 'sw0']);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'sw0', 'up']);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'sw1', 'up']);
-    const out = execFileSync('ip', ['netns', 'exec', NS, 'python3', '-c', `
+    const out = execFileSync('ip', [
+      'netns',
+      'exec',
+      NS,
+      'python3',
+      '-c',
+      `
 import socket, struct, os, time
 lst = socket.socket(); lst.bind(('10.77.0.1', 0)); lst.listen(8)
 port = lst.getsockname()[1]
@@ -87,7 +105,8 @@ if os.fork() == 0:
     os._exit(0)
 print(port, flush=True)
 os._exit(0)
-`]).toString();
+`,
+    ]).toString();
     const synPort = Number(out.trim());
     const s = new Sampler({ netns: `/var/run/netns/${NS}` });
     let recs = s.sampleSync({ tcp: true, states: ['syn-recv'], all: true }).records;
@@ -130,6 +149,8 @@ os._exit(0)
       ],
       { encoding: 'utf8' },
     );
-    expect(child.stdout).toMatch(/EPERM netns \/var\/run\/netns\/sw-test-\d+: permission denied: entering a network namespace needs CAP_SYS_ADMIN/);
+    expect(child.stdout).toMatch(
+      /EPERM netns \/var\/run\/netns\/sw-test-\d+: permission denied: entering a network namespace needs CAP_SYS_ADMIN/,
+    );
   });
 });

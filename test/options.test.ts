@@ -41,7 +41,9 @@ describe('sample options', () => {
   });
 
   it('a missing netns file is named in the error', () => {
-    expect(() => new Sampler({ netns: '/var/run/netns/does-not-exist' })).toThrow(/netns \/var\/run\/netns\/does-not-exist: no such namespace/);
+    expect(() => new Sampler({ netns: '/var/run/netns/does-not-exist' })).toThrow(
+      /netns \/var\/run\/netns\/does-not-exist: no such namespace/,
+    );
   });
 });
 

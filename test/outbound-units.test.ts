@@ -36,7 +36,15 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function dest(remote: string, total: number, states: Record<string, number>, distinctInWindow = total): DestinationCount {
   const m = /^\[?(.+?)\]?:(\d+)$/.exec(remote)!;
-  return { remote, family: remote.startsWith('[') ? 6 : 4, remoteAddress: m[1]!, remotePort: Number(m[2]), total, states, distinctInWindow };
+  return {
+    remote,
+    family: remote.startsWith('[') ? 6 : 4,
+    remoteAddress: m[1]!,
+    remotePort: Number(m[2]),
+    total,
+    states,
+    distinctInWindow,
+  };
 }
 
 function poll(destinations: DestinationCount[], time: Date, over: Partial<OutboundPoll> = {}): OutboundPoll {
@@ -89,7 +97,15 @@ describe('log format', () => {
     // an empty poll still has the header and the verdict
     expect(formatPollBlock(poll([], t))).toContain('2025-02-12 09:05:07: Connection count within threshold');
     // window basis says what was counted; an exited --pid process is noted
-    const w = formatPollBlock(poll([dest('10.1.2.3:1433', 2, { established: 2 }, 150)], t, { thresholdOn: 'window', busiestCount: 150, exceeded: true, pid: 42, pidAlive: false }));
+    const w = formatPollBlock(
+      poll([dest('10.1.2.3:1433', 2, { established: 2 }, 150)], t, {
+        thresholdOn: 'window',
+        busiestCount: 150,
+        exceeded: true,
+        pid: 42,
+        pidAlive: false,
+      }),
+    );
     expect(w).toContain('2025-02-12 09:05:07: 10.1.2.3:1433 has 150 distinct connections in the last 240s (threshold 100)');
     expect(w.some((l) => l.includes('process 42 has exited'))).toBe(true);
   });
@@ -151,7 +167,12 @@ describe('DistinctWindow', () => {
     const w = new DistinctWindow(1000);
     w.observe(0, [1n, 2n, 3n], [0, 0, 1], remotes);
     w.observe(500, [2n, 4n], [0, 0], remotes);
-    expect(w.counts(500)).toEqual(new Map([['10.0.0.1:443', 3], ['10.0.0.2:443', 1]]));
+    expect(w.counts(500)).toEqual(
+      new Map([
+        ['10.0.0.1:443', 3],
+        ['10.0.0.2:443', 1],
+      ]),
+    );
     expect(w.size).toBe(4);
     // at 1200: cookies 1 and 3 (last seen at 0) are out; 2 and 4 (seen at 500) are in
     expect(w.counts(1200)).toEqual(new Map([['10.0.0.1:443', 2]]));
@@ -277,11 +298,41 @@ describe('sockwatch snat arguments', () => {
     const d = parseSnatArgs([], {});
     expect(d).toMatchObject({ help: false, clean: false });
     if (d.help) throw new Error('unexpected');
-    expect(d.session).toMatchObject({ dump: false, trace: false, thresholdOn: 'current', excludeLocalPorts: [80, 443, 2222], keepRunning: false });
+    expect(d.session).toMatchObject({
+      dump: false,
+      trace: false,
+      thresholdOn: 'current',
+      excludeLocalPorts: [80, 443, 2222],
+      keepRunning: false,
+    });
     expect(d.session.threshold).toBeUndefined(); // the watcher's default 100
     const all = parseSnatArgs(
-      ['-t', '7', '-f', '0.5', '-d', '0.25', '--pid', '123', '--dump-type', 'WithHeap', '--trace-duration', '2', '--window', '--window-seconds', '60',
-        '--exclude-ports', '80,8000-8100', '--keep-running', '--keep-local', '--log-dir', tmp, '--state-dir', 'st', 'enable-dump-trace'],
+      [
+        '-t',
+        '7',
+        '-f',
+        '0.5',
+        '-d',
+        '0.25',
+        '--pid',
+        '123',
+        '--dump-type',
+        'WithHeap',
+        '--trace-duration',
+        '2',
+        '--window',
+        '--window-seconds',
+        '60',
+        '--exclude-ports',
+        '80,8000-8100',
+        '--keep-running',
+        '--keep-local',
+        '--log-dir',
+        tmp,
+        '--state-dir',
+        'st',
+        'enable-dump-trace',
+      ],
       { SOCKWATCH_UPLOAD_BLOCK_SIZE: '65536' },
     );
     if (all.help) throw new Error('unexpected');
@@ -331,7 +382,9 @@ describe('collection step lines', () => {
   type StepInput = CollectionStep extends infer S ? (S extends unknown ? Omit<S, 'time'> : never) : never;
   const line = (s: StepInput) => formatStep({ time, ...s } as CollectionStep);
   it('reads like the script', () => {
-    expect(line({ kind: 'dump', step: 'lock-acquired', lockFile: '/x/dump_taken_i.lock' })).toBe('2025-02-12 10:00:05: Acquiring lock for dumping...');
+    expect(line({ kind: 'dump', step: 'lock-acquired', lockFile: '/x/dump_taken_i.lock' })).toBe(
+      '2025-02-12 10:00:05: Acquiring lock for dumping...',
+    );
     expect(line({ kind: 'trace', step: 'lock-acquired', lockFile: '/x/trace_taken_i.lock', takenOverFrom: 77 })).toBe(
       '2025-02-12 10:00:05: Acquiring lock for tracing... (took over the stale lock of process 77, which is no longer running)',
     );
@@ -341,12 +394,19 @@ describe('collection step lines', () => {
     expect(line({ kind: 'trace', step: 'collected', filePath: '/x/t.nettrace', bytes: 3 * 1024 * 1024 })).toBe(
       '2025-02-12 10:00:05: Profiler trace has been collected (t.nettrace, 3.0 MiB).',
     );
-    expect(line({ kind: 'dump', step: 'upload-event', filePath: '/x/d.dmp', event: { type: 'retry', attempt: 2, maxAttempts: 5, delayMs: 4000, reason: 'ECONNREFUSED' } })).toBe(
-      '2025-02-12 10:00:05: Memory dump upload: retry 2/5 in 4 s: ECONNREFUSED',
-    );
-    expect(line({ kind: 'dump', step: 'upload-failed', filePath: '/x/d.dmp', error: 'HTTP 403 AuthenticationFailed', attempts: 5 })).toMatch(
-      /ERROR: failed to upload the memory dump after 5 attempts: HTTP 403 AuthenticationFailed\. The file is kept/,
-    );
-    expect(line({ kind: 'dump', step: 'upload-progress', filePath: '/x/d.dmp', doneBytes: 1, totalBytes: 2, doneBlocks: 1, totalBlocks: 2 })).toBeUndefined();
+    expect(
+      line({
+        kind: 'dump',
+        step: 'upload-event',
+        filePath: '/x/d.dmp',
+        event: { type: 'retry', attempt: 2, maxAttempts: 5, delayMs: 4000, reason: 'ECONNREFUSED' },
+      }),
+    ).toBe('2025-02-12 10:00:05: Memory dump upload: retry 2/5 in 4 s: ECONNREFUSED');
+    expect(
+      line({ kind: 'dump', step: 'upload-failed', filePath: '/x/d.dmp', error: 'HTTP 403 AuthenticationFailed', attempts: 5 }),
+    ).toMatch(/ERROR: failed to upload the memory dump after 5 attempts: HTTP 403 AuthenticationFailed\. The file is kept/);
+    expect(
+      line({ kind: 'dump', step: 'upload-progress', filePath: '/x/d.dmp', doneBytes: 1, totalBytes: 2, doneBlocks: 1, totalBlocks: 2 }),
+    ).toBeUndefined();
   });
 });

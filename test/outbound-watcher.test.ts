@@ -72,7 +72,14 @@ describe('OutboundWatcher', () => {
     await open(5);
     const base = { pid: process.pid, excludeLocalPorts: [port] };
     const at5 = await watcher({ ...base, threshold: 5 }).poll();
-    expect(find(at5)).toMatchObject({ remote: dest(), family: 4, remoteAddress: '127.0.0.1', remotePort: port, total: 5, states: { established: 5 } });
+    expect(find(at5)).toMatchObject({
+      remote: dest(),
+      family: 4,
+      remoteAddress: '127.0.0.1',
+      remotePort: port,
+      total: 5,
+      states: { established: 5 },
+    });
     expect(at5.busiest?.remote).toBe(dest());
     expect(at5.busiestCount).toBe(5);
     expect(at5.exceeded).toBe(false);
@@ -87,7 +94,14 @@ describe('OutboundWatcher', () => {
     expect(mapped[0]!.remoteFamily).toBe('IPv6');
     const p = await watcher({ pid: process.pid, excludeLocalPorts: [port] }).poll();
     expect(p.destinations).toHaveLength(1);
-    expect(p.destinations[0]).toMatchObject({ remote: dest(), family: 4, remoteAddress: '127.0.0.1', total: 5, states: { established: 5 }, distinctInWindow: 5 });
+    expect(p.destinations[0]).toMatchObject({
+      remote: dest(),
+      family: 4,
+      remoteAddress: '127.0.0.1',
+      total: 5,
+      states: { established: 5 },
+      distinctInWindow: 5,
+    });
   });
 
   it('leaves out connections whose local port is excluded (the accepted side of our own server)', async () => {
@@ -107,14 +121,23 @@ describe('OutboundWatcher', () => {
 
   it('counts distinct connections within the window, including ones already closed', async () => {
     let now = 1_000_000;
-    const w = watcher({ pid: process.pid, excludeLocalPorts: [port], threshold: 5, windowMs: 240_000, thresholdOn: 'window', now: () => now });
+    const w = watcher({
+      pid: process.pid,
+      excludeLocalPorts: [port],
+      threshold: 5,
+      windowMs: 240_000,
+      thresholdOn: 'window',
+      now: () => now,
+    });
     const first = await open(6);
     const p1 = await w.poll();
     expect(find(p1)).toMatchObject({ total: 6, distinctInWindow: 6 });
     expect(p1.exceeded).toBe(true);
     // Reset closes leave no TIME_WAIT: these connections are gone from the kernel.
     first.forEach((c) => c.resetAndDestroy());
-    await until('sockets gone', async () => ((await w.poll()).destinations.find((d) => d.remote === dest())?.total === 0 ? true : undefined));
+    await until('sockets gone', async () =>
+      (await w.poll()).destinations.find((d) => d.remote === dest())?.total === 0 ? true : undefined,
+    );
     now += 60_000;
     await open(2);
     const p2 = await w.poll();

@@ -8,7 +8,19 @@ import { loadBinding, PROTO_TCP, FAMILY_V4, SCAN_ALL, SCAN_SKMEMINFO, THRESHOLD_
 import { Sampler } from '../lib/sampler';
 import { diagMsg, done, error, u32s } from './helpers/netlink-fixtures';
 
-type Recorded = { records: { localPort: number; remotePort: number; recvQ: number; sendQ: number; cookie: bigint; skmem?: number[]; state: number; localAddress: string }[]; done: boolean };
+type Recorded = {
+  records: {
+    localPort: number;
+    remotePort: number;
+    recvQ: number;
+    sendQ: number;
+    cookie: bigint;
+    skmem?: number[];
+    state: number;
+    localAddress: string;
+  }[];
+  done: boolean;
+};
 const binding = loadBinding() as ReturnType<typeof loadBinding> & {
   parseRecorded(d: Buffer[], seq: number, req: NativeScanRequest): Recorded;
 };
@@ -42,7 +54,9 @@ describe('recorded replies', () => {
     await new Promise((r) => setTimeout(r, 50));
     // Record the raw datagrams of an AF_INET TCP dump (seq 77, SKMEMINFO asked), one hex line each.
     // (A listener and one accepted connection: the server port is the dump's local-port filter.)
-    const hex = execFileSync('python3', ['-c', `
+    const hex = execFileSync('python3', [
+      '-c',
+      `
 import socket, struct
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
 # A non-zero id.idiag_sport makes the kernel's dump loop keep only that local port: a small recording.
@@ -59,7 +73,11 @@ while not done:
             done = True
             break
         off += (length + 3) & ~3
-`]).toString().trim().split('\n');
+`,
+    ])
+      .toString()
+      .trim()
+      .split('\n');
     const datagrams = hex.map((h) => Buffer.from(h, 'hex'));
     const parsed = binding.parseRecorded(datagrams, 77, req(SCAN_ALL | SCAN_SKMEMINFO));
     expect(parsed.done).toBe(true);
@@ -96,7 +114,14 @@ describe('hand-built replies', () => {
     const r = binding.parseRecorded([d], 5, req(SCAN_ALL | SCAN_SKMEMINFO));
     expect(r.done).toBe(true);
     expect(r.records).toHaveLength(1);
-    expect(r.records[0]).toMatchObject({ localPort: 8080, remotePort: 40000, recvQ: 10, sendQ: 20, cookie: 0x1_0000_0002n, skmem: [1, 2, 3, 4, 5] });
+    expect(r.records[0]).toMatchObject({
+      localPort: 8080,
+      remotePort: 40000,
+      recvQ: 10,
+      sendQ: 20,
+      cookie: 0x1_0000_0002n,
+      skmem: [1, 2, 3, 4, 5],
+    });
   });
 
   it('joins a multi-part reply across datagrams and stops at NLMSG_DONE', () => {

@@ -61,7 +61,13 @@ function tracker(o: Partial<TrackerOptions> = {}): QueueTracker {
 }
 
 /** One tick: the sample's records, and what an exact re-check would find for each cookie. */
-function tick(t: QueueTracker, ts: number, records: SocketRecord[], world: Map<bigint, SocketRecord | null> = new Map(), offendersTotal = records.length) {
+function tick(
+  t: QueueTracker,
+  ts: number,
+  records: SocketRecord[],
+  world: Map<bigint, SocketRecord | null> = new Map(),
+  offendersTotal = records.length,
+) {
   const plan = t.plan({ timestamp: ts, records, offendersTotal });
   const checks: RecheckResults = new Map();
   for (const e of plan.recheck) if (world.has(e.cookie)) checks.set(e.cookie, world.get(e.cookie)!);
@@ -91,7 +97,16 @@ describe('QueueTracker', () => {
     const hot = rec({ recvQ: 500 });
     const a = tick(t, 100.0, [hot]);
     expect(kinds(a.events)).toEqual(['alert:RECV']);
-    expect(a.events[0]).toMatchObject({ timestamp: 100, since: 100, repeat: 0, bytes: 500, threshold: 100, local: '127.0.0.1:8080', remote: '127.0.0.1:50000', host: 'h1' });
+    expect(a.events[0]).toMatchObject({
+      timestamp: 100,
+      since: 100,
+      repeat: 0,
+      bytes: 500,
+      threshold: 100,
+      local: '127.0.0.1:8080',
+      remote: '127.0.0.1:50000',
+      host: 'h1',
+    });
     expect(kinds(tick(t, 100.5, [hot]).events)).toEqual([]);
     const r1 = tick(t, 101.0, [hot]).events;
     expect(r1).toMatchObject([{ event: 'repeat', repeat: 1, since: 100, timestamp: 101 }]);
@@ -119,7 +134,15 @@ describe('QueueTracker', () => {
     expect(r1.id).toBe(r2.id);
     expect(a1.id).toMatch(/^[0-9a-f]{32}$/);
     expect(a1.id).toBe(alertId('h1', 42n, 'RECV', 5, 'alert', 0));
-    expect(new Set([a1.id, r1.id, alertId('h2', 42n, 'RECV', 5, 'alert', 0), alertId('h1', 43n, 'RECV', 5, 'alert', 0), alertId('h1', 42n, 'SEND', 5, 'alert', 0)]).size).toBe(5);
+    expect(
+      new Set([
+        a1.id,
+        r1.id,
+        alertId('h2', 42n, 'RECV', 5, 'alert', 0),
+        alertId('h1', 43n, 'RECV', 5, 'alert', 0),
+        alertId('h1', 42n, 'SEND', 5, 'alert', 0),
+      ]).size,
+    ).toBe(5);
   });
 
   it('tracks RECV and SEND of one socket separately', () => {

@@ -47,7 +47,10 @@ function watch(options: QueueWatcherOptions): Run {
     suppressed: [],
     errors: [],
     waitFor: (pred, what, ms) =>
-      waitFor(what, () => pred(run.alerts), { ms, detail: () => `alerts: ${JSON.stringify(run.alerts.map((a) => `${a.event}:${a.type}`))}` }),
+      waitFor(what, () => pred(run.alerts), {
+        ms,
+        detail: () => `alerts: ${JSON.stringify(run.alerts.map((a) => `${a.event}:${a.type}`))}`,
+      }),
   };
   watcher.on('alert', (a) => run.alerts.push(a));
   watcher.on('tick', (t) => run.ticks.push(t));
@@ -102,7 +105,15 @@ describe('QueueWatcher on real sockets', () => {
     await run.waitFor((al) => al.some((x) => x.event === 'resolved'), 'the resolved event');
     const resolved = run.alerts.filter((x) => x.event === 'resolved');
     expect(resolved).toHaveLength(1);
-    expect(resolved[0]).toMatchObject({ type: 'RECV', bytes: 0, since: a.since, cookie: a.cookie, local: a.local, remote: a.remote, pid: process.pid });
+    expect(resolved[0]).toMatchObject({
+      type: 'RECV',
+      bytes: 0,
+      since: a.since,
+      cookie: a.cookie,
+      local: a.local,
+      remote: a.remote,
+      pid: process.pid,
+    });
     expect(resolved[0].closed).toBeUndefined();
     expect(resolved[0].id).not.toBe(a.id);
     expect(run.alerts.filter((x) => x.event === 'alert')).toHaveLength(1);
@@ -161,7 +172,12 @@ describe('QueueWatcher on real sockets', () => {
     const l = await neverAcceptingListener('127.0.0.1', 2);
     await connect('127.0.0.1', l.port);
     await connect('127.0.0.1', l.port);
-    const run = watch({ acceptThreshold: 'limit', recvThreshold: 0, sendThreshold: 0, filter: { tcp: true, localPorts: [l.port], states: ['listen'] } });
+    const run = watch({
+      acceptThreshold: 'limit',
+      recvThreshold: 0,
+      sendThreshold: 0,
+      filter: { tcp: true, localPorts: [l.port], states: ['listen'] },
+    });
     await run.waitFor((a) => a.length >= 1, 'the ACCEPT alert');
     expect(run.alerts).toHaveLength(1);
     expect(run.alerts[0]).toMatchObject({
@@ -216,7 +232,15 @@ while True:
     await sendUdp(tx, '127.0.0.1', holder.port, Buffer.alloc(200, 1), 20);
     const run = watch({ recvThreshold: 4096, notifyResolved: true, filter: { udp: true, localPorts: [holder.port] } });
     await run.waitFor((a) => a.length >= 1, 'the UDP alert');
-    expect(run.alerts[0]).toMatchObject({ type: 'RECV', protocol: 'udp', state: 'unconn', local: `127.0.0.1:${holder.port}`, remote: '0.0.0.0:0', pid: holder.pid, comm: 'python3' });
+    expect(run.alerts[0]).toMatchObject({
+      type: 'RECV',
+      protocol: 'udp',
+      state: 'unconn',
+      local: `127.0.0.1:${holder.port}`,
+      remote: '0.0.0.0:0',
+      pid: holder.pid,
+      comm: 'python3',
+    });
     expect(run.alerts[0].bytes).toBeGreaterThan(4096);
     holder.child.kill('SIGUSR1');
     await run.waitFor((a) => a.some((x) => x.event === 'resolved'), 'the UDP resolved event');
@@ -244,7 +268,14 @@ while True:
     const c = await connect('127.0.0.1', port);
     await waitAccepted(accepted, 1);
     c.write(Buffer.alloc(900, 1));
-    const watcher = new QueueWatcher({ intervalMs: 20, recvThreshold: 100, sendThreshold: 'off', acceptThreshold: 'off', repeatMs: 50, filter: { localPorts: [port] } });
+    const watcher = new QueueWatcher({
+      intervalMs: 20,
+      recvThreshold: 100,
+      sendThreshold: 'off',
+      acceptThreshold: 'off',
+      repeatMs: 50,
+      filter: { localPorts: [port] },
+    });
     watchers.push(watcher);
     const it1 = watcher.alerts();
     watcher.start();
@@ -271,7 +302,9 @@ while True:
   it('validates its options with errors naming them', () => {
     expect(() => new QueueWatcher({ recvThreshold: -1 })).toThrow(/recvThreshold must be a non-negative integer/);
     expect(() => new QueueWatcher({ sendThreshold: 'lots' as never })).toThrow(/sendThreshold must be a number of bytes or "off"/);
-    expect(() => new QueueWatcher({ acceptThreshold: 'full' as never })).toThrow(/acceptThreshold must be a number of connections, "limit" or "off"/);
+    expect(() => new QueueWatcher({ acceptThreshold: 'full' as never })).toThrow(
+      /acceptThreshold must be a number of connections, "limit" or "off"/,
+    );
     expect(() => new QueueWatcher({ recvThreshold: 'off', sendThreshold: 'off', acceptThreshold: 'off' })).toThrow(/nothing to watch/);
     expect(() => new QueueWatcher({ intervalMs: 5 })).toThrow(/intervalMs must be at least 10/);
     expect(() => new QueueWatcher({ confirm: { n: 4, m: 3 } })).toThrow(/confirm.n must be from 1 to confirm.m/);

@@ -387,18 +387,10 @@ describe('retries through a faulty front', () => {
     front.faults.set('blocklist', ['503', 'pass']);
     front.faults.set('block', ['pass', 'reset', 'pass', '429', 'hang']);
     const events: UploadEvent[] = [];
-    const result = await run(
-      { filePath: file, containerSasUrl: frontSas, concurrency: 1, maxAttempts: 8, tryTimeoutMs: 1000 },
-      events,
-    );
+    const result = await run({ filePath: file, containerSasUrl: frontSas, concurrency: 1, maxAttempts: 8, tryTimeoutMs: 1000 }, events);
     expect((await download('core.9009')).equals(data)).toBe(true);
     const retries = events.filter((e) => e.type === 'retry');
-    expect(retries.map((e) => (e.type === 'retry' ? e.reason : ''))).toEqual([
-      'HTTP 503',
-      'ECONNRESET',
-      'HTTP 429',
-      'timeout',
-    ]);
+    expect(retries.map((e) => (e.type === 'retry' ? e.reason : ''))).toEqual(['HTTP 503', 'ECONNRESET', 'HTTP 429', 'timeout']);
     expect(retries.map((e) => (e.type === 'retry' ? `${e.attempt}/${e.maxAttempts}` : ''))).toEqual(['2/8', '3/8', '4/8', '5/8']);
     expect(result.attempts).toBe(5);
     // Each retry resumed: every block was staged exactly once in the end (5 blocks, 5 staged).

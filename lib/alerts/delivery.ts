@@ -173,7 +173,9 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
     this.backoffBaseMs = positiveInt('backoffBaseMs', options.backoffBaseMs, DELIVERY_DEFAULTS.backoffBaseMs);
     this.backoffCapMs = positiveInt('backoffCapMs', options.backoffCapMs, DELIVERY_DEFAULTS.backoffCapMs);
     if (this.backoffCapMs < this.backoffBaseMs) {
-      throw new RangeError(`HttpDelivery option "backoffCapMs" (${this.backoffCapMs}) must not be less than "backoffBaseMs" (${this.backoffBaseMs})`);
+      throw new RangeError(
+        `HttpDelivery option "backoffCapMs" (${this.backoffCapMs}) must not be less than "backoffBaseMs" (${this.backoffBaseMs})`,
+      );
     }
     this.retryAfterCapMs = positiveInt('retryAfterCapMs', options.retryAfterCapMs, this.backoffCapMs);
     this.headers = { 'user-agent': 'sockwatch', ...validHeaders(options.headers) };
@@ -304,10 +306,13 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
     if (this.ready.size > 0 && now < this.channelNotBefore) at = Math.min(at ?? Infinity, this.channelNotBefore);
     if (at === undefined) return;
     if (at < this.channelNotBefore) at = this.channelNotBefore;
-    this.wakeTimer = setTimeout(() => {
-      this.wakeTimer = undefined;
-      this.pump();
-    }, Math.max(0, at - now));
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.pump();
+      },
+      Math.max(0, at - now),
+    );
     this.wakeTimer.unref();
   }
 

@@ -44,7 +44,10 @@ function table(records: SocketRecord[], skmem: boolean): string {
   const rows = records.map((r) => {
     const { local, remote } = endpoints(r);
     const row = [r.protocol, r.stateName.toUpperCase(), String(r.recvQ), String(r.sendQ), local, remote, String(r.uid), String(r.inode)];
-    if (skmem && r.skmem) row.push(`r${r.skmem.rmemAlloc},rb${r.skmem.rcvbuf},t${r.skmem.wmemAlloc},tb${r.skmem.sndbuf},w${r.skmem.wmemQueued},d${r.skmem.drops}`);
+    if (skmem && r.skmem)
+      row.push(
+        `r${r.skmem.rmemAlloc},rb${r.skmem.rcvbuf},t${r.skmem.wmemAlloc},tb${r.skmem.sndbuf},w${r.skmem.wmemQueued},d${r.skmem.drops}`,
+      );
     return row;
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -92,7 +95,9 @@ export async function runList(argv: string[], out: NodeJS.WritableStream): Promi
       // A threshold of "at least 0" matches everything: list all.
       records = (await sampler.sample({ ...filter, skmem: values.skmem === true, all: true, maxRecords: 0xffffffff })).records;
     }
-    records.sort((a, b) => a.protocol.localeCompare(b.protocol) || a.family - b.family || a.localPort - b.localPort || a.remotePort - b.remotePort);
+    records.sort(
+      (a, b) => a.protocol.localeCompare(b.protocol) || a.family - b.family || a.localPort - b.localPort || a.remotePort - b.remotePort,
+    );
     if (format === 'json') {
       for (const rec of records) out.write(jsonLine(rec) + '\n');
     } else {

@@ -2,7 +2,16 @@
 // QueueWatcher to stdout (JSON lines) or, with --url, to a durable Outbox and HttpDelivery.
 import * as path from 'node:path';
 import { HttpDelivery, Outbox, DELIVERY_DEFAULTS, StateDirLockedError } from '../alerts';
-import { QUEUE_DEFAULTS, QueueWatcher, alertToJson, alertToLine, alertToParams, type AcceptThreshold, type ByteThreshold, type QueueAlert } from '../queues';
+import {
+  QUEUE_DEFAULTS,
+  QueueWatcher,
+  alertToJson,
+  alertToLine,
+  alertToParams,
+  type AcceptThreshold,
+  type ByteThreshold,
+  type QueueAlert,
+} from '../queues';
 import { redactText, redactUrl } from '../redact';
 import { intFlag, parse, type Parsed } from './args';
 import { UsageError } from './errors';
@@ -70,7 +79,16 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const DELIVERY_FLAGS = ['state-dir', 'timeout', 'concurrency', 'backoff-base', 'backoff-cap', 'outbox-max-records', 'outbox-max-bytes', 'quiet'];
+const DELIVERY_FLAGS = [
+  'state-dir',
+  'timeout',
+  'concurrency',
+  'backoff-base',
+  'backoff-cap',
+  'outbox-max-records',
+  'outbox-max-bytes',
+  'quiet',
+];
 
 /** How often a repeated kind of stderr notice may be printed. */
 const NOTICE_EVERY_MS = 5000;
@@ -82,7 +100,8 @@ function byteThreshold(flag: string, v: unknown): ByteThreshold | undefined {
 
 function acceptThresholdFlag(v: unknown): AcceptThreshold | undefined {
   if (v === 'limit' || v === 'off') return v;
-  if (typeof v === 'string' && !/^\d+$/.test(v.trim())) throw new UsageError(`--accept-threshold: "${v}" is not a number of connections, "limit" or "off"`);
+  if (typeof v === 'string' && !/^\d+$/.test(v.trim()))
+    throw new UsageError(`--accept-threshold: "${v}" is not a number of connections, "limit" or "off"`);
   return intFlag('--accept-threshold', v);
 }
 
@@ -272,13 +291,20 @@ export async function runQueues(argv: string[], out: NodeJS.WritableStream): Pro
       // Durable before anything is printed: a printed alert is never lost.
       delivery.enqueue(alertToParams(a), { id: a.id, createdAt: Math.round(a.timestamp * 1000) });
     } catch (e) {
-      notices.note('outbox-write', (n) => `cannot write to the outbox in ${stateDir}: ${(e as Error).message}${n > 1 ? ` (${n} alerts)` : ''}`);
+      notices.note(
+        'outbox-write',
+        (n) => `cannot write to the outbox in ${stateDir}: ${(e as Error).message}${n > 1 ? ` (${n} alerts)` : ''}`,
+      );
     }
     if (!quiet) writeOut(alertToLine(a));
   });
   let suppressed = { untracked: 0, deferred: 0, offendersTotal: 0 };
   watcher.on('suppressed', (s) => {
-    suppressed = { untracked: suppressed.untracked + s.untracked, deferred: suppressed.deferred + s.deferred, offendersTotal: s.offendersTotal };
+    suppressed = {
+      untracked: suppressed.untracked + s.untracked,
+      deferred: suppressed.deferred + s.deferred,
+      offendersTotal: s.offendersTotal,
+    };
     notices.note('suppressed', () => {
       const line =
         `offender storm: ${suppressed.offendersTotal} offending sockets in the last sample; ` +
@@ -316,10 +342,17 @@ export async function runQueues(argv: string[], out: NodeJS.WritableStream): Pro
       notices.note('delivery', deliveryState);
     });
     delivery.on('dead-letter', (d) =>
-      notices.note('dead', (n) => `receiver refused alert ${d.record.id} with HTTP ${d.status}; written to ${path.join(outbox!.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`),
+      notices.note(
+        'dead',
+        (n) =>
+          `receiver refused alert ${d.record.id} with HTTP ${d.status}; written to ${path.join(outbox!.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`,
+      ),
     );
     delivery.on('dropped', (d) =>
-      notices.note('dropped', (n) => `outbox full (${d.reason}): dropped ${n} oldest undelivered alert(s), ${outbox!.droppedTotal} in total`),
+      notices.note(
+        'dropped',
+        (n) => `outbox full (${d.reason}): dropped ${n} oldest undelivered alert(s), ${outbox!.droppedTotal} in total`,
+      ),
     );
     delivery.on('error', (e) => notices.note('ack', () => `outbox: ${e.message}`));
     const rec = outbox.recovery;

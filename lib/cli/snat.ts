@@ -77,7 +77,10 @@ function testHook(name: string, env: NodeJS.ProcessEnv): number | undefined {
   return Number(v);
 }
 
-export function parseSnatArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): { help: true } | { help: false; clean: boolean; logDir: string; session: SnatSessionOptions } {
+export function parseSnatArgs(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { help: true } | { help: false; clean: boolean; logDir: string; session: SnatSessionOptions } {
   const { values, positionals } = parse(
     argv,
     {

@@ -75,7 +75,9 @@ export function readProcessEnv(pid: number): Map<string, string> {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ESRCH') throw Object.assign(new Error(`process ${pid} does not exist`), { code: 'ESRCH' });
     if (code === 'EACCES' || code === 'EPERM') {
-      throw Object.assign(new Error(`cannot read the environment of process ${pid}: permission denied (run as its user or as root)`), { code });
+      throw Object.assign(new Error(`cannot read the environment of process ${pid}: permission denied (run as its user or as root)`), {
+        code,
+      });
     }
     throw err;
   }
@@ -256,7 +258,10 @@ export async function findDiagnosticSocket(pid: number): Promise<DotnetProcess> 
   checkPid(pid);
   const facts = await procFacts(pid);
   if (!facts) {
-    throw Object.assign(new Error(`process ${pid} does not exist (or is not visible from this pid namespace: run with the host pid namespace)`), { code: 'ESRCH', pid });
+    throw Object.assign(
+      new Error(`process ${pid} does not exist (or is not visible from this pid namespace: run with the host pid namespace)`),
+      { code: 'ESRCH', pid },
+    );
   }
   const dir = facts.rootPrefix + facts.tmpDir;
   const proc = await pickSocket(facts, await listSockets(dir));

@@ -175,7 +175,12 @@ export async function writeDump(target: DotnetTarget, dumpPath: string, opts: Wr
         ` (createdump runs as uid ${await targetUid(endpoint.pid)} of the target` +
         `${staged ? ' inside its container' : ''}; it needs ptrace permission over the target and write access to ` +
         `${path.posix.dirname(pathForTarget)}${err.detail ? '' : '; pass diagnosticsLogging for its log on the target stdout'})`;
-      const wrapped = new DiagnosticsIpcError({ command: err.command, hresult: err.hresult, detail: err.detail, message: err.message + hint });
+      const wrapped = new DiagnosticsIpcError({
+        command: err.command,
+        hresult: err.hresult,
+        detail: err.detail,
+        message: err.message + hint,
+      });
       (wrapped as Error & { cause?: unknown }).cause = err;
       throw wrapped;
     }

@@ -15,13 +15,7 @@ export { sendCommand, type IpcCallOptions } from './ipc';
 export { getProcessInfo, type DotnetProcessInfo } from './process-info';
 export { writeDump, type WriteDumpOptions, type DumpResult } from './dump';
 export { parseDumpType, type DumpTypeName } from './dump-types';
-export {
-  InsufficientDiskSpaceError,
-  estimateDumpBytes,
-  readMemoryFootprint,
-  type MemoryFootprint,
-  type StatfsFn,
-} from './dump-space';
+export { InsufficientDiskSpaceError, estimateDumpBytes, readMemoryFootprint, type MemoryFootprint, type StatfsFn } from './dump-space';
 export {
   collectTrace,
   DEFAULT_TRACE_PROVIDERS,

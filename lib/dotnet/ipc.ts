@@ -107,7 +107,11 @@ export class IpcConnection {
     while (this.buffered < n) {
       if (signal?.aborted) throw abortError(signal);
       if (this.failure) {
-        throw new DiagnosticsIpcError({ command, code: (this.failure as NodeJS.ErrnoException).code ?? 'ESOCKET', message: `${command}: ${this.failure.message}` });
+        throw new DiagnosticsIpcError({
+          command,
+          code: (this.failure as NodeJS.ErrnoException).code ?? 'ESOCKET',
+          message: `${command}: ${this.failure.message}`,
+        });
       }
       if (this.ended) {
         throw new DiagnosticsIpcError({

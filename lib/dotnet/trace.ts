@@ -65,7 +65,11 @@ function checkProviders(providers: readonly EventPipeProvider[]): void {
 }
 
 /** The CollectTracing2 payload: buffer MB, format 1 (nettrace), rundown, providers. */
-export function encodeCollectTracing2(opts: { bufferSizeMB: number; requestRundown: boolean; providers: readonly EventPipeProvider[] }): Buffer {
+export function encodeCollectTracing2(opts: {
+  bufferSizeMB: number;
+  requestRundown: boolean;
+  providers: readonly EventPipeProvider[];
+}): Buffer {
   const w = new PayloadWriter().u32(opts.bufferSizeMB).u32(1).bool8(opts.requestRundown).u32(opts.providers.length);
   for (const p of opts.providers) {
     w.u64(p.keywords).u32(p.level).string(p.name).string(formatProviderArguments(p.arguments));
@@ -113,7 +117,8 @@ function checkTraceOptions(opts: CollectTraceOptions): void {
   if (opts.rundownTimeoutMs !== undefined && (!Number.isFinite(opts.rundownTimeoutMs) || opts.rundownTimeoutMs <= 0)) {
     throw new RangeError(`rundownTimeoutMs must be a positive number, got ${String(opts.rundownTimeoutMs)}`);
   }
-  if (opts.requestRundown !== undefined && typeof opts.requestRundown !== 'boolean') throw new TypeError('requestRundown must be a boolean');
+  if (opts.requestRundown !== undefined && typeof opts.requestRundown !== 'boolean')
+    throw new TypeError('requestRundown must be a boolean');
 }
 
 /** Reads the first and last bytes of a finished trace file. */
@@ -235,7 +240,10 @@ export async function collectTrace(target: DotnetTarget, tracePath: string, opts
   if (stoppedBy !== 'target-exit') {
     try {
       const stop = new PayloadWriter().u64(sessionId).toBuffer();
-      await sendCommand(endpoint.socketPath, Commands.StopTracing, stop, { connectTimeoutMs: opts.connectTimeoutMs, replyTimeoutMs: 30_000 });
+      await sendCommand(endpoint.socketPath, Commands.StopTracing, stop, {
+        connectTimeoutMs: opts.connectTimeoutMs,
+        replyTimeoutMs: 30_000,
+      });
     } catch (err) {
       // The session may have ended by itself meanwhile (target exiting); anything else is a failure.
       if (!eof) {
@@ -258,7 +266,11 @@ export async function collectTrace(target: DotnetTarget, tracePath: string, opts
 
   const info = await inspectTraceFile(file);
   if (info.bytes === 0) {
-    throw new DiagnosticsIpcError({ command: cmd.name, code: 'EMPTY_TRACE', message: `${cmd.name}: the runtime sent no trace data (${file} is empty)` });
+    throw new DiagnosticsIpcError({
+      command: cmd.name,
+      code: 'EMPTY_TRACE',
+      message: `${cmd.name}: the runtime sent no trace data (${file} is empty)`,
+    });
   }
   if (!info.magicOk) {
     throw new DiagnosticsIpcError({ command: cmd.name, code: 'BAD_TRACE', message: `${cmd.name}: ${file} does not start with "Nettrace"` });

@@ -143,7 +143,8 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
     for (const name of ['outputDir', 'lockDir', 'stateDir'] as const) {
       if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`${name} must be a non-empty string`);
     }
-    if ((options.dump || options.trace) && options.target === undefined) throw new TypeError('target is required when dump or trace is enabled');
+    if ((options.dump || options.trace) && options.target === undefined)
+      throw new TypeError('target is required when dump or trace is enabled');
     this.dumpType = parseDumpType(options.dumpType ?? 'full', 'dumpType');
     this.traceDurationMs = options.traceDurationMs ?? 60_000;
     if (!Number.isFinite(this.traceDurationMs) || this.traceDurationMs <= 0) {
@@ -152,7 +153,9 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
     if (options.maxAttempts !== undefined && (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 5)) {
       throw new RangeError(`maxAttempts must be an integer of at least 5, got ${String(options.maxAttempts)}`);
     }
-    this.containerName = options.containerSasUrl ? parseContainerSasUrl(options.containerSasUrl, { allowExpired: true }).containerName : undefined;
+    this.containerName = options.containerSasUrl
+      ? parseContainerSasUrl(options.containerSasUrl, { allowExpired: true }).containerName
+      : undefined;
     this.opts = options;
     this.instance = options.instance;
     this.now = options.now ?? (() => new Date());
@@ -231,7 +234,10 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
   private async collect(kind: CollectionKind, info: TriggerInfo): Promise<void> {
     const signal = this.abort.signal;
     const at = this.now();
-    const filePath = path.resolve(this.opts.outputDir, kind === 'dump' ? dumpFileName(this.instance, at) : traceFileName(this.instance, at));
+    const filePath = path.resolve(
+      this.opts.outputDir,
+      kind === 'dump' ? dumpFileName(this.instance, at) : traceFileName(this.instance, at),
+    );
     let pid = 0;
     let bytes: number;
     try {

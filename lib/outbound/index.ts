@@ -44,16 +44,16 @@ export {
 } from './collector';
 export { formatStep, describeStep, stepRecord } from './step-format';
 export { listPending, pendingPath, type PendingUpload } from './pending';
-export {
-  acquireOwnerFile,
-  releaseOwnerFile,
-  readOwnerFile,
-  ownerAlive,
-  type FileOwner,
-  type AcquireResult,
-} from './owner-file';
+export { acquireOwnerFile, releaseOwnerFile, readOwnerFile, ownerAlive, type FileOwner, type AcquireResult } from './owner-file';
 export { stopRunningInstance, removeStaleLocks, PIDFILE_NAME, type StopInstanceOptions, type StopInstanceResult } from './stop-instance';
-export { chooseDotnetTarget, countOwnedConnections, resolveSetting, type TargetChoice, type CandidateCount, type SettingValue } from './target';
+export {
+  chooseDotnetTarget,
+  countOwnedConnections,
+  resolveSetting,
+  type TargetChoice,
+  type CandidateCount,
+  type SettingValue,
+} from './target';
 export {
   SnatSession,
   SnatStartError,

@@ -121,6 +121,11 @@ export function pollRecord(poll: OutboundPoll): Record<string, unknown> {
     socketsCounted: poll.socketsCounted,
     ...(poll.pid !== undefined ? { pid: poll.pid, pidAlive: poll.pidAlive } : {}),
     scanMs: Math.round(poll.scanMs * 1000) / 1000,
-    destinations: poll.destinations.map((d) => ({ remote: d.remote, total: d.total, states: d.states, distinctInWindow: d.distinctInWindow })),
+    destinations: poll.destinations.map((d) => ({
+      remote: d.remote,
+      total: d.total,
+      states: d.states,
+      distinctInWindow: d.distinctInWindow,
+    })),
   };
 }

@@ -17,7 +17,9 @@ export function socketInodes(pid: number): number[] | undefined {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ESRCH') return undefined;
     if (code === 'EACCES' || code === 'EPERM') {
-      throw Object.assign(new Error(`cannot read ${dir}: permission denied (run as the process's user, as root, or with CAP_SYS_PTRACE)`), { code });
+      throw Object.assign(new Error(`cannot read ${dir}: permission denied (run as the process's user, as root, or with CAP_SYS_PTRACE)`), {
+        code,
+      });
     }
     throw err;
   }

@@ -16,7 +16,15 @@ import { acquireOwnerFile, releaseOwnerFile } from './owner-file';
 import { formatStep, stepRecord } from './step-format';
 import { PIDFILE_NAME, removeStaleLocks } from './stop-instance';
 import { chooseDotnetTarget, resolveSetting } from './target';
-import { DEFAULT_EXCLUDED_PORTS, DEFAULT_INTERVAL_MS, DEFAULT_THRESHOLD, DEFAULT_WINDOW_MS, OutboundWatcher, type OutboundPoll, type ThresholdBasis } from './watcher';
+import {
+  DEFAULT_EXCLUDED_PORTS,
+  DEFAULT_INTERVAL_MS,
+  DEFAULT_THRESHOLD,
+  DEFAULT_WINDOW_MS,
+  OutboundWatcher,
+  type OutboundPoll,
+  type ThresholdBasis,
+} from './watcher';
 
 export const INSTANCE_VARIABLE = 'COMPUTERNAME';
 export const SAS_VARIABLE = 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL';
@@ -125,7 +133,7 @@ export class SnatSession {
     const choice = await chooseDotnetTarget(sampler, { excludeLocalPorts });
     if (!choice.chosen && this.collecting) {
       throw new SnatStartError(
-        'no .NET process found: no dotnet-diagnostic-*-socket in any process\'s temp directory. ' +
+        "no .NET process found: no dotnet-diagnostic-*-socket in any process's temp directory. " +
           'Start the app (with diagnostics enabled), pass --pid, or run without enable-dump/enable-trace to monitor only',
       );
     }
@@ -174,7 +182,18 @@ export class SnatSession {
       try {
         this.log = new HourlyLog({ baseDir: logDir, instance });
         if (sasProblem) this.note(sasProblem, 'warning');
-        return await this.monitor({ sampler, target, instance, instanceSetting, containerSasUrl, sasSource: sasSetting.source, logDir, excludeLocalPorts, takenOverFrom: claim.takenOverFrom?.pid, targetPid });
+        return await this.monitor({
+          sampler,
+          target,
+          instance,
+          instanceSetting,
+          containerSasUrl,
+          sasSource: sasSetting.source,
+          logDir,
+          excludeLocalPorts,
+          takenOverFrom: claim.takenOverFrom?.pid,
+          targetPid,
+        });
       } finally {
         releaseOwnerFile(pidfile);
       }
@@ -200,22 +219,42 @@ export class SnatSession {
     const stateDir = path.resolve(o.stateDir ?? path.join(logDir, STATE_DIR_NAME));
     const log = this.log!;
 
-    const what = o.dump && o.trace ? 'memory dump and profiler trace' : o.dump ? 'memory dump' : o.trace ? 'profiler trace' : 'no collection (monitor only)';
-    this.note(`sockwatch snat started (pid ${process.pid}): threshold ${o.threshold ?? DEFAULT_THRESHOLD} ${o.thresholdOn === 'window' ? `distinct connections per destination in ${(o.windowMs ?? DEFAULT_WINDOW_MS) / 1000} s` : 'connections per destination'}, every ${(o.intervalMs ?? DEFAULT_INTERVAL_MS) / 1000} s, excluded local ports ${ctx.excludeLocalPorts.join(',')}; on exceeding: ${what}`);
+    const what =
+      o.dump && o.trace
+        ? 'memory dump and profiler trace'
+        : o.dump
+          ? 'memory dump'
+          : o.trace
+            ? 'profiler trace'
+            : 'no collection (monitor only)';
+    this.note(
+      `sockwatch snat started (pid ${process.pid}): threshold ${o.threshold ?? DEFAULT_THRESHOLD} ${o.thresholdOn === 'window' ? `distinct connections per destination in ${(o.windowMs ?? DEFAULT_WINDOW_MS) / 1000} s` : 'connections per destination'}, every ${(o.intervalMs ?? DEFAULT_INTERVAL_MS) / 1000} s, excluded local ports ${ctx.excludeLocalPorts.join(',')}; on exceeding: ${what}`,
+    );
     this.note(`log: ${log.textPath()}`);
-    if (ctx.takenOverFrom !== undefined) this.note(`took over the stale pidfile of process ${ctx.takenOverFrom}, which is no longer running`);
+    if (ctx.takenOverFrom !== undefined)
+      this.note(`took over the stale pidfile of process ${ctx.takenOverFrom}, which is no longer running`);
     if (ctx.target.endpoint) this.note(`target: ${ctx.target.reason}`);
     else if (o.pid !== undefined) this.note(`counting only the sockets of process ${o.pid}; ${ctx.target.reason}`);
     else this.note(`${ctx.target.reason}; monitoring only`);
     if (ctx.instanceSetting.source === 'none') {
-      this.note(`${INSTANCE_VARIABLE} is not set (here or in the target's environment): using the host name "${instance}" as the instance name`, 'warning');
+      this.note(
+        `${INSTANCE_VARIABLE} is not set (here or in the target's environment): using the host name "${instance}" as the instance name`,
+        'warning',
+      );
     } else {
-      this.note(`instance: ${instance} (${INSTANCE_VARIABLE} from ${ctx.instanceSetting.source === 'target' ? `process ${ctx.targetPid}` : 'the environment'})`);
+      this.note(
+        `instance: ${instance} (${INSTANCE_VARIABLE} from ${ctx.instanceSetting.source === 'target' ? `process ${ctx.targetPid}` : 'the environment'})`,
+      );
     }
     if (ctx.containerSasUrl) {
-      this.note(`uploads to ${redactUrl(parseContainerSasUrl(ctx.containerSasUrl).containerUrl)} (${SAS_VARIABLE} from ${ctx.sasSource === 'target' ? `process ${ctx.targetPid}` : 'the environment'})`);
+      this.note(
+        `uploads to ${redactUrl(parseContainerSasUrl(ctx.containerSasUrl).containerUrl)} (${SAS_VARIABLE} from ${ctx.sasSource === 'target' ? `process ${ctx.targetPid}` : 'the environment'})`,
+      );
     } else if (this.collecting) {
-      this.note(`${SAS_VARIABLE} is not set (here or in the target's environment): dumps and traces are kept locally in ${logDir}`, 'warning');
+      this.note(
+        `${SAS_VARIABLE} is not set (here or in the target's environment): dumps and traces are kept locally in ${logDir}`,
+        'warning',
+      );
     }
     if (o.durationMs !== undefined) this.note(`Monitoring will run for ${hoursText(o.durationMs)} and then automatically clean up`);
 
@@ -293,8 +332,10 @@ export class SnatSession {
     });
 
     const pending = collector.resumePending();
-    for (const p of pending.resumed) this.note(`found the pending upload of ${path.basename(p.filePath)} (${p.kind} of ${p.instance}, ${p.createdAt}); resuming it`);
-    for (const p of pending.keptForLater) this.note(`pending upload of ${p.filePath} kept: no ${SAS_VARIABLE} to upload it with`, 'warning');
+    for (const p of pending.resumed)
+      this.note(`found the pending upload of ${path.basename(p.filePath)} (${p.kind} of ${p.instance}, ${p.createdAt}); resuming it`);
+    for (const p of pending.keptForLater)
+      this.note(`pending upload of ${p.filePath} kept: no ${SAS_VARIABLE} to upload it with`, 'warning');
     for (const f of pending.unreadable) this.note(`ignoring the unreadable pending-upload record ${f}`, 'warning');
 
     let pidExitNoted = false;
@@ -310,7 +351,8 @@ export class SnatSession {
             : `${logTimestamp(poll.time)}: Connection count back within threshold`,
         );
       }
-      if (poll.exceeded && collector.enabled) collector.trigger({ remote: poll.busiest?.remote, count: poll.busiestCount, threshold: poll.threshold });
+      if (poll.exceeded && collector.enabled)
+        collector.trigger({ remote: poll.busiest?.remote, count: poll.busiestCount, threshold: poll.threshold });
       if (poll.pidAlive === false && !pidExitNoted) {
         pidExitNoted = true;
         this.note(`process ${poll.pid} has exited`, 'warning');
@@ -334,7 +376,8 @@ export class SnatSession {
     else this.note('Initiating automatic cleanup...');
     await watcher.stop();
     await collector.stop();
-    for (const file of removeStaleLocks(logDir)) this.note(`removed the stale lock ${path.basename(file)} (its owner is no longer running)`);
+    for (const file of removeStaleLocks(logDir))
+      this.note(`removed the stale lock ${path.basename(file)} (its owner is no longer running)`);
     this.note('Completed');
     return { end, instance, logDir, ...(ctx.targetPid !== undefined ? { targetPid: ctx.targetPid } : {}) };
   }

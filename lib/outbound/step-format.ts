@@ -30,7 +30,9 @@ export function describeStep(s: CollectionStep): string | undefined {
     case 'collected':
       return `${NOUN[s.kind]} has been collected (${base(s.filePath)}, ${formatBytes(s.bytes)}${s.endedCleanly === false ? ', the trace did not end cleanly' : ''}).`;
     case 'collect-failed':
-      return s.interrupted ? `${NOUN[s.kind]} collection was interrupted: ${s.error}` : `ERROR: ${LOWER[s.kind]} collection failed: ${s.error}`;
+      return s.interrupted
+        ? `${NOUN[s.kind]} collection was interrupted: ${s.error}`
+        : `ERROR: ${LOWER[s.kind]} collection failed: ${s.error}`;
     case 'kept-local':
       return `WARNING: ${s.reason}: the ${LOWER[s.kind]} is kept locally at ${s.filePath}`;
     case 'uploading':

@@ -89,7 +89,8 @@ export interface OutboundWatcherEvents {
 function positive(name: string, v: unknown, fallback: number, integer = false): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${name} must be a finite number, got ${String(v)}`);
-  if (v <= 0 || (integer && !Number.isInteger(v))) throw new RangeError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+  if (v <= 0 || (integer && !Number.isInteger(v)))
+    throw new RangeError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
   return v;
 }
 
@@ -116,7 +117,11 @@ export function foldMappedAggregates(aggregates: readonly Aggregate[]): { merged
     if (at === undefined) {
       byRemote.set(remote, merged.length);
       indexMap[i] = merged.length;
-      merged.push(v4 !== undefined ? { family: 4, remoteAddress: v4, remotePort: a.remotePort, remote, total: a.total, states: { ...a.states } } : { ...a, states: { ...a.states } });
+      merged.push(
+        v4 !== undefined
+          ? { family: 4, remoteAddress: v4, remotePort: a.remotePort, remote, total: a.total, states: { ...a.states } }
+          : { ...a, states: { ...a.states } },
+      );
       return;
     }
     indexMap[i] = at;
@@ -134,7 +139,10 @@ export function countedValue(d: DestinationCount, basis: ThresholdBasis): number
 
 /** Sorts by counted value, then total, then remote. */
 export function sortDestinations(list: DestinationCount[], basis: ThresholdBasis): DestinationCount[] {
-  return list.sort((a, b) => countedValue(b, basis) - countedValue(a, basis) || b.total - a.total || (a.remote < b.remote ? -1 : a.remote > b.remote ? 1 : 0));
+  return list.sort(
+    (a, b) =>
+      countedValue(b, basis) - countedValue(a, basis) || b.total - a.total || (a.remote < b.remote ? -1 : a.remote > b.remote ? 1 : 0),
+  );
 }
 
 export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
@@ -169,7 +177,8 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     const basis = options.thresholdOn ?? 'current';
     if (basis !== 'current' && basis !== 'window') throw new TypeError(`thresholdOn must be "current" or "window", got ${String(basis)}`);
     this.thresholdOn = basis;
-    if (options.excludeLocalPorts !== undefined && !Array.isArray(options.excludeLocalPorts)) throw new TypeError('excludeLocalPorts must be an array of ports');
+    if (options.excludeLocalPorts !== undefined && !Array.isArray(options.excludeLocalPorts))
+      throw new TypeError('excludeLocalPorts must be an array of ports');
     this.excludeLocalPorts = [...(options.excludeLocalPorts ?? DEFAULT_EXCLUDED_PORTS)];
     this.excludeLocalPorts.forEach((p) => parsePortSpec(p, 'excludeLocalPorts'));
     if (options.states !== undefined && !Array.isArray(options.states)) throw new TypeError('states must be an array of state names');
@@ -210,7 +219,10 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     if (this.owner) {
       const f = this.owner.filter();
       pidAlive = f.alive;
-      options = { ...this.baseOptions, aggregate: { states: this.states, cookies: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies } };
+      options = {
+        ...this.baseOptions,
+        aggregate: { states: this.states, cookies: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies },
+      };
     }
     const result = await this.sampler.sample(options);
     const nowMs = this.now();
@@ -223,7 +235,13 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     return this.buildPoll(new Date(nowMs), merged, distinct, result.elapsedNs / 1e6, pidAlive);
   }
 
-  private buildPoll(time: Date, aggregates: Aggregate[], distinct: Map<string, number>, scanMs: number, pidAlive: boolean | undefined): OutboundPoll {
+  private buildPoll(
+    time: Date,
+    aggregates: Aggregate[],
+    distinct: Map<string, number>,
+    scanMs: number,
+    pidAlive: boolean | undefined,
+  ): OutboundPoll {
     const list: DestinationCount[] = [];
     const seen = new Set<string>();
     let socketsCounted = 0;

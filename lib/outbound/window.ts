@@ -23,7 +23,12 @@ export class DistinctWindow {
   }
 
   /** Records the sockets of one poll: cookie i belongs to destination `remotes[index[i]]`. */
-  observe(nowMs: number, cookies: ArrayLike<bigint>, index: ArrayLike<number>, remotes: readonly (WindowDestination & { remote: string })[]): void {
+  observe(
+    nowMs: number,
+    cookies: ArrayLike<bigint>,
+    index: ArrayLike<number>,
+    remotes: readonly (WindowDestination & { remote: string })[],
+  ): void {
     if (cookies.length !== index.length) throw new RangeError('cookies and index must have the same length');
     for (let i = 0; i < cookies.length; i++) {
       const dest = remotes[index[i]!];

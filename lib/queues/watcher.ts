@@ -18,7 +18,15 @@ import { endpoints, parsePortSpec, Sampler, type SampleOptions, type SampleResul
 import { stateMask } from '../states';
 import { AlertStream } from './alert-stream';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
-import type { AcceptThreshold, ByteThreshold, QueueAlert, QueueFilter, QueueTickStats, QueueWatcherEvents, QueueWatcherStats } from './types';
+import type {
+  AcceptThreshold,
+  ByteThreshold,
+  QueueAlert,
+  QueueFilter,
+  QueueTickStats,
+  QueueWatcherEvents,
+  QueueWatcherStats,
+} from './types';
 
 export interface QueueWatcherOptions {
   /** Receive queue limit in bytes (UDP: kernel memory); offender when strictly greater. Default 1 MiB. */
@@ -74,7 +82,6 @@ export const QUEUE_DEFAULTS = {
   maxBuffered: 10_000,
 };
 
-
 interface Batch {
   events: QueueAlert[];
   deadline: number;
@@ -124,7 +131,8 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     this.intervalMs = number('intervalMs', options.intervalMs, QUEUE_DEFAULTS.intervalMs, QUEUE_DEFAULTS.minIntervalMs);
     this.repeatMs = number('repeatMs', options.repeatMs, QUEUE_DEFAULTS.repeatMs, 0);
     this.confirm = Object.freeze(confirmOption(options.confirm));
-    if (options.notifyResolved !== undefined && typeof options.notifyResolved !== 'boolean') throw new TypeError('notifyResolved must be a boolean');
+    if (options.notifyResolved !== undefined && typeof options.notifyResolved !== 'boolean')
+      throw new TypeError('notifyResolved must be a boolean');
     this.notifyResolved = options.notifyResolved ?? false;
     this.maxRecords = integer('maxRecords', options.maxRecords, QUEUE_DEFAULTS.maxRecords, 1);
     const maxTracked = integer('maxTracked', options.maxTracked, this.maxRecords, 1);
@@ -148,7 +156,8 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       this.owners = options.owners;
       this.ownOwners = false;
     } else {
-      if (options.owners !== undefined && typeof options.owners !== 'boolean') throw new TypeError('owners must be a boolean or a SocketOwners');
+      if (options.owners !== undefined && typeof options.owners !== 'boolean')
+        throw new TypeError('owners must be a boolean or a SocketOwners');
       this.owners = options.owners === false ? undefined : new SocketOwners();
       this.ownOwners = true;
     }
@@ -192,7 +201,14 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
 
   /** The stats of the latest tick and totals since start. */
   stats(): QueueWatcherStats {
-    return { last: this.last, ticks: this.ticks, missedTicks: this.missed, tracked: this.tracker.tracked, active: this.tracker.active, ...this.totals };
+    return {
+      last: this.last,
+      ticks: this.ticks,
+      missedTicks: this.missed,
+      tracked: this.tracker.tracked,
+      active: this.tracker.active,
+      ...this.totals,
+    };
   }
 
   /** An async iterator over alerts from now on; ends when the watcher stops. */
@@ -361,7 +377,8 @@ function byteThreshold(name: string, v: unknown, fallback: number): number | und
 function acceptThreshold(v: unknown): number | 'limit' | undefined {
   if (v === undefined || v === 'limit') return 'limit';
   if (v === 'off') return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`acceptThreshold must be a number of connections, "limit" or "off", got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new TypeError(`acceptThreshold must be a number of connections, "limit" or "off", got ${String(v)}`);
   if (v < 0 || !Number.isSafeInteger(v)) throw new RangeError(`acceptThreshold must be a non-negative integer, got ${v}`);
   return v;
 }
@@ -384,9 +401,11 @@ function confirmOption(v: unknown): { n: number; m: number } {
   if (v === undefined) return { ...QUEUE_DEFAULTS.confirm };
   if (v === null || typeof v !== 'object') throw new TypeError('confirm must be an object { n, m }');
   const { n, m } = v as { n: unknown; m: unknown };
-  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(m)) throw new TypeError(`confirm.n and confirm.m must be integers, got ${String(n)} and ${String(m)}`);
+  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(m))
+    throw new TypeError(`confirm.n and confirm.m must be integers, got ${String(n)} and ${String(m)}`);
   if ((m as number) < 1 || (m as number) > 32) throw new RangeError(`confirm.m must be from 1 to 32, got ${String(m)}`);
-  if ((n as number) < 1 || (n as number) > (m as number)) throw new RangeError(`confirm.n must be from 1 to confirm.m (${String(m)}), got ${String(n)}`);
+  if ((n as number) < 1 || (n as number) > (m as number))
+    throw new RangeError(`confirm.n must be from 1 to confirm.m (${String(m)}), got ${String(n)}`);
   return { n: n as number, m: m as number };
 }
 
@@ -396,7 +415,8 @@ function checkFilter(v: unknown): QueueFilter {
   const f = v as QueueFilter;
   const allowed = new Set(['tcp', 'udp', 'ipv4', 'ipv6', 'states', 'localPorts', 'excludeLocalPorts', 'remotePorts', 'excludeRemotePorts']);
   for (const k of Object.keys(f)) if (!allowed.has(k)) throw new TypeError(`filter: unknown option "${k}"`);
-  if (f.states !== undefined && stateMask(f.states, 'filter.states') === 0) throw new RangeError('filter.states must name at least one state');
+  if (f.states !== undefined && stateMask(f.states, 'filter.states') === 0)
+    throw new RangeError('filter.states must name at least one state');
   for (const k of ['localPorts', 'excludeLocalPorts', 'remotePorts', 'excludeRemotePorts'] as const) {
     const list = f[k];
     if (list === undefined) continue;

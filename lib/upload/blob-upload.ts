@@ -30,9 +30,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
   const opts = normalizeUploadOptions(options);
   const sas = parseContainerSasUrl(opts.containerSasUrl);
   if (sas.permissions !== undefined && !(sas.permissions.includes('r') && sas.permissions.includes('w'))) {
-    throw new TypeError(
-      `containerSasUrl grants sp=${sas.permissions}; uploading needs w (write) and r (read, to resume and to verify)`,
-    );
+    throw new TypeError(`containerSasUrl grants sp=${sas.permissions}; uploading needs w (write) and r (read, to resume and to verify)`);
   }
   const secrets = urlSecrets(opts.containerSasUrl);
   let blob: BlockBlobClient;
@@ -71,11 +69,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
         err.attempts = attempt;
         throw err;
       }
-      const delayMs = backoffDelay(
-        attempt,
-        { baseDelayMs: opts.retryDelayMs, maxDelayMs: opts.maxRetryDelayMs },
-        err.retryAfterMs,
-      );
+      const delayMs = backoffDelay(attempt, { baseDelayMs: opts.retryDelayMs, maxDelayMs: opts.maxRetryDelayMs }, err.retryAfterMs);
       up.emit({
         type: 'retry',
         attempt: attempt + 1,
@@ -224,4 +218,3 @@ async function contentMD5(up: Upload, record: UploadRecord): Promise<Buffer> {
   await writeUploadRecord(up.recordFile, record);
   return md5;
 }
-

@@ -126,8 +126,7 @@ export function toUploadError(err: unknown, operation: string, secrets: readonly
   const firstLine = scrub(rawMessage.split('\n')[0]!.trim(), secrets);
   const status = typeof e.statusCode === 'number' ? e.statusCode : undefined;
   if (status !== undefined && status > 0) {
-    const serviceCode =
-      typeof e.details?.errorCode === 'string' ? e.details.errorCode : typeof e.code === 'string' ? e.code : undefined;
+    const serviceCode = typeof e.details?.errorCode === 'string' ? e.details.errorCode : typeof e.code === 'string' ? e.code : undefined;
     const code = serviceCode === undefined ? undefined : scrub(serviceCode, secrets);
     return new UploadError(`${operation} failed with HTTP ${status}${code ? ` ${code}` : ''}${hint(status, code)} (${firstLine})`, {
       operation,

@@ -81,7 +81,17 @@ async function runBuild(cacheDir: string): Promise<void> {
   await fsp.mkdir(src, { recursive: true });
   try {
     for (const name of SOURCES) await fsp.copyFile(path.join(DOTNET_APP_DIR, name), path.join(src, name));
-    const args = ['build', path.join(src, 'dotnet-app.csproj'), '-c', 'Release', '-o', out, '--nologo', '--disable-build-servers', '-nodeReuse:false'];
+    const args = [
+      'build',
+      path.join(src, 'dotnet-app.csproj'),
+      '-c',
+      'Release',
+      '-o',
+      out,
+      '--nologo',
+      '--disable-build-servers',
+      '-nodeReuse:false',
+    ];
     const result = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
       const child = spawn('dotnet', args, { cwd: src, env: DOTNET_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
@@ -255,7 +265,10 @@ export async function startDotnetApp(host: string, port: number, count: number, 
   };
 
   const reportedPid = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`dotnet-app did not print READY within ${opts.readyTimeoutMs ?? 60_000} ms`)), opts.readyTimeoutMs ?? 60_000);
+    const timer = setTimeout(
+      () => fail(new Error(`dotnet-app did not print READY within ${opts.readyTimeoutMs ?? 60_000} ms`)),
+      opts.readyTimeoutMs ?? 60_000,
+    );
     const onData = (d: Buffer) => {
       output += d.toString();
       const m = /^READY (\d+)$/m.exec(output);
@@ -264,7 +277,8 @@ export async function startDotnetApp(host: string, port: number, count: number, 
         resolve(Number(m[1]));
       }
     };
-    const onExit = (code: number | null, sig: string | null) => fail(new Error(`dotnet-app exited before READY (code ${code}, signal ${sig})`));
+    const onExit = (code: number | null, sig: string | null) =>
+      fail(new Error(`dotnet-app exited before READY (code ${code}, signal ${sig})`));
     const onError = (err: Error) => fail(err);
     function cleanup() {
       clearTimeout(timer);

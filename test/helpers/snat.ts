@@ -4,7 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** Read by `sockwatch snat` from its environment: unset in the CLI's unless a test sets them. */
-export const SNAT_ENV = ['COMPUTERNAME', 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL', 'SOCKWATCH_UPLOAD_BLOCK_SIZE', 'SOCKWATCH_UPLOAD_CONCURRENCY'];
+export const SNAT_ENV = [
+  'COMPUTERNAME',
+  'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL',
+  'SOCKWATCH_UPLOAD_BLOCK_SIZE',
+  'SOCKWATCH_UPLOAD_CONCURRENCY',
+];
 
 /** All text (or JSON-lines) logs of an instance, concatenated (a run may cross an hour); '' if there are none yet. */
 export function readLogs(logDir: string, instance: string, ext: 'log' | 'jsonl'): string {

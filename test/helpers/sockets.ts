@@ -62,7 +62,10 @@ export async function waitAccepted(accepted: net.Socket[], n: number): Promise<v
 }
 
 /** A TCP connection on `host` whose accepted side holds `bytes` unread; drain() reads them, close() ends it. */
-export async function unreadConnection(host: string, bytes: number): Promise<{ port: number; clientPort: number; drain: () => void; close: () => void }> {
+export async function unreadConnection(
+  host: string,
+  bytes: number,
+): Promise<{ port: number; clientPort: number; drain: () => void; close: () => void }> {
   const { port, accepted } = await pausedServer(host);
   const c = await connect(host, port);
   c.on('error', () => undefined);
@@ -190,7 +193,9 @@ export interface SsRow {
 }
 
 /** `ss -tuanmH` parsed; used to check agreement on kernel-memory values. */
-export async function ssRows(args: string[] = ['-tuanmH']) /* keep -t and -u: with one protocol ss drops the Netid column */: Promise<SsRow[]> {
+export async function ssRows(
+  args: string[] = ['-tuanmH'],
+) /* keep -t and -u: with one protocol ss drops the Netid column */ : Promise<SsRow[]> {
   const child = spawn('ss', args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8');
