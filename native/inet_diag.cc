@@ -23,6 +23,18 @@ void FillHeader(struct nlmsghdr* h, size_t len, uint16_t flags, uint32_t seq) {
 
 }  // namespace
 
+int PeekInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, SockRecord* out) {
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) return -EBADMSG;
+  const struct inet_diag_msg* m = reinterpret_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
+  if (m->idiag_family != AF_INET && m->idiag_family != AF_INET6) return -EBADMSG;
+  out->family = m->idiag_family;
+  out->protocol = protocol;
+  out->state = m->idiag_state;
+  out->rqueue = m->idiag_rqueue;
+  out->wqueue = m->idiag_wqueue;
+  return 0;
+}
+
 int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem, SockRecord* out) {
   if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) return -EBADMSG;
   const struct inet_diag_msg* m = reinterpret_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));

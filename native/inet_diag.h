@@ -35,6 +35,10 @@ struct SockRecord {
 // does not carry it). Unknown attributes are skipped; returns 0 or -EBADMSG when truncated.
 int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem, SockRecord* out);
 
+// Reads only what counting and thresholds need (family, state, queues) after checking the
+// message length; the rest of *out is left as it was. Returns 0 or -EBADMSG.
+int PeekInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, SockRecord* out);
+
 // Builds a dump request into buf (cap bytes). Returns its length, or 0 when it does not fit.
 size_t BuildDumpRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
                         uint8_t ext, const uint8_t* bytecode, size_t bytecode_len);

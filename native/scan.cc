@@ -32,25 +32,23 @@ class ScanSink : public MessageSink {
 
   void set_protocol(uint8_t proto) { protocol_ = proto; }
 
+  // Most sockets are only counted: read the fixed fields the counts and thresholds need, and parse
+  // the whole message (addresses, attributes) only for a socket that becomes a record or aggregate.
   int OnMessage(const struct nlmsghdr* h) override {
-    int r = ParseInetDiagMsg(h, protocol_, (p_.flags & kScanSkmem) != 0, &rec_);
+    int r = PeekInetDiagMsg(h, protocol_, &rec_);
     if (r < 0) return r;
-    Visit(rec_);
+    uint32_t reasons = 0;
+    if (!Count(rec_, &reasons)) return 0;
+    r = ParseInetDiagMsg(h, protocol_, (p_.flags & kScanSkmem) != 0, &rec_);
+    if (r < 0) return r;
+    Keep(rec_, reasons);
     return 0;
   }
 
+  // A whole record from a source other than netlink (/proc/net/udp).
   void Visit(const SockRecord& rec) {
-    out_->sockets_seen++;
-    uint32_t* counts = rec.protocol == kIpprotoTcp ? out_->tcp_states : out_->udp_states;
-    counts[rec.state & 15]++;
-    uint32_t reasons = OffenderReasons(rec, p_);
-    if (reasons != 0) out_->offenders_total++;
-    if ((reasons != 0 || (p_.flags & kScanAll)) && out_->records.size() < p_.max_records) {
-      out_->records.push_back(Offender{rec, reasons});
-    }
-    if ((p_.flags & kScanAggregate) && rec.protocol == kIpprotoTcp && (p_.agg_states & (1u << rec.state))) {
-      Aggregate(rec);
-    }
+    uint32_t reasons = 0;
+    if (Count(rec, &reasons)) Keep(rec, reasons);
   }
 
   // Sorts by total (descending), applies the min-total and top-N cuts, and renumbers the cookie
@@ -124,6 +122,29 @@ class ScanSink : public MessageSink {
       out_->agg_cookies.push_back(rec.cookie);
       out_->agg_cookie_index.push_back(idx);
     }
+  }
+
+  // Counts the socket (state, offender) and says whether it needs a full record.
+  bool Count(const SockRecord& r, uint32_t* reasons) {
+    out_->sockets_seen++;
+    uint32_t* counts = r.protocol == kIpprotoTcp ? out_->tcp_states : out_->udp_states;
+    counts[r.state & 15]++;
+    *reasons = OffenderReasons(r, p_);
+    if (*reasons != 0) out_->offenders_total++;
+    return WantsRecord(*reasons) || WantsAggregate(r);
+  }
+
+  void Keep(const SockRecord& rec, uint32_t reasons) {
+    if (WantsRecord(reasons)) out_->records.push_back(Offender{rec, reasons});
+    if (WantsAggregate(rec)) Aggregate(rec);
+  }
+
+  bool WantsRecord(uint32_t reasons) const {
+    return (reasons != 0 || (p_.flags & kScanAll)) && out_->records.size() < p_.max_records;
+  }
+
+  bool WantsAggregate(const SockRecord& r) const {
+    return (p_.flags & kScanAggregate) && r.protocol == kIpprotoTcp && (p_.agg_states & (1u << r.state));
   }
 
   const ScanParams& p_;
