@@ -106,6 +106,52 @@ export async function startFarm(specs) {
   }
 }
 
+/**
+ * Spawns a long-lived child that is killed with the others when this process exits. `stdio` as for
+ * spawn (default: stdin a pipe, so a child that watches it notices when this process dies).
+ */
+export function spawnTracked(file, args, { stdio = ['pipe', 'pipe', 'pipe'], env } = {}) {
+  return track(spawn(file, args, { stdio, env: env ? { ...process.env, ...env } : process.env }));
+}
+
+/**
+ * Resolves with the JSON after `prefix` on the child's first stdout line that starts with it
+ * (e.g. READY, STATS); rejects when the child exits first or after `timeoutMs`.
+ */
+export function waitForLine(child, prefix, label, timeoutMs = 30_000) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let stderr = '';
+    const re = new RegExp(`^${prefix} (.*)$`, 'm');
+    const onData = (d) => {
+      buf += d;
+      const m = re.exec(buf);
+      if (m) {
+        cleanup();
+        resolve(JSON.parse(m[1]));
+      }
+    };
+    const onErr = (d) => (stderr += d);
+    const onExit = (code, signal) => {
+      cleanup();
+      reject(new Error(`${label} exited (${signal ?? code}) before ${prefix}: ${stderr.trim().slice(0, 500)}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${label}: no ${prefix} within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    function cleanup() {
+      clearTimeout(timer);
+      child.stdout.off('data', onData);
+      child.stderr?.off('data', onErr);
+      child.off('exit', onExit);
+    }
+    child.stdout.on('data', onData);
+    child.stderr?.on('data', onErr);
+    child.once('exit', onExit);
+  });
+}
+
 /** Runs a command to completion, resolving { code, stdout, stderr }. */
 export function runChild(file, args, { timeoutMs = 300_000 } = {}) {
   return new Promise((resolve, reject) => {

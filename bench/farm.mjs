@@ -57,7 +57,9 @@ function connectOne(i) {
   }
   return new Promise((resolve, reject) => {
     const socket = net.connect(opts);
-    socket.once('error', (err) => reject(new Error(`connect ${opts.localAddress}:${opts.localPort ?? 0} → ${opts.host}:${port}: ${err.message}`)));
+    socket.once('error', (err) =>
+      reject(new Error(`connect ${opts.localAddress}:${opts.localPort ?? 0} → ${opts.host}:${port}: ${err.message}`)),
+    );
     socket.once('connect', () => {
       socket.removeAllListeners('error');
       socket.on('error', noop);
@@ -81,7 +83,9 @@ async function queueOffenderBytes() {
   const payload = Buffer.alloc(spec.offenderBytes, 0x78);
   const picked = [];
   for (let j = 0; j < spec.offenders; j++) picked.push(Math.floor(((j + 0.5) * spec.connections) / spec.offenders));
-  await Promise.all(picked.map((i) => new Promise((resolve, reject) => clients[i].write(payload, (err) => (err ? reject(err) : resolve())))));
+  await Promise.all(
+    picked.map((i) => new Promise((resolve, reject) => clients[i].write(payload, (err) => (err ? reject(err) : resolve())))),
+  );
   return picked;
 }
 

@@ -107,7 +107,13 @@ export function parseProcNet(b, len, threshold, out = emptyCounts()) {
       out.recvQ += rx;
       out.sendQ += tx;
       if (rx > threshold || tx > threshold) {
-        out.offenders.push({ local: procEndpoint(b, localAt, localEnd), peer: procEndpoint(b, remAt, remEnd), state: hexAt(b, stAt, 2), rq: rx, sq: tx });
+        out.offenders.push({
+          local: procEndpoint(b, localAt, localEnd),
+          peer: procEndpoint(b, remAt, remEnd),
+          state: hexAt(b, stAt, 2),
+          rq: rx,
+          sq: tx,
+        });
       }
     }
     start = end + 1;

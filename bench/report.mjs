@@ -2,11 +2,14 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { evaluateQueueTarget, QUEUE_TARGET_KINDS, queueMissText, queueWatchSection } from './queue-report.mjs';
 import { median, slope } from './stats.mjs';
 
 function firstLine(file, args) {
   try {
-    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]
+      .trim();
   } catch {
     return 'not available';
   }
@@ -28,7 +31,10 @@ export function environment() {
     ss: firstLine('ss', ['-V']),
     netstat: firstLine('netstat', ['--version']),
     cc: firstLine('cc', ['--version']),
-    loadavg: os.loadavg().map((v) => v.toFixed(2)).join(' '),
+    loadavg: os
+      .loadavg()
+      .map((v) => v.toFixed(2))
+      .join(' '),
   };
 }
 
@@ -88,13 +94,20 @@ export function pairedCpuRatio(a, b) {
 }
 
 function evaluateAtSize(t, s) {
+  if (QUEUE_TARGET_KINDS.has(t.kind)) return evaluateQueueTarget(t, s);
   const row = measured(s, t.row);
   if (t.kind === 'ratio') {
     const over = measured(s, t.over);
     if (!row || !over) return undefined;
     const v = pairedRatio(row, over);
     const vMin = row.minMs / over.minMs;
-    return { value: v, text: fmtX(v), minText: fmtX(vMin), cpu: pairedCpuRatio(row, over), ok: t.max === undefined ? undefined : v <= t.max };
+    return {
+      value: v,
+      text: fmtX(v),
+      minText: fmtX(vMin),
+      cpu: pairedCpuRatio(row, over),
+      ok: t.max === undefined ? undefined : v <= t.max,
+    };
   }
   if (t.kind === 'speedup') {
     const slower = measured(s, t.slower);
@@ -120,13 +133,16 @@ function evaluateAtSize(t, s) {
 }
 
 function missText(t, size, r) {
+  if (QUEUE_TARGET_KINDS.has(t.kind)) return queueMissText(t, size, r);
   const cpu = Number.isFinite(r.cpu) ? `; CPU-time ratio ${r.cpu.toFixed(2)}×` : '';
-  if (t.kind === 'ratio') return `${r.value.toFixed(3)}× at ${sizeLabel(size)}: ${((r.value / t.max - 1) * 100).toFixed(1)}% over the ${t.max}× limit (fastest calls: ${r.minText}${cpu})`;
+  if (t.kind === 'ratio')
+    return `${r.value.toFixed(3)}× at ${sizeLabel(size)}: ${((r.value / t.max - 1) * 100).toFixed(1)}% over the ${t.max}× limit (fastest calls: ${r.minText}${cpu})`;
   if (t.kind === 'speedup') {
     const bound = r.bound === undefined ? '' : `; the ${t.bound} row itself is ${r.bound.toFixed(2)}× faster than ${t.slower} here`;
     return `${r.value.toFixed(2)}× at ${sizeLabel(size)}: ${((1 - r.value / t.min) * 100).toFixed(1)}% short of ${t.min}× (fastest calls: ${r.minText}${cpu}${bound})`;
   }
-  if (t.kind === 'max-us') return `${r.text} at ${sizeLabel(size)}: ${(r.value - t.max).toFixed(1)} µs over ${t.max} µs (fastest: ${r.minText})`;
+  if (t.kind === 'max-us')
+    return `${r.text} at ${sizeLabel(size)}: ${(r.value - t.max).toFixed(1)} µs over ${t.max} µs (fastest: ${r.minText})`;
   return `${r.text} at ${sizeLabel(size)}`;
 }
 
@@ -156,7 +172,14 @@ function evaluateHeapFlat(t, sizes) {
   return {
     verdict: ok ? 'met' : 'missed',
     lines,
-    misses: ok ? [] : [`spread above ${fmtBytes(t.maxSpreadBytes)} in: ${lines.filter((l) => l.endsWith('✗')).map((l) => l.split(':')[0]).join(', ')}`],
+    misses: ok
+      ? []
+      : [
+          `spread above ${fmtBytes(t.maxSpreadBytes)} in: ${lines
+            .filter((l) => l.endsWith('✗'))
+            .map((l) => l.split(':')[0])
+            .join(', ')}`,
+        ],
   };
 }
 
@@ -191,9 +214,9 @@ function targetTable(evals, sizes) {
     const cells = sizes.map((s) => {
       if (e.target.kind === 'heap-flat') return 'see below';
       const c = e.cells[s.size];
-      return c ? `${c.text}${c.ok === false ? ' ✗' : c.ok ? ' ✓' : ''} <sub>(min ${c.minText})</sub>` : '–';
+      return c ? `${c.text}${c.ok === false ? ' ✗' : c.ok ? ' ✓' : ''} <sub>(${c.subText ?? `min ${c.minText}`})</sub>` : '–';
     });
-    out.push(`| ${e.target.label} | ${cells.join(' | ')} | ${VERDICT[e.verdict]} |`);
+    out.push(`| ${e.target.label.replaceAll('|', '\\|')} | ${cells.join(' | ')} | ${VERDICT[e.verdict]} |`);
   }
   return out.join('\n');
 }
@@ -250,20 +273,26 @@ function sizeTable(s, scenarios) {
   out.push(`### ${sizeLabel(s.size)} sockets`);
   out.push('');
   for (const f of s.farms ?? []) {
-    const custom = Object.keys(f.overrides ?? {}).length ? ` for ${f.rows.map((id) => `\`${id}\``).join(', ')} (${JSON.stringify(f.overrides)})` : '';
+    const custom = Object.keys(f.overrides ?? {}).length
+      ? ` for ${f.rows.map((id) => `\`${id}\``).join(', ')} (${JSON.stringify(f.overrides)})`
+      : '';
     out.push(
       `Farm${custom}: ${f.children} child process(es), ${f.connections} connections, ${f.sockets} farm sockets, ${f.offenders} offenders ` +
         `(setup ${(f.setupMs / 1000).toFixed(1)} s); host sockets before the farm: ${f.hostSocketsBefore ?? '?'}` +
         (custom ? '' : `; counted by the floor during the runs: ${s.hostSockets ?? '?'}`) +
-        (f.hostTcpAllocated ? `; TCP sockets allocated host-wide, all namespaces (sockstat \`alloc\`), during the rounds: ${f.hostTcpAllocated[0] === f.hostTcpAllocated[1] ? f.hostTcpAllocated[0] : f.hostTcpAllocated.join('–')}.` : '.'),
+        (f.hostTcpAllocated
+          ? `; TCP sockets allocated host-wide, all namespaces (sockstat \`alloc\`), during the rounds: ${f.hostTcpAllocated[0] === f.hostTcpAllocated[1] ? f.hostTcpAllocated[0] : f.hostTcpAllocated.join('–')}.`
+          : '.'),
     );
     out.push('');
   }
-  out.push('| Scenario | time/op (median) | min | CPU/op | ns/socket | × baseline | × baseline (CPU) | JS heap/op | sockets seen | records | notes |');
+  out.push(
+    '| Scenario | time/op (median) | min | CPU/op | ns/socket | × baseline | × baseline (CPU) | JS heap/op | sockets seen | records | notes |',
+  );
   out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const row of scenarios) {
     const r = s.rows[row.id];
-    if (!r) continue;
+    if (!r || row.session) continue; // queue-watch sessions have their own section
     if (r.skipped) {
       out.push(`| \`${row.id}\` | skipped: ${r.skipped} | | | | | | | | | |`);
       continue;
@@ -276,7 +305,9 @@ function sizeTable(s, scenarios) {
     const seen = r.info?.socketsSeen ?? r.info?.sockets ?? '–';
     const baseSeen = base?.info?.socketsSeen;
     const drift = Number.isFinite(seen) && Number.isFinite(baseSeen) && Math.abs(seen - baseSeen) > 0.05 * baseSeen;
-    const notes = [notesOf(r.info), drift ? `⚠ the host's sockets changed during the runs (${row.baseline} saw ${baseSeen})` : ''].filter(Boolean).join('; ');
+    const notes = [notesOf(r.info), drift ? `⚠ the host's sockets changed during the runs (${row.baseline} saw ${baseSeen})` : '']
+      .filter(Boolean)
+      .join('; ');
     const records = r.info?.records ?? '–';
     out.push(
       `| \`${row.id}\` | ${fmtTime(row, r.medianMs)} | ${fmtTime(row, r.minMs)} | ${cpu} | ${nsPerSocket} | ${ratio} | ${cpuRatio} | ${row.kind === 'floor' ? 'n/a (C)' : fmtBytes(r.heapBytes)} | ${seen} | ${records} | ${notes} |`,
@@ -300,7 +331,9 @@ export function renderMarkdown({ env, options, sizes, scenarios, targets, farmSh
   lines.push(`- Node.js: ${env.node}`);
   lines.push(`- Tools: ${env.ss}; ${env.netstat}; ${env.cc}`);
   lines.push(`- Load average at start: ${env.loadavg}; at end: ${env.loadavgEnd ?? '?'}`);
-  lines.push(`- Run: sizes ${options.sizes.join(', ')}, ${options.offenders} offenders, ${options.quick ? 'quick' : 'full'} mode, ${options.durationS} s in all`);
+  lines.push(
+    `- Run: sizes ${options.sizes.join(', ')}, ${options.offenders} offenders, ${options.quick ? 'quick' : 'full'} mode, ${options.durationS} s in all`,
+  );
   lines.push('');
   lines.push('## Targets');
   lines.push('');
@@ -310,7 +343,7 @@ export function renderMarkdown({ env, options, sizes, scenarios, targets, farmSh
     'A target is met when it holds at every measured size. Verdicts use ratios of medians paired by round (below); the value in brackets is ' +
       'the same comparison on the fastest call of each side, which shows what is left when noise from other processes on ' +
       'the machine is taken out; where the two disagree on a verdict, the machine was busy (see the load average) and a ' +
-      'rerun on a quiet machine decides.',
+      'rerun on a quiet machine decides. For the queue-watch targets the bracket holds the largest jitter seen, or the RSS at the end of the storm (section Queue watch).',
   );
   lines.push('');
   lines.push(missesSection(evals, previousWhys(previous)));
@@ -319,7 +352,7 @@ export function renderMarkdown({ env, options, sizes, scenarios, targets, farmSh
   lines.push(
     '`time/op` is the median over the timed calls (a scan, a spawned command with its parsing, or one lookup); ' +
       '`ns/socket` divides it by the host sockets the full floor dump counted; `× baseline` compares with the named floor row ' +
-      'of the same size, paired by round: the median over rounds of (this row\'s median in round k) / (the floor\'s median in ' +
+      "of the same size, paired by round: the median over rounds of (this row's median in round k) / (the floor's median in " +
       'round k). `CPU/op` is the process CPU time (user + system, all threads) per call, and `× baseline (CPU)` the same ' +
       'paired ratio on it: CPU time leaves out the time a process waited for a core, so it shows what a ratio is worth ' +
       'when the machine is busy. Rows that spawn commands have no CPU figure (their work is in the children). `JS heap/op` ' +
@@ -330,13 +363,15 @@ export function renderMarkdown({ env, options, sizes, scenarios, targets, farmSh
     lines.push(sizeTable(s, scenarios));
     lines.push('');
   }
+  const queues = queueWatchSection({ env, sizes, scenarios, targets });
+  if (queues) lines.push(queues);
   lines.push('## How it was measured');
   lines.push('');
   lines.push(farmShape);
   lines.push('');
   lines.push(
     '- Every row at every size runs in fresh processes: the floor is `bench/out/floor` (bench/floor.c, `cc -O2`), every other row ' +
-      '`node bench/measure.mjs` with Node\'s default flags. Each process makes warm-up calls, then times each call with ' +
+      "`node bench/measure.mjs` with Node's default flags. Each process makes warm-up calls, then times each call with " +
       '`performance.now()` (the floor with `CLOCK_MONOTONIC`). Rows run in rounds (7, `--quick` 2; the slow shell pipelines ' +
       'and the all-records row fewer): each round runs every row once, each in a new process, so a slow phase of the shared ' +
       'machine hits all rows alike. `time/op` is the median over every timed call of every round; the floors make twice as ' +
@@ -345,12 +380,12 @@ export function renderMarkdown({ env, options, sizes, scenarios, targets, farmSh
   lines.push(
     '- JS heap per call, in one more fresh process per row started with `--expose-gc --min-semi-space-size=256 ' +
       '--max-semi-space-size=256`: one warm-up batch of calls (50; 1–2 for the heavy rows) absorbs one-off costs; then, five ' +
-      'times, a forced full GC, a reading of the used size of V8\'s young generation (`new_space` + `new_large_object_space`, ' +
+      "times, a forced full GC, a reading of the used size of V8's young generation (`new_space` + `new_large_object_space`, " +
       'where every fresh allocation lands), a batch of calls, a second reading. A `PerformanceObserver` on `gc` entries ' +
       'discards any batch in which a collection ran. What a call allocates is deterministic, while one-off work of V8 ' +
       '(a table growing, a deoptimisation) can only add, so the smallest clean batch divided by its size is reported. Reading ' +
       'only the young generation keeps JIT code and bytecode, which V8 puts elsewhere, out of the number. Memory outside ' +
-      'the V8 heap (Buffers, the addon\'s C++ vectors) is not counted. Timing processes do not carry these flags.',
+      "the V8 heap (Buffers, the addon's C++ vectors) is not counted. Timing processes do not carry these flags.",
   );
   lines.push(
     '- The floor sends the same requests the addon sends for that row (protocols, families, state masks and the kernel bytecode, compiled by ' +
@@ -359,13 +394,13 @@ export function renderMarkdown({ env, options, sizes, scenarios, targets, farmSh
   lines.push(
     '- **Host-wide TCP hash:** every TCP dump walks the whole established hash of the host, which network namespaces share ' +
       '(unless `net.ipv4.tcp_child_ehash_entries` is set), and skips the sockets of other namespaces. Sockets of other processes or ' +
-      'containers on the host therefore add to every TCP dump\'s cost, the floor\'s included; the ratios stay fair because both sides pay it.',
+      "containers on the host therefore add to every TCP dump's cost, the floor's included; the ratios stay fair because both sides pay it.",
   );
   lines.push(
     '- `ss` and `/proc` parsing count sockets, sum the queues and keep offenders above 1000 bytes, the answer a threshold scan gives; ' +
       'the parsers work on the bytes and convert only the fields needed (bench/parsers.mjs), so the comparison is not against a slow parser. ' +
-      '`sockets seen` is the last call\'s count; a ⚠ note marks rows during which other processes on the machine opened or ' +
-      'closed many sockets (more than 5% off the floor\'s count), which makes that row\'s ratio less trustworthy.',
+      "`sockets seen` is the last call's count; a ⚠ note marks rows during which other processes on the machine opened or " +
+      "closed many sockets (more than 5% off the floor's count), which makes that row's ratio less trustworthy.",
   );
   lines.push('');
   return lines.join('\n');

@@ -4,8 +4,12 @@
 // Row fields:
 //   id         unique name, used by --only, baselines and targets
 //   title      what the row measures, for the report
-//   group      report section: 'sampler' | 'snat' (later: 'queue-watch', …)
+//   group      report section: 'sampler' | 'snat' | 'queue-watch'
 //   kind       'floor' (bench/floor.c) | 'addon-sync' | 'addon-async' | 'lookup' | 'ss' | 'proc' | 'pipeline'
+//              | session kinds (queue-sessions.mjs): 'watch-ticks' | 'alert-delivery' | 'offender-storm'
+//   session    true: the row is one timed session per round (bench/session.mjs), not repeated calls;
+//              its own fields: intervalMs, ticks (watch-ticks), alerts, warmupAlerts, singleAlerts,
+//              concurrency (alert-delivery), runMs, maxAlertsPerTick (offender-storm)
 //   options    SampleOptions passed to the addon (addon-*); for 'floor', the options it mirrors:
 //              the same protocols, families, state masks and kernel bytecode, compiled by the library
 //   args / command / threshold / needs   kind-specific inputs
@@ -15,13 +19,25 @@
 //              heap measurement; rounds: how many fresh processes (default: the run's rounds)
 //   heapFlat   true: part of the "heap per scan independent of N" target
 //   sizes      optional (size, allSizes) => boolean: which farm sizes the row runs at
-//   farm       farm shape (farm-plan.mjs); only 'mixed' exists
+//   farm       planFarm overrides for a farm of the row's own (e.g. { offenders: 10000 })
 //   oneWalk    floor rows: dump TCP of both families in one walk (legacy TCPDIAG_GETSOCK), as the
 //              addon does when both families are asked for; without it, one v2 dump per family as
 //              ss asks (each of those walks the whole host-wide TCP hash)
-import { EXCLUDED_PORTS } from './farm-plan.mjs';
+import { EXCLUDED_PORTS, planFarm } from './farm-plan.mjs';
 
 export const THRESHOLD = 1000;
+export const STORM_OFFENDERS = 10_000;
+const STORM_RUN_MS = 20_000;
+
+/** Whether a farm of n sockets can hold `offenders` offending connections. */
+function farmFits(n, offenders) {
+  try {
+    planFarm({ sockets: n, offenders });
+    return true;
+  } catch {
+    return false;
+  }
+}
 const THRESHOLDS = { recvThreshold: THRESHOLD, sendThreshold: THRESHOLD };
 /** A state mask and port bytecode: established sockets not on local ports 80/443. */
 const KERNEL_FILTERED = { ...THRESHOLDS, states: ['established'], excludeLocalPorts: [80, 443] };
@@ -181,6 +197,71 @@ export const scenarios = [
     warmups: 1,
     heapCalls: 1,
   },
+
+  // --- queue watch (issue 3) ------------------------------------------------------------------
+  // Sessions, not repeated calls (session: true): each runs once per round in a fresh
+  // bench/session.mjs process; queue-sessions.mjs says what each kind does.
+  {
+    id: 'watch-250',
+    group: 'queue-watch',
+    kind: 'watch-ticks',
+    session: true,
+    title: '`sockwatch queues` (the CLI, no --url) over the farm (few offenders), --interval 250 (the default)',
+    intervalMs: 250,
+    ticks: 40,
+    rounds: 3,
+    sizes: (n) => n >= 10000,
+  },
+  {
+    id: 'watch-1000',
+    group: 'queue-watch',
+    kind: 'watch-ticks',
+    session: true,
+    title: 'the same at --interval 1000',
+    intervalMs: 1000,
+    ticks: 30,
+    rounds: 1,
+    sizes: (n) => n >= 10000,
+  },
+  {
+    id: 'alerts-http',
+    group: 'queue-watch',
+    kind: 'alert-delivery',
+    session: true,
+    title: 'Outbox + HttpDelivery (library, default concurrency 4): a burst of alerts enqueued → 2xx from a local receiver',
+    alerts: 10000,
+    warmupAlerts: 500,
+    singleAlerts: 200,
+    rounds: 3,
+    sizes: (n, all) => n === all[0],
+  },
+  {
+    id: 'alerts-http-c16',
+    group: 'queue-watch',
+    kind: 'alert-delivery',
+    session: true,
+    title: 'the same with concurrency 16',
+    alerts: 10000,
+    warmupAlerts: 500,
+    singleAlerts: 200,
+    concurrency: 16,
+    rounds: 3,
+    sizes: (n, all) => n === all[0],
+  },
+  {
+    id: 'queue-storm',
+    group: 'queue-watch',
+    kind: 'offender-storm',
+    session: true,
+    title: `\`sockwatch queues --url\` to a local receiver for ${STORM_RUN_MS / 1000} s over a farm where ${STORM_OFFENDERS} server sides hold unread bytes above the threshold`,
+    farm: { offenders: STORM_OFFENDERS },
+    intervalMs: 250,
+    maxAlertsPerTick: 1000,
+    runMs: STORM_RUN_MS,
+    rounds: 1,
+    // At the largest size only, when it has room for the offenders (10k offenders need ≥ 20k sockets).
+    sizes: (n, all) => n === all[all.length - 1] && farmFits(n, STORM_OFFENDERS),
+  },
 ];
 
 // Targets, evaluated per size (or across sizes for heap-flat). `info: true` rows are reported
@@ -188,19 +269,112 @@ export const scenarios = [
 // slower side that floor itself is, the most any reader of the same dumps could reach.
 export const targets = [
   // The floor of the sampler targets does the same dump as the addon (floor-1walk).
-  { id: 'sync-vs-floor', label: 'full sync scan ≤ 1.15× floor (same requests)', kind: 'ratio', row: 'sync-scan', over: 'floor-1walk', max: 1.15 },
-  { id: 'async-vs-floor', label: 'async scan ≤ 1.3× floor (same requests)', kind: 'ratio', row: 'async-scan', over: 'floor-1walk', max: 1.3 },
-  { id: 'sync-vs-v2-floor', label: 'full sync scan vs the standard per-family dump', kind: 'ratio', row: 'sync-scan', over: 'floor', info: true },
-  { id: 'vs-ss', label: 'sync scan ≥ 2× faster than ss -tuan + parse', kind: 'speedup', row: 'sync-scan', slower: 'ss', min: 2, bound: 'floor' },
-  { id: 'vs-proc', label: 'sync scan ≥ 3× faster than /proc/net parsing', kind: 'speedup', row: 'sync-scan', slower: 'proc', min: 3, bound: 'floor' },
-  { id: 'heap-flat', label: 'heap per scan independent of N (few offenders)', kind: 'heap-flat', rows: scenarios.filter((r) => r.heapFlat).map((r) => r.id), maxSpreadBytes: 1024 },
+  {
+    id: 'sync-vs-floor',
+    label: 'full sync scan ≤ 1.15× floor (same requests)',
+    kind: 'ratio',
+    row: 'sync-scan',
+    over: 'floor-1walk',
+    max: 1.15,
+  },
+  {
+    id: 'async-vs-floor',
+    label: 'async scan ≤ 1.3× floor (same requests)',
+    kind: 'ratio',
+    row: 'async-scan',
+    over: 'floor-1walk',
+    max: 1.3,
+  },
+  {
+    id: 'sync-vs-v2-floor',
+    label: 'full sync scan vs the standard per-family dump',
+    kind: 'ratio',
+    row: 'sync-scan',
+    over: 'floor',
+    info: true,
+  },
+  {
+    id: 'vs-ss',
+    label: 'sync scan ≥ 2× faster than ss -tuan + parse',
+    kind: 'speedup',
+    row: 'sync-scan',
+    slower: 'ss',
+    min: 2,
+    bound: 'floor',
+  },
+  {
+    id: 'vs-proc',
+    label: 'sync scan ≥ 3× faster than /proc/net parsing',
+    kind: 'speedup',
+    row: 'sync-scan',
+    slower: 'proc',
+    min: 3,
+    bound: 'floor',
+  },
+  {
+    id: 'heap-flat',
+    label: 'heap per scan independent of N (few offenders)',
+    kind: 'heap-flat',
+    rows: scenarios.filter((r) => r.heapFlat).map((r) => r.id),
+    maxSpreadBytes: 1024,
+  },
   { id: 'lookup', label: 'exact lookup ≤ 50 µs', kind: 'max-us', row: 'lookup', max: 50 },
   // Issue 4: the SNAT scan against the full-dump floor (every socket, every state), and against the old script's pipeline.
-  { id: 'snat-vs-full-floor', label: 'SNAT scan ≤ 0.5× the full-dump floor (standard per-family dumps)', kind: 'ratio', row: 'snat-sync', over: 'floor', max: 0.5 },
-  { id: 'snat-vs-1walk-floor', label: 'SNAT scan vs the one-walk full-dump floor', kind: 'ratio', row: 'snat-sync', over: 'floor-1walk', info: true },
-  { id: 'snat-vs-netstat-p', label: 'SNAT scan ≥ 50× faster than the netstat -natp | awk | sort | uniq pipeline', kind: 'speedup', row: 'snat-sync', slower: 'snat-netstat-p', min: 50, bound: 'floor-snat' },
-  { id: 'snat-vs-floor', label: 'SNAT scan vs its own floor (same kernel filter)', kind: 'ratio', row: 'snat-sync', over: 'floor-snat', info: true },
-  { id: 'snat-vs-netstat', label: 'SNAT scan vs netstat -nat pipeline', kind: 'speedup', row: 'snat-sync', slower: 'snat-netstat', info: true },
+  {
+    id: 'snat-vs-full-floor',
+    label: 'SNAT scan ≤ 0.5× the full-dump floor (standard per-family dumps)',
+    kind: 'ratio',
+    row: 'snat-sync',
+    over: 'floor',
+    max: 0.5,
+  },
+  {
+    id: 'snat-vs-1walk-floor',
+    label: 'SNAT scan vs the one-walk full-dump floor',
+    kind: 'ratio',
+    row: 'snat-sync',
+    over: 'floor-1walk',
+    info: true,
+  },
+  {
+    id: 'snat-vs-netstat-p',
+    label: 'SNAT scan ≥ 50× faster than the netstat -natp | awk | sort | uniq pipeline',
+    kind: 'speedup',
+    row: 'snat-sync',
+    slower: 'snat-netstat-p',
+    min: 50,
+    bound: 'floor-snat',
+  },
+  {
+    id: 'snat-vs-floor',
+    label: 'SNAT scan vs its own floor (same kernel filter)',
+    kind: 'ratio',
+    row: 'snat-sync',
+    over: 'floor-snat',
+    info: true,
+  },
+  {
+    id: 'snat-vs-netstat',
+    label: 'SNAT scan vs netstat -nat pipeline',
+    kind: 'speedup',
+    row: 'snat-sync',
+    slower: 'snat-netstat',
+    info: true,
+  },
+  // Issue 3: "a storm of offending sockets keeps the sampling interval and bounded memory" (queue-report.mjs).
+  {
+    id: 'queue-interval',
+    label: 'queue watch keeps its sampling interval (0 missed ticks, p99 jitter < interval)',
+    kind: 'interval-held',
+    rows: ['watch-250', 'watch-1000', 'queue-storm'],
+  },
+  {
+    id: 'queue-memory',
+    label: 'offender storm: bounded memory (RSS peak of the second half ≤ 1.1× the first half)',
+    kind: 'memory-bounded',
+    row: 'queue-storm',
+    maxGrowth: 1.1,
+  },
 ];
 
 /** Timed calls per row and process at a farm size, unless the row says otherwise. */

@@ -25,3 +25,20 @@ export function slope(xs, ys) {
   }
   return den === 0 ? NaN : num / den;
 }
+
+/**
+ * Percentile p (0–100), linear between the two nearest ranks (as numpy's default). With fewer than
+ * 100 values p99 lies between the two largest.
+ */
+export function percentile(values, p) {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const pos = (p / 100) * (s.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, s.length - 1);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+
+export function max(values) {
+  return values.length ? Math.max(...values) : NaN;
+}
