@@ -153,7 +153,8 @@ static int read_dump(int fd, uint32_t seq, uint8_t *buf, struct pass_counts *c) 
         const struct nlmsgerr *e = NLMSG_DATA(h);
         return e->error != 0 ? e->error : -EPROTO;
       }
-      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      /* replies to the one-walk request carry its type, TCPDIAG_GETSOCK */
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY && h->nlmsg_type != TCPDIAG_GETSOCK) continue;
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) return -EBADMSG;
       const struct inet_diag_msg *m = NLMSG_DATA(h);
       c->sockets++;
