@@ -15,7 +15,7 @@ export const SCAN_SKMEMINFO = 2; // ask the kernel for INET_DIAG_SKMEMINFO
 export const SCAN_AGGREGATE = 4; // per-remote-endpoint aggregation of TCP sockets in aggStates
 export const SCAN_AGG_COOKIES = 8; // with SCAN_AGGREGATE: return the cookie of every aggregated socket
 export const SCAN_FORCE_PROC_UDP = 16; // read UDP from /proc/net/udp{,6} even when udp_diag exists (tests)
-/** Bits of NativeSocketRecord.reasons. */
+/** Bits of RecordField.Reasons. */
 export const REASON_RECV = 1;
 export const REASON_SEND = 2;
 export const REASON_ACCEPT = 4;
@@ -51,26 +51,38 @@ export interface NativeScanRequest {
   ownerCookies?: BigUint64Array;
 }
 
-export interface NativeSocketRecord {
-  family: number; // 2 or 10
-  protocol: number; // 6 or 17
-  state: number;
-  localAddress: string;
-  localPort: number;
-  remoteAddress: string;
-  remotePort: number;
-  recvQ: number;
-  sendQ: number;
-  uid: number;
-  inode: number;
-  cookie: bigint;
-  ifindex: number;
-  timer: number;
-  retrans: number;
-  expires: number;
-  reasons: number; // REASON_* bits
-  /** SK_MEMINFO_* values (as many as the kernel sent), when SCAN_SKMEMINFO was asked. */
-  skmem?: number[];
+/** Fields per record in NativeRecords.fields, in this order. */
+export const RECORD_FIELDS = 16;
+export const RecordField = {
+  Family: 0,
+  Protocol: 1,
+  State: 2,
+  LocalPort: 3,
+  RemotePort: 4,
+  RecvQ: 5,
+  SendQ: 6,
+  Uid: 7,
+  Inode: 8,
+  CookieLow: 9,
+  CookieHigh: 10,
+  Ifindex: 11,
+  /** timer | retrans << 8 */
+  TimerRetrans: 12,
+  Expires: 13,
+  Reasons: 14,
+  SkmemCount: 15,
+} as const;
+/** SK_MEMINFO_* slots per record in NativeRecords.skmem. */
+export const SKMEM_SLOTS = 16;
+
+/** Socket records, packed: record i is fields[i*16 .. i*16+15] (see RecordField), its local and
+ *  remote addresses are addresses.split(',')[2i] and [2i+1], its SKMEMINFO skmem[i*16 ..] (the
+ *  kernel's count in RecordField.SkmemCount). */
+export interface NativeRecords {
+  count: number;
+  fields: Uint32Array;
+  addresses: string;
+  skmem?: Uint32Array;
 }
 
 /** Aggregates, packed: aggregate i is families[i], addresses.split(',')[i], ports[i], and
@@ -83,21 +95,21 @@ export interface NativeAggregates {
   ports: Uint16Array;
   counts: Uint32Array;
   addresses: string;
+  /** With SCAN_AGG_COOKIES: cookie i belongs to aggregate cookieIndex[i]. */
+  cookies?: BigUint64Array;
+  cookieIndex?: Uint32Array;
 }
 
 export interface NativeScanResult {
-  records: NativeSocketRecord[];
+  records: NativeRecords;
   /** Offenders found, including any beyond maxRecords. */
   offendersTotal: number;
   /** Sockets the kernel returned (after its own filters). */
   socketsSeen: number;
-  /** Per-state socket counts, index = state number. */
-  tcpStates: number[];
-  udpStates: number[];
-  aggregates: NativeAggregates;
-  /** With SCAN_AGG_COOKIES: cookie i belongs to aggregates[aggCookieIndex[i]]. */
-  aggCookies?: BigUint64Array;
-  aggCookieIndex?: Uint32Array;
+  /** Socket counts per state: TCP at [state], UDP at [16 + state]. */
+  stateCounts: Uint32Array;
+  /** With SCAN_AGGREGATE. */
+  aggregates?: NativeAggregates;
   /** True when UDP came from /proc/net/udp{,6} because the kernel has no udp_diag. */
   udpFromProc: boolean;
   bytesReceived: number;
@@ -121,7 +133,7 @@ export interface NativeLookupRequest {
 export interface NativeSampler {
   scanSync(req: NativeScanRequest): NativeScanResult;
   scan(req: NativeScanRequest): Promise<NativeScanResult>;
-  lookup(req: NativeLookupRequest): NativeSocketRecord | null;
+  lookup(req: NativeLookupRequest): NativeRecords | null;
   close(): void;
 }
 

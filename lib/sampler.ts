@@ -24,7 +24,11 @@ import {
   type NativeScanRequest,
   type NativeScanResult,
   type NativeSampler,
-  type NativeSocketRecord,
+  type NativeRecords,
+  type NativeAggregates,
+  RECORD_FIELDS,
+  RecordField,
+  SKMEM_SLOTS,
 } from './native';
 import { ALL_STATES_MASK, TCP_STATES, UDP_STATES_MASK, stateMask, stateName } from './states';
 
@@ -280,49 +284,62 @@ const SKMEM_KEYS: (keyof SkMemInfo)[] = [
   'drops',
 ];
 
-export function toSocketRecord(r: NativeSocketRecord): SocketRecord {
-  const protocol = r.protocol === 17 ? 'udp' : 'tcp';
-  const exceeded: QueueType[] = [];
-  if (r.reasons & REASON_RECV) exceeded.push('RECV');
-  if (r.reasons & REASON_SEND) exceeded.push('SEND');
-  if (r.reasons & REASON_ACCEPT) exceeded.push('ACCEPT');
-  const rec: SocketRecord = {
-    protocol,
-    family: r.family === 10 ? 6 : 4,
-    state: r.state,
-    stateName: stateName(r.state, protocol),
-    localAddress: r.localAddress,
-    localPort: r.localPort,
-    remoteAddress: r.remoteAddress,
-    remotePort: r.remotePort,
-    recvQ: r.recvQ,
-    sendQ: r.sendQ,
-    uid: r.uid,
-    inode: r.inode,
-    cookie: r.cookie,
-    ifindex: r.ifindex,
-    timer: r.timer,
-    retrans: r.retrans,
-    expires: r.expires,
-    exceeded,
-  };
-  if (r.skmem) {
-    const m = {} as SkMemInfo;
-    SKMEM_KEYS.forEach((k, i) => (m[k] = r.skmem![i] ?? 0));
-    rec.skmem = m;
+/** Unpacks the addon's records into SocketRecord objects (cheaper in JS than through N-API). */
+export function unpackRecords(p: NativeRecords): SocketRecord[] {
+  const out: SocketRecord[] = new Array(p.count);
+  if (p.count === 0) return out;
+  const addresses = p.addresses.split(',');
+  const f = p.fields;
+  for (let i = 0; i < p.count; i++) {
+    const b = i * RECORD_FIELDS;
+    const protocol = f[b + RecordField.Protocol] === 17 ? 'udp' : 'tcp';
+    const reasons = f[b + RecordField.Reasons];
+    const exceeded: QueueType[] = [];
+    if (reasons & REASON_RECV) exceeded.push('RECV');
+    if (reasons & REASON_SEND) exceeded.push('SEND');
+    if (reasons & REASON_ACCEPT) exceeded.push('ACCEPT');
+    const state = f[b + RecordField.State];
+    const rec: SocketRecord = {
+      protocol,
+      family: f[b + RecordField.Family] === 10 ? 6 : 4,
+      state,
+      stateName: stateName(state, protocol),
+      localAddress: addresses[2 * i],
+      localPort: f[b + RecordField.LocalPort],
+      remoteAddress: addresses[2 * i + 1],
+      remotePort: f[b + RecordField.RemotePort],
+      recvQ: f[b + RecordField.RecvQ],
+      sendQ: f[b + RecordField.SendQ],
+      uid: f[b + RecordField.Uid],
+      inode: f[b + RecordField.Inode],
+      cookie: (BigInt(f[b + RecordField.CookieHigh]) << 32n) | BigInt(f[b + RecordField.CookieLow]),
+      ifindex: f[b + RecordField.Ifindex],
+      timer: f[b + RecordField.TimerRetrans] & 0xff,
+      retrans: f[b + RecordField.TimerRetrans] >>> 8,
+      expires: f[b + RecordField.Expires],
+      exceeded,
+    };
+    const n = f[b + RecordField.SkmemCount];
+    if (p.skmem && n > 0) {
+      const m = {} as SkMemInfo;
+      SKMEM_KEYS.forEach((k, j) => (m[k] = j < n ? p.skmem![i * SKMEM_SLOTS + j] : 0));
+      rec.skmem = m;
+    }
+    out[i] = rec;
   }
-  return rec;
-}
-
-function stateCounts(counts: number[], protocol: 'tcp' | 'udp'): Record<string, number> {
-  const out: Record<string, number> = {};
-  counts.forEach((n, state) => {
-    if (n > 0) out[stateName(state, protocol)] = n;
-  });
   return out;
 }
 
-function unpackAggregates(a: NativeScanResult['aggregates']): Aggregate[] {
+function stateCounts(counts: Uint32Array, offset: number, protocol: 'tcp' | 'udp'): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let state = 0; state < 16; state++) {
+    const n = counts[offset + state];
+    if (n > 0) out[stateName(state, protocol)] = n;
+  }
+  return out;
+}
+
+function unpackAggregates(a: NativeAggregates): Aggregate[] {
   if (a.count === 0) return [];
   const addresses = a.addresses.split(',');
   const out: Aggregate[] = new Array(a.count);
@@ -348,15 +365,15 @@ function unpackAggregates(a: NativeScanResult['aggregates']): Aggregate[] {
 function toResult(n: NativeScanResult, timestamp: number): SampleResult {
   return {
     timestamp,
-    records: n.records.map(toSocketRecord),
+    records: unpackRecords(n.records),
     offendersTotal: n.offendersTotal,
     socketsSeen: n.socketsSeen,
-    tcpStates: stateCounts(n.tcpStates, 'tcp'),
-    udpStates: stateCounts(n.udpStates, 'udp'),
-    aggregates: unpackAggregates(n.aggregates),
-    aggregatesTotal: n.aggregates.total,
-    aggCookies: n.aggCookies,
-    aggCookieIndex: n.aggCookieIndex,
+    tcpStates: stateCounts(n.stateCounts, 0, 'tcp'),
+    udpStates: stateCounts(n.stateCounts, 16, 'udp'),
+    aggregates: n.aggregates ? unpackAggregates(n.aggregates) : [],
+    aggregatesTotal: n.aggregates?.total ?? 0,
+    aggCookies: n.aggregates?.cookies,
+    aggCookieIndex: n.aggregates?.cookieIndex,
     udpFromProc: n.udpFromProc,
     bytesReceived: n.bytesReceived,
     recvCalls: n.recvCalls,
@@ -515,12 +532,13 @@ export class Sampler {
     if (!r) return null;
     // Without a cookie the kernel's lookup falls back to a listener on the local port: keep only
     // an exact match of the 4-tuple.
+    const rec = unpackRecords(r)[0];
     const exact =
-      r.localPort === local.port &&
-      r.remotePort === remote.port &&
-      addressBytes(r.localAddress).equals(lb) &&
-      addressBytes(r.remoteAddress).equals(rb);
-    return exact ? toSocketRecord(r) : null;
+      rec.localPort === local.port &&
+      rec.remotePort === remote.port &&
+      addressBytes(rec.localAddress).equals(lb) &&
+      addressBytes(rec.remoteAddress).equals(rb);
+    return exact ? rec : null;
   }
 
   /** Waits for a scan in flight, then closes the netlink socket. Idempotent. */

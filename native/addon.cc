@@ -68,50 +68,76 @@ std::string FormatAddress(uint8_t family, const uint8_t* addr) {
   return std::string(buf);
 }
 
-Napi::Object RecordToJs(Napi::Env env, const SockRecord& r, uint32_t reasons) {
+// Records travel packed, like aggregates: kRecordFields u32 per record, kMaxSkmem u32 of SKMEMINFO
+// per record when asked for, and the addresses as one string "local,remote,local,remote,…".
+// lib/native.ts unpacks them into objects, which costs far less in JS than property by property
+// through N-API.
+constexpr uint32_t kRecordFields = 16;
+
+Napi::Object PackRecords(Napi::Env env, const std::vector<sw::Offender>& recs, bool skmem) {
+  size_t n = recs.size();
+  Napi::Uint32Array fields = Napi::Uint32Array::New(env, n * kRecordFields);
+  std::string addresses;
+  addresses.reserve(n * 32);
+  for (size_t i = 0; i < n; i++) {
+    const SockRecord& r = recs[i].rec;
+    uint32_t* f = fields.Data() + i * kRecordFields;
+    f[0] = r.family;
+    f[1] = r.protocol;
+    f[2] = r.state;
+    f[3] = r.sport;
+    f[4] = r.dport;
+    f[5] = r.rqueue;
+    f[6] = r.wqueue;
+    f[7] = r.uid;
+    f[8] = r.inode;
+    f[9] = static_cast<uint32_t>(r.cookie & 0xFFFFFFFFu);
+    f[10] = static_cast<uint32_t>(r.cookie >> 32);
+    f[11] = r.ifindex;
+    f[12] = r.timer | (static_cast<uint32_t>(r.retrans) << 8);
+    f[13] = r.expires;
+    f[14] = recs[i].reasons;
+    f[15] = r.skmem_count;
+    if (i) addresses.push_back(',');
+    addresses += FormatAddress(r.family, r.src);
+    addresses.push_back(',');
+    addresses += FormatAddress(r.family, r.dst);
+  }
   Napi::Object o = Napi::Object::New(env);
-  o.Set("family", r.family);
-  o.Set("protocol", r.protocol);
-  o.Set("state", r.state);
-  o.Set("localAddress", FormatAddress(r.family, r.src));
-  o.Set("localPort", r.sport);
-  o.Set("remoteAddress", FormatAddress(r.family, r.dst));
-  o.Set("remotePort", r.dport);
-  o.Set("recvQ", r.rqueue);
-  o.Set("sendQ", r.wqueue);
-  o.Set("uid", r.uid);
-  o.Set("inode", r.inode);
-  o.Set("cookie", Napi::BigInt::New(env, static_cast<uint64_t>(r.cookie)));
-  o.Set("ifindex", r.ifindex);
-  o.Set("timer", r.timer);
-  o.Set("retrans", r.retrans);
-  o.Set("expires", r.expires);
-  o.Set("reasons", reasons);
-  if (r.skmem_count > 0) {
-    Napi::Array a = Napi::Array::New(env, r.skmem_count);
-    for (uint32_t i = 0; i < r.skmem_count; i++) a.Set(i, r.skmem[i]);
-    o.Set("skmem", a);
+  o.Set("count", Napi::Number::New(env, static_cast<double>(n)));
+  o.Set("fields", fields);
+  o.Set("addresses", Napi::String::New(env, addresses));
+  if (skmem) {
+    Napi::Uint32Array mem = Napi::Uint32Array::New(env, n * sw::kMaxSkmem);
+    for (size_t i = 0; i < n; i++) {
+      memcpy(mem.Data() + i * sw::kMaxSkmem, recs[i].rec.skmem, sizeof(recs[i].rec.skmem));
+    }
+    o.Set("skmem", mem);
   }
   return o;
 }
 
-Napi::Array Counts(Napi::Env env, const uint32_t* c) {
-  Napi::Array a = Napi::Array::New(env, 16);
-  for (uint32_t i = 0; i < 16; i++) a.Set(i, c[i]);
-  return a;
-}
+Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out);
 
-Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out) {
+// Every scan result costs a handful of N-API calls, whatever the number of sockets.
+Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags) {
   Napi::Object o = Napi::Object::New(env);
-  Napi::Array records = Napi::Array::New(env, out.records.size());
-  for (size_t i = 0; i < out.records.size(); i++) {
-    records.Set(static_cast<uint32_t>(i), RecordToJs(env, out.records[i].rec, out.records[i].reasons));
-  }
-  o.Set("records", records);
+  o.Set("records", PackRecords(env, out.records, (flags & sw::kScanSkmem) != 0));
   o.Set("offendersTotal", Napi::Number::New(env, static_cast<double>(out.offenders_total)));
   o.Set("socketsSeen", Napi::Number::New(env, static_cast<double>(out.sockets_seen)));
-  o.Set("tcpStates", Counts(env, out.tcp_states));
-  o.Set("udpStates", Counts(env, out.udp_states));
+  Napi::Uint32Array counts = Napi::Uint32Array::New(env, 32);  // TCP states 0..15, UDP 16..31
+  memcpy(counts.Data(), out.tcp_states, 16 * sizeof(uint32_t));
+  memcpy(counts.Data() + 16, out.udp_states, 16 * sizeof(uint32_t));
+  o.Set("stateCounts", counts);
+  if (flags & sw::kScanAggregate) o.Set("aggregates", AggregatesToJs(env, out));
+  o.Set("udpFromProc", out.udp_from_proc);
+  o.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(out.bytes_received)));
+  o.Set("recvCalls", Napi::Number::New(env, static_cast<double>(out.recv_calls)));
+  o.Set("elapsedNs", Napi::Number::New(env, static_cast<double>(out.elapsed_ns)));
+  return o;
+}
+
+Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out) {
   // Aggregates travel packed: one typed array per field and the addresses as one string, so
   // thousands of destinations cost a few N-API calls instead of thousands of objects.
   size_t na = out.aggregates.size();
@@ -136,21 +162,16 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out) {
   aggs.Set("ports", ports);
   aggs.Set("counts", counts);
   aggs.Set("addresses", Napi::String::New(env, addresses));
-  o.Set("aggregates", aggs);
   if (!out.agg_cookies.empty() || !out.agg_cookie_index.empty()) {
     size_t n = out.agg_cookies.size();
     Napi::ArrayBuffer cb = Napi::ArrayBuffer::New(env, n * sizeof(uint64_t));
     if (n) memcpy(cb.Data(), out.agg_cookies.data(), n * sizeof(uint64_t));
     Napi::ArrayBuffer ib = Napi::ArrayBuffer::New(env, n * sizeof(uint32_t));
     if (n) memcpy(ib.Data(), out.agg_cookie_index.data(), n * sizeof(uint32_t));
-    o.Set("aggCookies", Napi::TypedArrayOf<uint64_t>::New(env, n, cb, 0, napi_biguint64_array));
-    o.Set("aggCookieIndex", Napi::TypedArrayOf<uint32_t>::New(env, n, ib, 0, napi_uint32_array));
+    aggs.Set("cookies", Napi::TypedArrayOf<uint64_t>::New(env, n, cb, 0, napi_biguint64_array));
+    aggs.Set("cookieIndex", Napi::TypedArrayOf<uint32_t>::New(env, n, ib, 0, napi_uint32_array));
   }
-  o.Set("udpFromProc", out.udp_from_proc);
-  o.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(out.bytes_received)));
-  o.Set("recvCalls", Napi::Number::New(env, static_cast<double>(out.recv_calls)));
-  o.Set("elapsedNs", Napi::Number::New(env, static_cast<double>(out.elapsed_ns)));
-  return o;
+  return aggs;
 }
 
 bool GetUint32(Napi::Object o, const char* key, uint32_t* out) {
@@ -288,7 +309,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
       SystemError(env, s).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    return OutputToJs(env, out);
+    return OutputToJs(env, out, p.flags);
   }
 
   Napi::Value Scan(const Napi::CallbackInfo& info) {
@@ -341,7 +362,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
       return env.Undefined();
     }
     if (!found) return env.Null();
-    return RecordToJs(env, rec, 0);
+    return PackRecords(env, std::vector<sw::Offender>{sw::Offender{rec, 0}}, (flags & sw::kScanSkmem) != 0);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -380,7 +401,7 @@ void ScanWorker::Finish() {
 
 void ScanWorker::OnOK() {
   Finish();
-  deferred_.Resolve(OutputToJs(Env(), out_));
+  deferred_.Resolve(OutputToJs(Env(), out_, params_.flags));
 }
 
 void ScanWorker::OnError(const Napi::Error&) {
@@ -438,7 +459,7 @@ Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
     }
     done = r == 1;
   }
-  Napi::Object o = OutputToJs(env, out);
+  Napi::Object o = OutputToJs(env, out, p.flags);
   o.Set("done", done);
   return o;
 }
