@@ -78,61 +78,40 @@ static int parse_hex(const char *hex, uint8_t *out, size_t cap, size_t *len) {
   return 0;
 }
 
+/* Sends a dump request of `type` whose body (body_len bytes) is followed by the kernel filter. */
+static int send_request(int fd, uint32_t seq, uint16_t type, const void *body, size_t body_len, const struct options *o) {
+  uint8_t msg[NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + RTA_LENGTH(MAX_BYTECODE) + 8];
+  memset(msg, 0, sizeof(msg));
+  struct nlmsghdr *nlh = (struct nlmsghdr *)msg;
+  size_t len = NLMSG_LENGTH(body_len);
+  memcpy(NLMSG_DATA(nlh), body, body_len);
+  if (o->bytecode_len > 0) {
+    struct rtattr *rta = (struct rtattr *)(msg + NLMSG_ALIGN(len));
+    rta->rta_type = INET_DIAG_REQ_BYTECODE;
+    rta->rta_len = (unsigned short)RTA_LENGTH(o->bytecode_len);
+    memcpy(RTA_DATA(rta), o->bytecode, o->bytecode_len);
+    len = NLMSG_ALIGN(len) + RTA_ALIGN(rta->rta_len);
+  }
+  nlh->nlmsg_len = (uint32_t)len;
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = seq;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t n = sendto(fd, msg, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+  return n == (ssize_t)len ? 0 : -errno;
+}
+
 static int send_dump_request(int fd, uint32_t seq, uint8_t family, uint8_t protocol, uint32_t states,
                              const struct options *o) {
-  struct {
-    struct nlmsghdr nlh;
-    struct inet_diag_req_v2 req;
-    struct rtattr rta;
-    uint8_t bytecode[MAX_BYTECODE];
-  } msg;
-  memset(&msg, 0, sizeof(msg));
-  size_t len = NLMSG_LENGTH(sizeof(struct inet_diag_req_v2));
-  msg.req.sdiag_family = family;
-  msg.req.sdiag_protocol = protocol;
-  msg.req.idiag_states = states;
-  if (o->bytecode_len > 0) {
-    msg.rta.rta_type = INET_DIAG_REQ_BYTECODE;
-    msg.rta.rta_len = (unsigned short)RTA_LENGTH(o->bytecode_len);
-    memcpy(msg.bytecode, o->bytecode, o->bytecode_len);
-    len = NLMSG_ALIGN(len) + RTA_ALIGN(msg.rta.rta_len);
-  }
-  msg.nlh.nlmsg_len = (uint32_t)len;
-  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  msg.nlh.nlmsg_seq = seq;
-
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  ssize_t n = sendto(fd, &msg, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
-  return n == (ssize_t)len ? 0 : -errno;
+  struct inet_diag_req_v2 req = {.sdiag_family = family, .sdiag_protocol = protocol, .idiag_states = states};
+  return send_request(fd, seq, SOCK_DIAG_BY_FAMILY, &req, sizeof(req), o);
 }
 
 /* -1: the legacy TCPDIAG_GETSOCK request, which the kernel maps to AF_UNSPEC, so one walk of the
  * TCP hash returns both families (what the addon sends when both families are asked for). */
 static int send_one_walk_tcp_request(int fd, uint32_t seq, uint32_t states, const struct options *o) {
-  struct {
-    struct nlmsghdr nlh;
-    struct inet_diag_req req;
-    struct rtattr rta;
-    uint8_t bytecode[MAX_BYTECODE];
-  } msg;
-  memset(&msg, 0, sizeof(msg));
-  size_t len = NLMSG_LENGTH(sizeof(struct inet_diag_req));
-  msg.req.idiag_family = AF_INET;
-  msg.req.idiag_states = states;
-  if (o->bytecode_len > 0) {
-    msg.rta.rta_type = INET_DIAG_REQ_BYTECODE;
-    msg.rta.rta_len = (unsigned short)RTA_LENGTH(o->bytecode_len);
-    memcpy(msg.bytecode, o->bytecode, o->bytecode_len);
-    len = NLMSG_ALIGN(len) + RTA_ALIGN(msg.rta.rta_len);
-  }
-  msg.nlh.nlmsg_len = (uint32_t)len;
-  msg.nlh.nlmsg_type = TCPDIAG_GETSOCK;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  msg.nlh.nlmsg_seq = seq;
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  ssize_t n = sendto(fd, &msg, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
-  return n == (ssize_t)len ? 0 : -errno;
+  struct inet_diag_req req = {.idiag_family = AF_INET, .idiag_states = states};
+  return send_request(fd, seq, TCPDIAG_GETSOCK, &req, sizeof(req), o);
 }
 
 /* Reads one dump to NLMSG_DONE. Returns 0, or -errno (from the kernel or from recv). */

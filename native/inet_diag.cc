@@ -36,12 +36,9 @@ int PeekInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, SockRecord* out)
 }
 
 int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem, SockRecord* out) {
-  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) return -EBADMSG;
+  int r = PeekInetDiagMsg(h, protocol, out);
+  if (r < 0) return r;
   const struct inet_diag_msg* m = reinterpret_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
-  if (m->idiag_family != AF_INET && m->idiag_family != AF_INET6) return -EBADMSG;
-  out->family = m->idiag_family;
-  out->protocol = protocol;
-  out->state = m->idiag_state;
   out->timer = m->idiag_timer;
   out->retrans = m->idiag_retrans;
   out->sport = ntohs(m->id.idiag_sport);
@@ -54,8 +51,6 @@ int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem
   out->ifindex = m->id.idiag_if;
   out->cookie = static_cast<uint64_t>(m->id.idiag_cookie[0]) | (static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32);
   out->expires = m->idiag_expires;
-  out->rqueue = m->idiag_rqueue;
-  out->wqueue = m->idiag_wqueue;
   out->uid = m->idiag_uid;
   out->inode = m->idiag_inode;
   out->skmem_count = 0;

@@ -6,6 +6,18 @@ import { Sampler } from '../lib/sampler';
 import { cleanupSockets } from './helpers/sockets';
 
 const NS = `sw-test-${process.pid}`;
+/** Python tail of the scripts run inside the namespace: a detached child keeps the sockets open,
+ *  the parent prints `port` and exits (so execFileSync returns). */
+const HOLD_AND_PRINT_PORT = `if os.fork() == 0:
+    os.setsid()
+    null = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    time.sleep(3600)
+    os._exit(0)
+print(port, flush=True)
+os._exit(0)
+`;
 const canNetns = process.getuid?.() === 0 && spawnSync('ip', ['-V']).status === 0;
 
 describe.skipIf(!canNetns)('network namespaces', () => {
@@ -24,16 +36,7 @@ describe.skipIf(!canNetns)('network namespaces', () => {
 import socket, os, sys, time
 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(3)
 port = s.getsockname()[1]
-if os.fork() == 0:
-    os.setsid()
-    null = os.open('/dev/null', os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    time.sleep(3600)
-    os._exit(0)
-print(port, flush=True)
-os._exit(0)
-`,
+${HOLD_AND_PRINT_PORT}`,
     ]).toString();
     port = Number(out.trim());
   });
@@ -96,16 +99,7 @@ tcp = tcp[:16] + struct.pack('!H', csum(src + dst + struct.pack('!BBH', 0, 6, le
 ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, src, dst)
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 raw.sendto(ip + tcp, ('10.77.0.1', 0))
-if os.fork() == 0:
-    os.setsid()
-    null = os.open('/dev/null', os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    time.sleep(3600)
-    os._exit(0)
-print(port, flush=True)
-os._exit(0)
-`,
+${HOLD_AND_PRINT_PORT}`,
     ]).toString();
     const synPort = Number(out.trim());
     const s = new Sampler({ netns: `/var/run/netns/${NS}` });
