@@ -78,7 +78,8 @@ describe('TCP send queue', () => {
     const stuck = await sampler.sample({ tcp: true, localPorts: [cport], sendThreshold: cli.sendQ - 1 });
     expect(stuck.records).toHaveLength(1);
     expect(stuck.records[0].exceeded).toEqual(['SEND']);
-    const ss = (await ssRows()).find((r) => r.local === `127.0.0.1:${cport}`);
+    // The exact 4-tuple: an ephemeral port can be shared by connections to other destinations.
+    const ss = (await ssRows()).find((r) => r.local === `127.0.0.1:${cport}` && r.peer === `127.0.0.1:${port}`);
     expect(ss?.sendQ).toBe(cli.sendQ);
   });
 });
@@ -123,7 +124,7 @@ describe('UDP', () => {
     expect(rec!.recvQ).toBeGreaterThan(10 * 100);
     expect(rec!.recvQ % 10).toBe(0);
     expect(rec!.skmem!.rmemAlloc).toBe(rec!.recvQ);
-    const ss = (await ssRows()).find((r) => r.local === `127.0.0.1:${holder.port}`);
+    const ss = (await ssRows()).find((r) => r.netid === 'udp' && r.local === `127.0.0.1:${holder.port}`);
     expect(ss?.recvQ).toBe(rec!.recvQ);
     expect(ss?.skmem?.rb).toBe(rec!.skmem!.rcvbuf);
     expect(ss?.skmem?.d).toBe(rec!.skmem!.drops);
