@@ -11,8 +11,9 @@
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
-      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden", "-fstack-protector-strong"],
-      "cflags_cc!": ["-fno-exceptions"]
+      "cflags_cc": ["-std=c++17", "-O3", "-flto=auto", "-Wall", "-Wextra", "-fvisibility=hidden", "-fstack-protector-strong"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "ldflags": ["-flto=auto", "-O3"]
     }
   ]
 }
