@@ -18,6 +18,10 @@ const HOLD_AND_PRINT_PORT = `if os.fork() == 0:
 print(port, flush=True)
 os._exit(0)
 `;
+/** Runs a python3 script inside the test namespace and returns what it printed. */
+function pythonInNetns(script: string): string {
+  return execFileSync('ip', ['netns', 'exec', NS, 'python3', '-c', script]).toString();
+}
 const canNetns = process.getuid?.() === 0 && spawnSync('ip', ['-V']).status === 0;
 
 describe.skipIf(!canNetns)('network namespaces', () => {
@@ -26,18 +30,11 @@ describe.skipIf(!canNetns)('network namespaces', () => {
     execFileSync('ip', ['netns', 'add', NS]);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
     // A listener that exists only inside the namespace, held by a forked python child.
-    const out = execFileSync('ip', [
-      'netns',
-      'exec',
-      NS,
-      'python3',
-      '-c',
-      `
+    const out = pythonInNetns(`
 import socket, os, sys, time
 s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(3)
 port = s.getsockname()[1]
-${HOLD_AND_PRINT_PORT}`,
-    ]).toString();
+${HOLD_AND_PRINT_PORT}`);
     port = Number(out.trim());
   });
 
@@ -78,13 +75,7 @@ ${HOLD_AND_PRINT_PORT}`,
     execFileSync('ip', ['-n', NS, 'addr', 'add', '10.77.0.1/24', 'dev', 'sw0']);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'sw0', 'up']);
     execFileSync('ip', ['-n', NS, 'link', 'set', 'sw1', 'up']);
-    const out = execFileSync('ip', [
-      'netns',
-      'exec',
-      NS,
-      'python3',
-      '-c',
-      `
+    const out = pythonInNetns(`
 import socket, struct, os, time
 lst = socket.socket(); lst.bind(('10.77.0.1', 0)); lst.listen(8)
 port = lst.getsockname()[1]
@@ -99,8 +90,7 @@ tcp = tcp[:16] + struct.pack('!H', csum(src + dst + struct.pack('!BBH', 0, 6, le
 ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, src, dst)
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 raw.sendto(ip + tcp, ('10.77.0.1', 0))
-${HOLD_AND_PRINT_PORT}`,
-    ]).toString();
+${HOLD_AND_PRINT_PORT}`);
     const synPort = Number(out.trim());
     const s = new Sampler({ netns: `/var/run/netns/${NS}` });
     let recs = s.sampleSync({ tcp: true, states: ['syn-recv'], all: true }).records;

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { TypedEmitter } from '../alerts/emitter';
 import { SocketOwners } from '../procs';
-import { endpoints, parsePortSpec, Sampler, type SampleOptions, type SampleResult, type SocketRecord } from '../sampler';
+import { endpoints, parsePortSpec, Sampler, type SampleOptions } from '../sampler';
 import { stateMask } from '../states';
 import { AlertStream } from './alert-stream';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
