@@ -1,4 +1,6 @@
 // `sockwatch list` end to end, as a child process of the compiled CLI.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killCliProcesses, runCli as run } from './helpers/cli';
 import { cleanupSockets, connect, eventually, pausedServer, waitAccepted } from './helpers/sockets';
@@ -48,6 +50,13 @@ describe('sockwatch list', () => {
     expect(big.stdout).toBe('');
     const small = await run(['list', '--format', 'json', '--sport', String(port), '--min-recv', '50']);
     expect(small.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('the README main job works as written: npx sockwatch list', async () => {
+    const root = path.join(__dirname, '..');
+    const r = spawnSync('npx', ['--no-install', 'sockwatch', 'list', '--tcp', '--state', 'listen'], { cwd: root, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^Netid\s+State\s+Recv-Q/);
   });
 
   it('prints help and exits 0', async () => {

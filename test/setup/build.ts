@@ -1,11 +1,8 @@
-// CLI tests run the compiled CLI as a child process: compile lib/ once per test run.
+// CLI tests run the compiled CLI as a child process: build it once per test run, as npm install does.
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 
 export default function setup(): void {
   const root = path.join(__dirname, '..', '..');
-  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  execFileSync(process.execPath, [path.join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
 }
