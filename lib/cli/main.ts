@@ -3,6 +3,7 @@
 import { redactText } from '../redact';
 import { UsageError } from './errors';
 import { runList } from './list';
+import { versionText } from './version';
 
 const HELP = `Usage: sockwatch <command> [options]
 
@@ -10,6 +11,9 @@ Commands:
   list      list TCP and UDP sockets with their queues (like ss -tuan)
   queues    watch send/receive/accept queues and alert an HTTP URL on a breach
   snat      watch outbound connections per destination; dump and trace a .NET app over a threshold
+
+Options:
+  -v, --version  print the sockwatch, addon and Node.js versions
 
 Run "sockwatch <command> --help" for the options of a command.`;
 
@@ -34,6 +38,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return name === undefined ? 2 : 0;
   }
+  if (name === '-v' || name === '--version' || name === 'version') {
+    process.stdout.write(versionText() + '\n');
+    return 0;
+  }
   try {
     const cmd = await loadCommand(name);
     if (!cmd) throw new UsageError(`unknown command "${name}" (commands: list, queues, snat)`);
@@ -46,7 +54,21 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * A reader that goes away (`sockwatch list | head -1`) ends the command quietly, as `ss | head` does:
+ * EPIPE on stdout or stderr is not an error worth a stack trace. The exit status is the one already
+ * decided (0 unless something failed before).
+ */
+function exitQuietlyOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 if (require.main === module) {
+  exitQuietlyOnClosedPipe(process.stdout);
+  exitQuietlyOnClosedPipe(process.stderr);
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

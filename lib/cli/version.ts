@@ -1,0 +1,39 @@
+// `sockwatch --version`: what is running, in the terms a bug report needs: the sockwatch release, the
+// addon file actually loaded (a prebuild or a local build, and the prebuild's source stamp) and Node.js.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
+
+function readJson(file: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Which addon file node-gyp-build resolves to, relative to the package, with the prebuild's stamp. */
+function addonText(): string {
+  let file: string;
+  try {
+    file = nodeGypBuild.resolve(PACKAGE_ROOT);
+  } catch (e) {
+    return `not found (${(e as Error).message.split('\n')[0]})`;
+  }
+  const rel = path.relative(PACKAGE_ROOT, file);
+  const stamp = readJson(path.join(path.dirname(file), 'sockwatch.stamp.json'));
+  const hash = typeof stamp?.hash === 'string' ? `, sources ${stamp.hash.slice(0, 12)}` : '';
+  return `${rel}${hash ? ` (${hash.slice(2)})` : ''}`;
+}
+
+export function versionText(): string {
+  const pkg = readJson(path.join(PACKAGE_ROOT, 'package.json'));
+  const version = typeof pkg?.version === 'string' ? pkg.version : 'unknown';
+  return [
+    `sockwatch ${version}`,
+    `addon ${addonText()}`,
+    `node ${process.version} (N-API ${process.versions.napi}, ${process.platform}-${process.arch})`,
+  ].join('\n');
+}
