@@ -28,7 +28,7 @@ if (mode === 'write') {
   const stamp = JSON.parse(readFileSync(stampPath, 'utf8'));
   const { hash } = sourceHash();
   if (stamp.hash !== hash) {
-    console.error(`prebuild is stale: stamp ${stamp.hash} != sources ${hash}; run npm run prebuild`);
+    console.error(`prebuild is stale: stamp ${stamp.hash} != sources ${hash}; run npm run native:prebuild`);
     process.exit(1);
   }
   console.log('prebuild stamp matches native sources');

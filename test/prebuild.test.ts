@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 const root = path.join(__dirname, '..');
 
 describe('committed prebuild', () => {
-  it('is stamped with the hash of native/ and binding.gyp (rebuild with npm run prebuild when this fails)', () => {
+  it('is stamped with the hash of native/ and binding.gyp (rebuild with npm run native:prebuild when this fails)', () => {
     const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'stamp.mjs'), 'check'], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
