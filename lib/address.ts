@@ -1,4 +1,6 @@
-// Address helpers: parsing "ip:port" (IPv6 in brackets) and formatting endpoints.
+// Address helpers: parsing "ip:port" (IPv6 in brackets), formatting endpoints, and the one test for
+// IPv4-mapped IPv6 addresses (::ffff:a.b.c.d is the IPv4 host a.b.c.d; the kernel reports dual-stack
+// sockets that way).
 import * as net from 'node:net';
 
 export interface Endpoint {
@@ -50,7 +52,9 @@ function ipv6Bytes(address: string): Buffer {
   return out;
 }
 
-/** True for ::ffff:a.b.c.d. */
-export function isV4Mapped(address: string): boolean {
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address);
+const V4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/** The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d → a.b.c.d), else undefined. */
+export function unmapV4(address: string): string | undefined {
+  return V4_MAPPED.exec(address)?.[1];
 }

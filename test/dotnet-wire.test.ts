@@ -18,7 +18,8 @@ import {
   DUMP_SPACE_MARGIN_BYTES,
 } from '../lib/dotnet/dump-space';
 import { dumpFileName, traceFileName } from '../lib/dotnet/file-names';
-import { nsPidFromStatus, startTimeFromStat } from '../lib/dotnet/discovery';
+import { nsPidFromStatus } from '../lib/dotnet/discovery';
+import { startTimeFromStat } from '../lib/base/proc';
 
 const hex = (s: string) => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
 /** UTF-16LE hex of an ASCII string, written out per character. */

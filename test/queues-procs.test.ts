@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SocketOwners } from '../lib/procs';
+import { SocketOwners } from '../lib/queues/owners';
 import { listSockets } from '../lib/sampler';
 import { cleanupSockets, connect, nonReadingUdp, pausedServer } from './helpers/sockets';
 

@@ -20,7 +20,7 @@ import { redactText, redactUrl } from '../redact';
 import { alertUrl } from './alert-url';
 import { fullJitterDelay, parseRetryAfter } from './backoff';
 import { DueQueue } from './due-queue';
-import { TypedEmitter } from './emitter';
+import { TypedEmitter } from '../base/emitter';
 import type { AppendOptions, Outbox, OutboxDroppedEvent, OutboxRecord } from './outbox';
 
 export interface HttpDeliveryOptions {

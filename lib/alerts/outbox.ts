@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { decodeLines, encodeLine, writeAllSync } from './line-codec';
 import { StateDirLock, StateDirLockedError, errnoCode } from './state-lock';
-import { TypedEmitter } from './emitter';
+import { TypedEmitter } from '../base/emitter';
 import { redactText, redactUrl } from '../redact';
 
 export type FsyncMode = 'always' | 'batch' | 'never';

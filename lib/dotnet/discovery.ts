@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { startTimeFromStat } from '../base/proc';
 
 const SOCKET_NAME = /^dotnet-diagnostic-(\d+)-(\d+)-socket$/;
 
@@ -97,13 +98,6 @@ export function nsPidFromStatus(status: string | undefined, pid: number): number
   const values = line?.slice('NSpid:'.length).trim().split(/\s+/).map(Number) ?? [];
   const last = values[values.length - 1];
   return last !== undefined && Number.isSafeInteger(last) && last > 0 ? last : pid;
-}
-
-/** Field 22 (starttime) of /proc/PID/stat; the comm field may contain spaces and parentheses. */
-export function startTimeFromStat(stat: string | undefined): string | undefined {
-  if (!stat) return undefined;
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19]; // fields[0] is field 3 (state)
 }
 
 let ownMountNs: string | null | undefined;

@@ -1,13 +1,8 @@
 // Artifact names, as the original shell script made them: dump_{instance}_{YYYYmmdd_HHMMSS}.dmp and
 // trace_{instance}_{YYYYmmdd_HHMMSS}.nettrace. Times are UTC (App Service instances run in UTC and
 // blobs from several instances then sort consistently). The instance name (COMPUTERNAME on App
-// Service) is made file-name safe: anything but letters, digits, '.', '_' and '-' becomes '_'.
-
-function safeInstance(instance: string): string {
-  if (typeof instance !== 'string') throw new TypeError(`instance must be a string, got ${typeof instance}`);
-  const safe = instance.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
-  return safe === '' ? 'unknown' : safe;
-}
+// Service) is made file-name safe by safeInstanceName (lib/base/instance-name.ts).
+import { safeInstanceName as safeInstance } from '../base/instance-name';
 
 /** YYYYmmdd_HHMMSS in UTC. */
 export function fileTimestamp(date: Date = new Date()): string {

@@ -7,7 +7,8 @@
 // the file is kept locally. Everything is reported as `step` events; nothing here prints.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TypedEmitter } from '../alerts/emitter';
+import { TypedEmitter } from '../base/emitter';
+import { safeInstanceName } from '../base/instance-name';
 import { collectTrace, dumpFileName, traceFileName, writeDump, type DotnetTarget } from '../dotnet';
 import { parseDumpType, type DumpTypeName } from '../dotnet/dump-types';
 import { redactText } from '../redact';
@@ -104,14 +105,9 @@ export type KindState = 'off' | 'idle' | 'running' | 'done' | 'failed';
 
 const KIND_WORDS: Record<CollectionKind, string> = { dump: 'memory dump', trace: 'profiler trace' };
 
-function safeName(instance: string): string {
-  const safe = instance.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
-  return safe === '' ? 'unknown' : safe;
-}
-
 /** `dump_taken_{instance}.lock` / `trace_taken_{instance}.lock`, the script's names. */
 export function lockFileName(kind: CollectionKind, instance: string): string {
-  return `${kind}_taken_${safeName(instance)}.lock`;
+  return `${kind}_taken_${safeInstanceName(instance)}.lock`;
 }
 
 function ascii(v: string): string {

@@ -11,6 +11,7 @@
 // State names are netstat's (the script parsed `netstat -natp`), counts in parentheses, the largest
 // first. After the states, "| 240s: N distinct" gives the connections seen in the window. Times are
 // local, as `date` prints them; the file name carries the local hour.
+import { safeInstanceName } from '../base/instance-name';
 import type { DestinationCount, OutboundPoll } from './watcher';
 
 export const RULE = '-'.repeat(80);
@@ -53,8 +54,7 @@ export function statsFileName(date: Date, extension: 'log' | 'jsonl' = 'log'): s
 
 /** `outconn-logs-{instance}` with the instance made safe for a directory name. */
 export function logDirName(instance: string): string {
-  const safe = instance.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
-  return `outconn-logs-${safe === '' ? 'unknown' : safe}`;
+  return `outconn-logs-${safeInstanceName(instance)}`;
 }
 
 /** " ESTABLISHED(120) TIME_WAIT(10)": largest count first, then by name. */

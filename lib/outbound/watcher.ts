@@ -5,7 +5,8 @@
 // of every counted socket; here the cookies feed the sliding window of distinct connections. The
 // threshold is exceeded when a destination's count (current sockets, or distinct connections in the
 // window) is strictly greater than it.
-import { TypedEmitter } from '../alerts/emitter';
+import { unmapV4 } from '../address';
+import { TypedEmitter } from '../base/emitter';
 import { parsePortSpec, Sampler, type Aggregate, type PortSpec, type SampleOptions } from '../sampler';
 import { stateMask } from '../states';
 import { ProcessSockets } from './process-sockets';
@@ -94,8 +95,6 @@ function positive(name: string, v: unknown, fallback: number, integer = false): 
   return v;
 }
 
-const MAPPED_V4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
-
 /**
  * Folds IPv4-mapped IPv6 destinations ([::ffff:10.0.0.1]:443, from dual-stack sockets such as
  * .NET's default TcpClient) into their IPv4 form: to the network, and to SNAT, they are the same
@@ -103,15 +102,14 @@ const MAPPED_V4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
  */
 export function foldMappedAggregates(aggregates: readonly Aggregate[]): { merged: Aggregate[]; indexMap: Uint32Array } {
   const indexMap = new Uint32Array(aggregates.length);
-  if (!aggregates.some((a) => a.family === 6 && MAPPED_V4.test(a.remoteAddress))) {
+  if (!aggregates.some((a) => a.family === 6 && unmapV4(a.remoteAddress) !== undefined)) {
     indexMap.forEach((_, i) => (indexMap[i] = i));
     return { merged: aggregates as Aggregate[], indexMap };
   }
   const merged: Aggregate[] = [];
   const byRemote = new Map<string, number>();
   aggregates.forEach((a, i) => {
-    const m = a.family === 6 ? MAPPED_V4.exec(a.remoteAddress) : null;
-    const v4 = m ? m[1]! : undefined;
+    const v4 = a.family === 6 ? unmapV4(a.remoteAddress) : undefined;
     const remote = v4 !== undefined ? `${v4}:${a.remotePort}` : a.remote;
     const at = byRemote.get(remote);
     if (at === undefined) {

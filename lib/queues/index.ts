@@ -17,5 +17,5 @@ export type {
   QueueWatcherEvents,
   QueueWatcherStats,
 } from './types';
-export { SocketOwners, SOCKET_OWNERS_DEFAULTS } from '../procs';
-export type { SocketOwner, SocketOwnersOptions, SocketOwnersStats, ResolveOptions } from '../procs';
+export { SocketOwners, SOCKET_OWNERS_DEFAULTS } from './owners';
+export type { SocketOwner, SocketOwnersOptions, SocketOwnersStats, ResolveOptions } from './owners';

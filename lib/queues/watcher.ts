@@ -12,8 +12,8 @@
 // start, the ticks missed are skipped and counted (missedTicks), never run in a burst.
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { TypedEmitter } from '../alerts/emitter';
-import { SocketOwners } from '../procs';
+import { TypedEmitter } from '../base/emitter';
+import { SocketOwners } from './owners';
 import { endpoints, parsePortSpec, Sampler, type SampleOptions } from '../sampler';
 import { stateMask } from '../states';
 import { AlertStream } from './alert-stream';

@@ -1,3 +1,6 @@
+// The one typed event emitter of the project, at the bottom of the house so that watchers and actions
+// alike use it. Rule: one payload object per event, typed by an Events map; 'error' behaves as in
+// Node's EventEmitter (thrown when nobody listens), so an I/O failure is never silent.
 import { EventEmitter } from 'node:events';
 
 /**
