@@ -1,0 +1,162 @@
+// Every file sockwatch writes goes through here. The rules:
+// - The last component of a path we write is never followed when it is a symbolic link (O_NOFOLLOW):
+//   a link planted where a log, lock, outbox segment or dump belongs is refused with one line naming
+//   it. This rests on how files are opened, not on directory modes (shared mounts such as App Service's
+//   /home may show every directory as world-writable).
+// - Files are created 0600 and directories 0700 unless the caller says otherwise.
+// - Directories are created one component at a time (Node's recursive mkdir loops forever on ENOENT
+//   under /proc), never under /proc or /sys, and a failure names the component and the errno
+//   (EROFS for a read-only mount, not ENOENT).
+// - Whole-file replacements are written to a temporary file opened O_EXCL|O_NOFOLLOW and renamed
+//   over the target (rename replaces a link itself, never its target).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+// libuv opens every descriptor close-on-exec already.
+const { O_NOFOLLOW, O_CREAT, O_EXCL, O_WRONLY, O_APPEND, O_RDONLY, O_TRUNC, O_DIRECTORY } = fs.constants;
+
+/** Pseudo file systems no state, log or dump may go to. */
+const PSEUDO_ROOTS = ['/proc', '/sys'];
+
+export interface FsError extends Error {
+  code: string;
+  path: string;
+  syscall?: string;
+}
+
+function fsError(message: string, code: string, file: string, syscall?: string): FsError {
+  return Object.assign(new Error(message), { code, path: file, ...(syscall ? { syscall } : {}) });
+}
+
+function describeCode(code: string | undefined): string {
+  switch (code) {
+    case 'EROFS':
+      return 'read-only file system';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'ENOSPC':
+      return 'no space left on device';
+    case 'ENOTDIR':
+      return 'a path component is not a directory';
+    case 'ELOOP':
+      return 'too many symbolic links';
+    default:
+      return 'cannot create';
+  }
+}
+
+function isUnder(p: string, root: string): boolean {
+  return p === root || p.startsWith(`${root}/`);
+}
+
+/**
+ * Creates `dir` and any missing parents (mode `mode` for the ones created), one component at a time.
+ * Refuses an empty path and anything under /proc or /sys. Errors carry `code` (the errno name) and
+ * `path` (the component that failed).
+ */
+export function ensureDir(dir: string, mode: number = DIR_MODE): string {
+  if (typeof dir !== 'string' || dir.trim() === '') throw fsError('directory path is empty', 'EINVAL', String(dir));
+  const abs = path.resolve(dir);
+  const pseudo = PSEUDO_ROOTS.find((r) => isUnder(abs, r));
+  if (pseudo) throw fsError(`${abs} is under ${pseudo}, a kernel pseudo file system: choose a directory on real storage`, 'EINVAL', abs);
+  const parts = abs.split('/').filter(Boolean);
+  let current = '/';
+  for (const part of parts) {
+    current = path.join(current, part);
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(current);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw fsError(`${current}: ${describeCode(code)} (${code})`, code ?? 'EIO', current, 'stat');
+    }
+    if (st) {
+      if (!st.isDirectory()) throw fsError(`${current} exists and is not a directory`, 'ENOTDIR', current, 'mkdir');
+      continue;
+    }
+    try {
+      fs.mkdirSync(current, { mode });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && fs.statSync(current).isDirectory()) continue; // created meanwhile
+      throw fsError(`cannot create ${current}: ${describeCode(code)} (${code})`, code ?? 'EIO', current, 'mkdir');
+    }
+  }
+  return abs;
+}
+
+function linkRefused(file: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  // O_NOFOLLOW on a symbolic link fails with ELOOP (EMLINK on some BSDs; Linux says ELOOP).
+  if (code === 'ELOOP') return fsError(`refusing to open ${file}: it is a symbolic link`, 'ELOOP', file, 'open');
+  return err;
+}
+
+/** Opens `file` with `flags` | O_NOFOLLOW; a symbolic link at `file` is an ELOOP error naming it. */
+export function openNoFollow(file: string, flags: number, mode: number = FILE_MODE): number {
+  try {
+    return fs.openSync(file, flags | O_NOFOLLOW, mode);
+  } catch (e) {
+    throw linkRefused(file, e);
+  }
+}
+
+/** The promise form of openNoFollow. */
+export async function openNoFollowAsync(file: string, flags: number, mode: number = FILE_MODE): Promise<fs.promises.FileHandle> {
+  try {
+    return await fs.promises.open(file, flags | O_NOFOLLOW, mode);
+  } catch (e) {
+    throw linkRefused(file, e);
+  }
+}
+
+export const OPEN_APPEND = O_WRONLY | O_CREAT | O_APPEND;
+export const OPEN_TRUNCATE = O_WRONLY | O_CREAT | O_TRUNC;
+export const OPEN_CREATE_NEW = O_WRONLY | O_CREAT | O_EXCL;
+export const OPEN_READ = O_RDONLY;
+export const OPEN_DIRECTORY = O_RDONLY | O_DIRECTORY;
+
+/** Appends `data` to `file` (created `mode`), never through a symbolic link. */
+export function appendFileNoFollow(file: string, data: string | Uint8Array, mode: number = FILE_MODE): void {
+  const fd = openNoFollow(file, OPEN_APPEND, mode);
+  try {
+    fs.writeFileSync(fd, data);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads `file` whole, refusing a symbolic link at its path. */
+export function readFileNoFollow(file: string): Buffer {
+  const fd = openNoFollow(file, OPEN_READ);
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+let tmpCounter = 0;
+
+/**
+ * Replaces `file` with `data`: written to a fresh temporary file beside it (O_EXCL|O_NOFOLLOW),
+ * optionally fsynced, then renamed over `file`. A reader sees the old or the new content, never a mix.
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, options: { mode?: number; fsync?: boolean } = {}): void {
+  const tmp = `${file}.${process.pid}.${++tmpCounter}.tmp`;
+  const fd = openNoFollow(tmp, OPEN_CREATE_NEW, options.mode ?? FILE_MODE);
+  try {
+    fs.writeFileSync(fd, data);
+    if (options.fsync) fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+}
