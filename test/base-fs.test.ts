@@ -3,7 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendFileNoFollow, ensureDir, openNoFollow, OPEN_APPEND, readFileNoFollow, writeFileAtomic } from '../lib/base/fs';
+import { spawn } from 'node:child_process';
+import { appendFileNoFollow, ensureDir, openNoFollow, openUnderRoot, OPEN_APPEND, readFileNoFollow, writeFileAtomic } from '../lib/base/fs';
+import { onCleanup } from './helpers/cleanup';
 import { runCleanups } from './helpers/cleanup';
 import { tmpDir } from './helpers/tmp';
 
@@ -85,5 +87,48 @@ describe('writes never follow a planted symbolic link', () => {
     expect(fs.lstatSync(file).isSymbolicLink()).toBe(false);
     expect(fs.readFileSync(file, 'utf8')).toBe('{"v":1}\n');
     expect(fs.readdirSync(root).sort()).toEqual(['precious', 'record.json']);
+  });
+});
+
+// A process in its own mount namespace with a private /tmp, as a container is seen from the host: its
+// files are reached through /proc/PID/root. The container plants absolute links that would resolve
+// against the host's root if followed.
+describe.skipIf(process.getuid?.() !== 0)('openUnderRoot: a hostile container', () => {
+  async function container(): Promise<number> {
+    const setup = [
+      'mount -t tmpfs none /tmp',
+      'echo dump-bytes > /tmp/real.dmp',
+      'ln -s /etc/passwd /tmp/planted.dmp',
+      'ln -s /etc /tmp/sub',
+      'mkfifo /tmp/fifo.dmp',
+      'echo ready',
+      'exec sleep 600',
+    ].join(' && ');
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', setup], { stdio: ['ignore', 'pipe', 'inherit'] });
+    onCleanup(() => child.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`container setup exited ${code}`)));
+    });
+    return child.pid!;
+  }
+
+  it('reads a regular file inside, and refuses every link and special file without reading the host', async () => {
+    const pid = await container();
+    const root = `/proc/${pid}/root`;
+    const ok = openUnderRoot(root, '/tmp/real.dmp');
+    try {
+      expect(fs.readFileSync(ok.fd, 'utf8')).toBe('dump-bytes\n');
+    } finally {
+      ok.close();
+    }
+    // Sanity: following the path naively does reach the host's file, which is what must not happen.
+    expect(fs.readFileSync(`${root}/tmp/planted.dmp`, 'utf8')).toBe(fs.readFileSync('/etc/passwd', 'utf8'));
+    expect(() => openUnderRoot(root, '/tmp/planted.dmp')).toThrow(
+      `refusing to follow ${root}/tmp/planted.dmp: a symbolic link inside the target's root`,
+    );
+    expect(() => openUnderRoot(root, '/tmp/sub/passwd')).toThrow(/refusing to follow .*\/tmp\/sub/);
+    expect(() => openUnderRoot(root, '/tmp/../etc/passwd')).toThrow(/not a plain absolute path/);
+    expect(() => openUnderRoot(root, '/tmp/fifo.dmp')).toThrow(/not a regular file/);
   });
 });

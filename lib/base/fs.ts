@@ -160,3 +160,77 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, options
   fs.closeSync(fd);
   fs.renameSync(tmp, file);
 }
+
+/** A regular file opened under another process's root (see openUnderRoot). */
+export interface RootedFile {
+  /** Read-only descriptor of the file itself. */
+  fd: number;
+  /** fstat of `fd`: the file that was opened, whatever the path says now. */
+  stat: fs.Stats;
+  /** Descriptor of its directory, to remove the entry without resolving the path again. */
+  dirFd: number;
+  name: string;
+  close(): void;
+}
+
+/**
+ * Opens `inner` (an absolute path as the target process sees it) under `root` (e.g. /proc/PID/root)
+ * one component at a time with O_NOFOLLOW, so that no symbolic link is followed at all: an absolute
+ * link planted by a hostile container would otherwise resolve against *our* root (the host's) and a
+ * root sockwatch would read a host file. `..` is refused for the same reason (above the target's root
+ * lies ours). The last component must be a regular file. Each step goes through /proc/self/fd/N/NAME,
+ * which looks NAME up in the directory already opened, as openat(2) would.
+ */
+export function openUnderRoot(root: string, inner: string): RootedFile {
+  const parts = inner.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.length === 0 || parts.includes('..')) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
+  const name = parts.pop()!;
+  let dirFd = fs.openSync(root, OPEN_DIRECTORY);
+  let shown = root;
+  try {
+    for (const part of parts) {
+      shown = `${shown}/${part}`;
+      let next: number;
+      try {
+        next = fs.openSync(`/proc/self/fd/${dirFd}/${part}`, OPEN_DIRECTORY | O_NOFOLLOW);
+      } catch (e) {
+        throw rootedError(shown, e);
+      }
+      fs.closeSync(dirFd);
+      dirFd = next;
+    }
+    shown = `${shown}/${name}`;
+    let fd: number;
+    try {
+      fd = fs.openSync(`/proc/self/fd/${dirFd}/${name}`, O_RDONLY | O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    } catch (e) {
+      throw rootedError(shown, e);
+    }
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) {
+      fs.closeSync(fd);
+      throw fsError(`refusing to read ${shown}: not a regular file`, 'EINVAL', shown);
+    }
+    const dir = dirFd;
+    return {
+      fd,
+      stat,
+      dirFd: dir,
+      name,
+      close: () => {
+        fs.closeSync(fd);
+        fs.closeSync(dir);
+      },
+    };
+  } catch (e) {
+    fs.closeSync(dirFd);
+    throw e;
+  }
+}
+
+function rootedError(shown: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP') return fsError(`refusing to follow ${shown}: a symbolic link inside the target's root`, 'ELOOP', shown, 'open');
+  if (code === 'ENOTDIR') return fsError(`refusing to follow ${shown}: not a directory (or a symbolic link)`, 'ENOTDIR', shown, 'open');
+  return err;
+}

@@ -5,14 +5,16 @@
 // which opens the dump path as the target's user and inside the target's mount namespace. So:
 // - the path is made absolute (the target's working directory is not ours);
 // - for a target in another mount namespace (a container), createdump writes to a staging file in
-//   the target's own temp dir, which we reach through /proc/PID/root and then move to the requested
-//   path (rename, or copy + delete across filesystems);
+//   the target's own temp dir, which we reach through /proc/PID/root without following any link and
+//   copy out from the opened descriptor (see bringOutStagedDump);
 // - the reply comes only when createdump exits, which can take minutes for a Full dump: by default we
 //   wait without a timeout.
 
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { openUnderRoot } from '../base/fs';
 import { DiagnosticsIpcError, isUnknownCommand } from './hresult';
 import { sendCommand } from './ipc';
 import { resolveTarget, type DotnetEndpoint, type DotnetTarget } from './discovery';
@@ -85,13 +87,28 @@ async function requireDirectory(dir: string): Promise<void> {
   if (!isDir) throw Object.assign(new Error(`dump directory ${dir} does not exist`), { code: 'ENOENT' });
 }
 
-async function moveFile(from: string, to: string): Promise<void> {
+/**
+ * Brings a dump staged inside a container out to `to`. The staged path is resolved under the
+ * target's root without following any link (a hostile container could plant an absolute link that
+ * resolves against ours), the file is checked with fstat (regular, owned by the target's user), and
+ * copied from that descriptor, never from a path. The staged entry is then removed through its
+ * directory's descriptor.
+ */
+async function bringOutStagedDump(rootPrefix: string, inner: string, to: string, targetUidValue: string): Promise<number> {
+  const staged = openUnderRoot(rootPrefix, inner);
   try {
-    await fsp.rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-    await fsp.copyFile(from, to);
-    await fsp.unlink(from);
+    if (targetUidValue !== '?' && String(staged.stat.uid) !== targetUidValue) {
+      throw Object.assign(
+        new Error(`refusing to read ${rootPrefix}${inner}: owned by uid ${staged.stat.uid}, not by the target's uid ${targetUidValue}`),
+        { code: 'EPERM' },
+      );
+    }
+    // COPYFILE_EXCL: the destination is created with O_CREAT|O_EXCL, which never follows a link.
+    await fsp.copyFile(`/proc/self/fd/${staged.fd}`, to, fs.constants.COPYFILE_EXCL);
+    await fsp.unlink(`/proc/self/fd/${staged.dirFd}/${staged.name}`).catch(() => undefined);
+    return staged.stat.size;
+  } finally {
+    staged.close();
   }
 }
 
@@ -188,11 +205,14 @@ export async function writeDump(target: DotnetTarget, dumpPath: string, opts: Wr
   }
 
   let bytes: number;
-  try {
-    bytes = (await fsp.stat(writtenPath)).size;
-  } catch {
-    throw new Error(`the runtime reported a dump at ${pathForTarget} but no file is there (${writtenPath})`);
+  if (staged) {
+    bytes = await bringOutStagedDump(endpoint.rootPrefix!, pathForTarget, finalPath, await targetUid(endpoint.pid));
+  } else {
+    try {
+      bytes = (await fsp.stat(writtenPath)).size;
+    } catch {
+      throw new Error(`the runtime reported a dump at ${pathForTarget} but no file is there (${writtenPath})`);
+    }
   }
-  if (staged) await moveFile(writtenPath, finalPath);
   return { path: finalPath, bytes, type, command, ...(estimatedBytes !== undefined ? { estimatedBytes } : {}) };
 }
