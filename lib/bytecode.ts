@@ -117,7 +117,7 @@ export function compileFilter(f: Filter | undefined): Buffer | undefined {
   return b;
 }
 
-/** Evaluates bytecode the way the kernel does (inet_diag_bc_run), for tests and the /proc path. */
+/** Evaluates bytecode the way the kernel does (inet_diag_bc_run): tests check the compiler against it. */
 export function runBytecode(bc: Buffer, sport: number, dport: number): boolean {
   let off = 0;
   while (off < bc.length) {

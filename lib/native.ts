@@ -1,7 +1,16 @@
 // The one place that loads the addon. Everything that crosses the boundary is a plain value:
 // numbers, bitmasks, strings, Buffers and typed arrays. Validation happens in lib/sampler.ts.
+// Native failures cross as an errno number and a syscall; they are named and shaped here, once,
+// with Node's own errno names (lib/base/errors.ts systemError).
 import * as path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
+import { systemError } from './base/errors';
+
+/** Kernel constants that cross the boundary as numbers (linux/socket.h, netinet/in.h). */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
 
 /** Bits of NativeScanRequest.protocols. */
 export const PROTO_TCP = 1;
@@ -85,8 +94,12 @@ export interface NativeRecords {
   skmem?: Uint32Array;
 }
 
+/** Counts per aggregate in NativeAggregates.counts: the total, then one per TCP state (16). */
+export const AGG_COUNT_FIELDS = 17;
+
 /** Aggregates, packed: aggregate i is families[i], addresses.split(',')[i], ports[i], and
- *  counts[i*17] (total) followed by counts[i*17+1+state] per TCP state. Sorted by total, descending. */
+ *  counts[i*17] (total) followed by counts[i*17+1+state] per TCP state (AGG_COUNT_FIELDS per
+ *  aggregate). Sorted by total, descending. */
 export interface NativeAggregates {
   count: number;
   /** Distinct remote endpoints before the aggTop / aggMinTotal cuts. */
@@ -119,8 +132,8 @@ export interface NativeScanResult {
 }
 
 export interface NativeLookupRequest {
-  family: number; // 2 or 10
-  protocol: number; // 6 or 17
+  family: number; // AF_INET or AF_INET6
+  protocol: number; // IPPROTO_TCP or IPPROTO_UDP
   localAddress: Buffer; // 4 or 16 bytes, network order
   localPort: number;
   remoteAddress: Buffer;
@@ -139,23 +152,89 @@ export interface NativeSampler {
 
 export interface NativeBinding {
   Sampler: new (netnsPath?: string) => NativeSampler;
-  /** Compile-time facts, for tests and the bench. */
+  /** The addon's interface version ("1"), for tests and the bench. */
   version: string;
+  /** Test hook: runs recorded reply datagrams through the live parser and scan logic. */
+  parseRecorded(datagrams: Buffer[], seq: number, req: NativeScanRequest): NativeScanResult & { done: boolean };
 }
 
 export const packageRoot = path.join(__dirname, '..');
+
+/** Error from native code, shaped like Node's SystemError by systemError (lib/base/errors.ts). */
+export interface NativeError extends Error {
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+/** The addon's own failures carry a negative errno number, a syscall and strerror as message; no name. */
+function fromNative(e: unknown, stack?: string): unknown {
+  const raw = e as { errno?: unknown; syscall?: unknown; message?: unknown } | null;
+  if (typeof raw?.errno !== 'number' || typeof raw.syscall !== 'string') return e; // argument TypeErrors
+  const description = typeof raw.message === 'string' ? raw.message : undefined; // strerror
+  const err = systemError(raw.errno, raw.syscall, undefined, { description });
+  // Async rejections carry no JS stack: give them the one captured before the call.
+  if (stack !== undefined) err.stack = `${err.name}: ${err.message}\n${stack.split('\n').slice(1).join('\n')}`;
+  return err;
+}
+
+function wrapBinding(raw: NativeBinding): NativeBinding {
+  const RawSampler = raw.Sampler;
+  class Sampler implements NativeSampler {
+    private readonly raw: NativeSampler;
+    constructor(netnsPath?: string) {
+      try {
+        this.raw = new RawSampler(netnsPath);
+      } catch (e) {
+        throw fromNative(e);
+      }
+    }
+    scanSync(req: NativeScanRequest): NativeScanResult {
+      try {
+        return this.raw.scanSync(req);
+      } catch (e) {
+        throw fromNative(e);
+      }
+    }
+    scan(req: NativeScanRequest): Promise<NativeScanResult> {
+      const caller: { stack?: string } = {};
+      Error.captureStackTrace(caller, Sampler.prototype.scan);
+      try {
+        return this.raw.scan(req).catch((e: unknown) => {
+          throw fromNative(e, caller.stack ?? '');
+        });
+      } catch (e) {
+        return Promise.reject(fromNative(e));
+      }
+    }
+    lookup(req: NativeLookupRequest): NativeRecords | null {
+      try {
+        return this.raw.lookup(req);
+      } catch (e) {
+        throw fromNative(e);
+      }
+    }
+    close(): void {
+      this.raw.close();
+    }
+  }
+  return {
+    Sampler,
+    version: raw.version,
+    parseRecorded(datagrams, seq, req) {
+      try {
+        return raw.parseRecorded(datagrams, seq, req);
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+  };
+}
 
 let cached: NativeBinding | undefined;
 
 /** Loads the addon (prebuild first, then build/Release). Throws with the loader's reason. */
 export function loadBinding(): NativeBinding {
-  if (!cached) cached = nodeGypBuild(packageRoot) as NativeBinding;
+  if (!cached) cached = wrapBinding(nodeGypBuild(packageRoot) as NativeBinding);
   return cached;
-}
-
-/** Error from native code: carries errno name, number and syscall like Node's SystemError. */
-export interface NativeError extends Error {
-  code?: string;
-  errno?: number;
-  syscall?: string;
 }

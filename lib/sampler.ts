@@ -2,10 +2,17 @@
 // plain request (bitmasks, thresholds, bytecode) once per options object, and only offenders and
 // aggregates come back from native code.
 import * as fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { formatEndpoint, addressBytes, parseEndpoint } from './address';
 import { compileFilter, portRulesFilter, type PortRange } from './bytecode';
+import { SockwatchError, systemError } from './base/errors';
 import {
   ACCEPT_AT_LIMIT,
+  AF_INET,
+  AF_INET6,
+  AGG_COUNT_FIELDS,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
   FAMILY_V4,
   FAMILY_V6,
   PROTO_TCP,
@@ -292,7 +299,7 @@ export function unpackRecords(p: NativeRecords): SocketRecord[] {
   const f = p.fields;
   for (let i = 0; i < p.count; i++) {
     const b = i * RECORD_FIELDS;
-    const protocol = f[b + RecordField.Protocol] === 17 ? 'udp' : 'tcp';
+    const protocol = f[b + RecordField.Protocol] === IPPROTO_UDP ? 'udp' : 'tcp';
     const reasons = f[b + RecordField.Reasons];
     const exceeded: QueueType[] = [];
     if (reasons & REASON_RECV) exceeded.push('RECV');
@@ -301,7 +308,7 @@ export function unpackRecords(p: NativeRecords): SocketRecord[] {
     const state = f[b + RecordField.State];
     const rec: SocketRecord = {
       protocol,
-      family: f[b + RecordField.Family] === 10 ? 6 : 4,
+      family: f[b + RecordField.Family] === AF_INET6 ? 6 : 4,
       state,
       stateName: stateName(state, protocol),
       localAddress: addresses[2 * i],
@@ -344,14 +351,14 @@ function unpackAggregates(a: NativeAggregates): Aggregate[] {
   const addresses = a.addresses.split(',');
   const out: Aggregate[] = new Array(a.count);
   for (let i = 0; i < a.count; i++) {
-    const base = i * 17;
+    const base = i * AGG_COUNT_FIELDS;
     const states: Record<string, number> = {};
     for (let st = 0; st < 16; st++) {
       const c = a.counts[base + 1 + st];
       if (c > 0) states[stateName(st)] = c;
     }
     out[i] = {
-      family: a.families[i] === 10 ? 6 : 4,
+      family: a.families[i] === AF_INET6 ? 6 : 4,
       remoteAddress: addresses[i],
       remotePort: a.ports[i],
       remote: formatEndpoint(addresses[i], a.ports[i]),
@@ -461,7 +468,7 @@ export class Sampler {
   }
 
   private handle(): NativeSampler {
-    if (!this.native) throw Object.assign(new Error('Sampler is closed'), { code: 'ERR_SAMPLER_CLOSED' });
+    if (!this.native) throw new SockwatchError('ERR_SOCKWATCH_SAMPLER_CLOSED', 'Sampler is closed');
     return this.native;
   }
 
@@ -470,10 +477,7 @@ export class Sampler {
     const req = this.request(options);
     const native = this.handle();
     if (this.pending > 0) {
-      throw Object.assign(new Error('scan EBUSY: an asynchronous scan of this sampler is queued or running'), {
-        code: 'EBUSY',
-        syscall: 'scan',
-      });
+      throw systemError(osConstants.errno.EBUSY, 'scan', 'an asynchronous scan of this sampler is queued or running');
     }
     const ts = unixNow();
     return toResult(native.scanSync(req), ts);
@@ -520,8 +524,8 @@ export class Sampler {
     if (lb.length !== rb.length) throw new TypeError('local and remote must be of the same address family');
     if (options.cookie !== undefined && typeof options.cookie !== 'bigint') throw new TypeError('cookie must be a bigint');
     const r = this.handle().lookup({
-      family: lb.length === 16 ? 10 : 2,
-      protocol: options.protocol === 'udp' ? 17 : 6,
+      family: lb.length === 16 ? AF_INET6 : AF_INET,
+      protocol: options.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_TCP,
       localAddress: lb,
       localPort: local.port,
       remoteAddress: rb,

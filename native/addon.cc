@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <napi.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -20,44 +21,13 @@ using sw::ScanParams;
 using sw::SockRecord;
 using sw::Status;
 
-const char* ErrnoName(int e) {
-  switch (e) {
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EINTR: return "EINTR";
-    case EIO: return "EIO";
-    case E2BIG: return "E2BIG";
-    case EBADF: return "EBADF";
-    case EAGAIN: return "EAGAIN";
-    case ENOMEM: return "ENOMEM";
-    case EACCES: return "EACCES";
-    case EFAULT: return "EFAULT";
-    case EBUSY: return "EBUSY";
-    case EEXIST: return "EEXIST";
-    case ENOTDIR: return "ENOTDIR";
-    case EINVAL: return "EINVAL";
-    case EMFILE: return "EMFILE";
-    case ENFILE: return "ENFILE";
-    case ENOSPC: return "ENOSPC";
-    case ENODATA: return "ENODATA";
-    case ENOSYS: return "ENOSYS";
-    case EBADMSG: return "EBADMSG";
-    case EMSGSIZE: return "EMSGSIZE";
-    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case ENOBUFS: return "ENOBUFS";
-    case ECONNREFUSED: return "ECONNREFUSED";
-    default: return "UNKNOWN";
-  }
-}
-
+// Failures cross as a number: errno (negative, as Node's SystemError carries it), syscall, and
+// strerror as the message. lib/native.ts names the errno with Node's own table and shapes the error.
+// Called on the JS thread only (strerror is not thread-safe).
 Napi::Error SystemError(Napi::Env env, const Status& s) {
-  int e = -s.err;
-  std::string msg = std::string(s.syscall) + " " + ErrnoName(e) + ": " + strerror(e);
-  Napi::Error err = Napi::Error::New(env, msg);
-  err.Set("code", Napi::String::New(env, ErrnoName(e)));
-  err.Set("errno", Napi::Number::New(env, -e));  // negative, as Node's SystemError
+  int e = s.err < 0 ? -s.err : s.err;
+  Napi::Error err = Napi::Error::New(env, strerror(e));
+  err.Set("errno", Napi::Number::New(env, -e));
   err.Set("syscall", Napi::String::New(env, s.syscall));
   return err;
 }
@@ -125,9 +95,10 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags) {
   o.Set("records", PackRecords(env, out.records, (flags & sw::kScanSkmem) != 0));
   o.Set("offendersTotal", Napi::Number::New(env, static_cast<double>(out.offenders_total)));
   o.Set("socketsSeen", Napi::Number::New(env, static_cast<double>(out.sockets_seen)));
-  Napi::Uint32Array counts = Napi::Uint32Array::New(env, 32);  // TCP states 0..15, UDP 16..31
-  memcpy(counts.Data(), out.tcp_states, 16 * sizeof(uint32_t));
-  memcpy(counts.Data() + 16, out.udp_states, 16 * sizeof(uint32_t));
+  // TCP states at [state], UDP at [kStateSlots + state].
+  Napi::Uint32Array counts = Napi::Uint32Array::New(env, 2 * sw::kStateSlots);
+  memcpy(counts.Data(), out.tcp_states, sizeof(out.tcp_states));
+  memcpy(counts.Data() + sw::kStateSlots, out.udp_states, sizeof(out.udp_states));
   o.Set("stateCounts", counts);
   if (flags & sw::kScanAggregate) o.Set("aggregates", AggregatesToJs(env, out));
   o.Set("udpFromProc", out.udp_from_proc);
@@ -144,15 +115,16 @@ Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out) {
   Napi::Object aggs = Napi::Object::New(env);
   Napi::Uint8Array fam = Napi::Uint8Array::New(env, na);
   Napi::Uint16Array ports = Napi::Uint16Array::New(env, na);
-  Napi::Uint32Array counts = Napi::Uint32Array::New(env, na * 17);
+  Napi::Uint32Array counts = Napi::Uint32Array::New(env, na * sw::kAggCountFields);
   std::string addresses;
   addresses.reserve(na * 16);
   for (size_t i = 0; i < na; i++) {
     const sw::AggEntry& e = out.aggregates[i];
     fam[i] = e.key.family;
     ports[i] = e.key.port;
-    counts[i * 17] = e.total;
-    for (size_t k = 0; k < 16; k++) counts[i * 17 + 1 + k] = e.states[k];
+    uint32_t* c = counts.Data() + i * sw::kAggCountFields;
+    c[0] = e.total;
+    memcpy(c + 1, e.states, sizeof(e.states));
     if (i) addresses.push_back(',');
     addresses += FormatAddress(e.key.family, e.key.addr);
   }
@@ -420,7 +392,7 @@ Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
   if (!ParseScanRequest(info[2], &p)) return env.Undefined();
   Napi::Array dgrams = info[0].As<Napi::Array>();
   uint32_t seq = info[1].As<Napi::Number>().Uint32Value();
-  uint8_t protocol = (p.protocols & sw::kProtoUdp) && !(p.protocols & sw::kProtoTcp) ? 17 : 6;
+  uint8_t protocol = (p.protocols & sw::kProtoUdp) && !(p.protocols & sw::kProtoTcp) ? IPPROTO_UDP : IPPROTO_TCP;
 
   class Collect : public sw::MessageSink {
    public:

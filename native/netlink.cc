@@ -77,13 +77,6 @@ Status NetlinkSocket::Open(const char* netns_path) {
     close(fd);
     return Status::Fail(e, "bind");
   }
-  socklen_t alen = sizeof(local);
-  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&local), &alen) != 0) {
-    int e = -errno;
-    close(fd);
-    return Status::Fail(e, "getsockname");
-  }
-  port_id_ = local.nl_pid;
   fd_ = fd;
   buf_.resize(kRecvBufferSize);
   return Status::Ok();

@@ -61,7 +61,6 @@ class NetlinkSocket {
  private:
   int fd_ = -1;
   uint32_t seq_ = 0;
-  uint32_t port_id_ = 0;
   bool single_walk_ok_ = true;
   std::vector<char> buf_;
   uint64_t bytes_received_ = 0;

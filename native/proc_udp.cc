@@ -1,6 +1,7 @@
 #include "proc_udp.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ bool ParseProcUdpLine(const char* line, uint8_t family, SockRecord* out) {
   size_t words = family == AF_INET6 ? 4 : 1;
   *out = SockRecord();
   out->family = family;
-  out->protocol = 17;
+  out->protocol = IPPROTO_UDP;
   const char* end = nullptr;
   if (!ParseHexAddress(p, words, out->src, &end) || *end != ':') return false;
   char* next = nullptr;

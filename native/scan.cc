@@ -1,6 +1,7 @@
 #include "scan.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -13,8 +14,6 @@ namespace sw {
 
 namespace {
 
-constexpr uint8_t kIpprotoTcp = 6;
-constexpr uint8_t kIpprotoUdp = 17;
 constexpr uint8_t kExtSkmem = 1 << (INET_DIAG_SKMEMINFO - 1);
 
 uint64_t NowNs() {
@@ -127,7 +126,7 @@ class ScanSink : public MessageSink {
   // Counts the socket (state, offender) and says whether it needs a full record.
   bool Count(const SockRecord& r, uint32_t* reasons) {
     out_->sockets_seen++;
-    uint32_t* counts = r.protocol == kIpprotoTcp ? out_->tcp_states : out_->udp_states;
+    uint32_t* counts = r.protocol == IPPROTO_TCP ? out_->tcp_states : out_->udp_states;
     counts[r.state & 15]++;
     *reasons = OffenderReasons(r, p_);
     if (*reasons != 0) out_->offenders_total++;
@@ -144,7 +143,7 @@ class ScanSink : public MessageSink {
   }
 
   bool WantsAggregate(const SockRecord& r) const {
-    return (p_.flags & kScanAggregate) && r.protocol == kIpprotoTcp && (p_.agg_states & (1u << r.state));
+    return (p_.flags & kScanAggregate) && r.protocol == IPPROTO_TCP && (p_.agg_states & (1u << r.state));
   }
 
   const ScanParams& p_;
@@ -184,11 +183,11 @@ Status DumpTcpBothFamilies(NetlinkSocket* sock, ScanSink* sink, const ScanParams
   uint32_t seq = sock->NextSeq();
   size_t len =
       BuildTcpBothFamiliesDumpRequest(req, sizeof(req), seq, p.tcp_states, ext, p.bytecode.data(), p.bytecode.size());
-  return RunDump(sock, sink, kIpprotoTcp, req, len, seq);
+  return RunDump(sock, sink, IPPROTO_TCP, req, len, seq);
 }
 
-// /proc/net/udp cannot apply the bytecode; the kernel filter is only an optimisation for the
-// watchers, which re-check ports, so the fallback applies the state mask alone and says so.
+// /proc/net/udp cannot apply the bytecode: the fallback applies the state mask alone and says so
+// (udp_from_proc), so a caller that filtered by port must filter the records itself.
 Status ProcUdp(ScanSink* sink, const ScanParams& p) {
   struct Src {
     uint32_t bit;
@@ -227,7 +226,7 @@ size_t AggKeyHash::operator()(const AggKey& k) const {
 }
 
 uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p) {
-  if (r.protocol == kIpprotoTcp && r.state == kTcpListen) {
+  if (r.protocol == IPPROTO_TCP && r.state == kTcpListen) {
     if (p.accept_threshold == kAcceptAtLimit)
       return (r.wqueue > 0 && r.rqueue >= r.wqueue) ? static_cast<uint32_t>(kReasonAccept) : 0u;
     return Above(r.rqueue, p.accept_threshold) ? static_cast<uint32_t>(kReasonAccept) : 0u;
@@ -261,7 +260,7 @@ Status RunScan(NetlinkSocket* sock, const ScanParams& p, bool allow_proc_udp, Sc
   if ((p.protocols & kProtoTcp) && p.tcp_states != 0 && !tcp_done) {
     for (int i = 0; i < 2; i++) {
       if (!(p.families & family_bits[i])) continue;
-      Status s = DumpOne(sock, &sink, families[i], kIpprotoTcp, p.tcp_states, p);
+      Status s = DumpOne(sock, &sink, families[i], IPPROTO_TCP, p.tcp_states, p);
       if (!s.ok()) return s;
     }
   }
@@ -269,7 +268,7 @@ Status RunScan(NetlinkSocket* sock, const ScanParams& p, bool allow_proc_udp, Sc
     bool use_proc = (p.flags & kScanForceProcUdp) != 0;
     for (int i = 0; i < 2 && !use_proc; i++) {
       if (!(p.families & family_bits[i])) continue;
-      Status s = DumpOne(sock, &sink, families[i], kIpprotoUdp, p.udp_states, p);
+      Status s = DumpOne(sock, &sink, families[i], IPPROTO_UDP, p.udp_states, p);
       if (s.err == -ENOENT) {  // no udp_diag in this kernel
         use_proc = true;
         break;
@@ -278,8 +277,8 @@ Status RunScan(NetlinkSocket* sock, const ScanParams& p, bool allow_proc_udp, Sc
     }
     if (use_proc) {
       if (!allow_proc_udp) return Status::Fail(-ENOENT, "udp_diag");
-      // Drop whatever the netlink pass already counted for UDP, then read /proc once.
-      // (udp_diag is absent for both families or neither, so nothing was counted.)
+      // udp_diag is absent for both families or neither, so the netlink pass counted no UDP
+      // socket: read /proc once for the families asked for.
       out->udp_from_proc = true;
       Status s = ProcUdp(&sink, p);
       if (!s.ok()) return s;
@@ -320,7 +319,7 @@ Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const
   uint32_t seq = sock->NextSeq();
   // udp_dump_one() reads the request's source and destination swapped ("for historical reasons"
   // in net/ipv4/udp_diag.c): the local end goes in the dst fields for UDP.
-  bool swap = protocol == kIpprotoUdp;
+  bool swap = protocol == IPPROTO_UDP;
   size_t len = BuildLookupRequest(req, sizeof(req), seq, family, protocol, swap ? dst : src, swap ? dport : sport,
                                   swap ? src : dst, swap ? sport : dport, cookie, want_skmem ? kExtSkmem : 0);
   Status s = sock->Send(req, len);

@@ -2,6 +2,7 @@
 // happen here, so only offenders and aggregates ever become JavaScript values.
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <unordered_map>
@@ -30,6 +31,10 @@ enum : uint32_t {
 constexpr int64_t kThresholdOff = -1;
 constexpr int64_t kAcceptAtLimit = -2;
 constexpr int kTcpListen = 10;
+// Per-state counters: one slot per TCP state number (the kernel's 1..12 fit in 16).
+constexpr size_t kStateSlots = 16;
+// Counts per aggregate as they cross to JS: the total, then one per state.
+constexpr size_t kAggCountFields = 1 + kStateSlots;
 
 struct ScanParams {
   uint32_t protocols = kProtoTcp | kProtoUdp;
@@ -68,15 +73,15 @@ struct AggKeyHash {
 struct AggEntry {
   AggKey key;
   uint32_t total = 0;
-  uint32_t states[16] = {0};
+  uint32_t states[kStateSlots] = {0};
 };
 
 struct ScanOutput {
   std::vector<Offender> records;
   uint64_t offenders_total = 0;
   uint64_t sockets_seen = 0;
-  uint32_t tcp_states[16] = {0};
-  uint32_t udp_states[16] = {0};
+  uint32_t tcp_states[kStateSlots] = {0};
+  uint32_t udp_states[kStateSlots] = {0};
   std::vector<AggEntry> aggregates;  // sorted by total, descending, after the cuts
   uint64_t aggregates_total = 0;     // distinct remote endpoints before the cuts
   std::vector<uint64_t> agg_cookies;

@@ -3,6 +3,9 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as os from 'node:os';
+import { SockwatchError } from '../lib/base/errors';
+import { FAMILY_V4, PROTO_TCP, THRESHOLD_OFF, loadBinding, type NativeScanRequest } from '../lib/native';
 import { Sampler } from '../lib/sampler';
 import { cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
 
@@ -75,16 +78,46 @@ describe('async scan', () => {
     await closed;
     expect(r.socketsSeen).toBeGreaterThan(0);
     expect(s.closed).toBe(true);
-    await expect(s.sample()).rejects.toMatchObject({ code: 'ERR_SAMPLER_CLOSED' });
+    await expect(s.sample()).rejects.toMatchObject({ code: 'ERR_SOCKWATCH_SAMPLER_CLOSED', legacyCode: 'ERR_SAMPLER_CLOSED' });
     expect(() => s.sampleSync()).toThrow(/closed/);
     await s.close(); // idempotent
   });
 
-  it('async errors carry the caller stack', async () => {
+  it('async native failures are SystemErrors named by Node, with the caller stack', async () => {
+    // An opcode the kernel does not know: inet_diag_bc_audit refuses the request with EINVAL,
+    // which comes back on the pool thread as NLMSG_ERROR.
+    const native = new (loadBinding().Sampler)();
+    const request: NativeScanRequest = {
+      protocols: PROTO_TCP,
+      families: FAMILY_V4,
+      tcpStates: 0xfff,
+      udpStates: 0,
+      bytecode: Buffer.from([0xee, 4, 8, 0]),
+      recvThreshold: THRESHOLD_OFF,
+      sendThreshold: THRESHOLD_OFF,
+      acceptThreshold: THRESHOLD_OFF,
+      maxRecords: 0,
+      flags: 0,
+      aggStates: 0,
+      aggTop: 0,
+      aggMinTotal: 0,
+    };
+    async function scanFromTheCaller(): Promise<unknown> {
+      return native.scan(request).catch((e: unknown) => e);
+    }
+    const err = (await scanFromTheCaller()) as Error & { code?: string; errno?: number; syscall?: string };
+    native.close();
+    expect(err).toBeInstanceOf(Error);
+    expect(err).toMatchObject({ code: 'EINVAL', errno: -os.constants.errno.EINVAL, syscall: 'recvmsg' });
+    expect(err.message).toMatch(/^recvmsg EINVAL: /);
+    expect(err.stack).toContain('scanFromTheCaller');
+
+    // A closed sampler is the project's own condition, not an errno.
     const s = new Sampler();
     await s.close();
-    const err = await s.sample().catch((e: Error) => e);
-    expect(err).toBeInstanceOf(Error);
+    const closed = await s.sample().catch((e: Error) => e);
+    expect(closed).toBeInstanceOf(SockwatchError);
+    expect(closed).toMatchObject({ code: 'ERR_SOCKWATCH_SAMPLER_CLOSED' });
   });
 });
 
