@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hourKey } from '../lib/outbound';
+import { hourKey } from '../lib/outbound/log-format';
 import { onCleanup, runCleanups } from './helpers/cleanup';
 import { killCliProcesses, startCli, type CliOptions } from './helpers/cli';
 import { SNAT_ENV, deadPid, readLogs } from './helpers/snat';
@@ -107,6 +107,20 @@ describe('sockwatch snat (no .NET needed)', () => {
     expect(polls[0]).toMatchObject({ exceeded: true, threshold: 5, pid: holder.pid, busiest: { remote: `127.0.0.1:${port}`, count: 7 } });
     expect(fs.existsSync(path.join(logDir, 'sockwatch-snat.pid'))).toBe(false);
     expect(r.stdout).toContain('Connection threshold exceeded: 127.0.0.1:');
+  });
+
+  it('refuses to append its log through a symbolic link planted at the hour\'s log file (run as root)', async () => {
+    const logDir = path.join(tmp, 'planted');
+    const victim = path.join(tmp, 'victim.txt');
+    fs.writeFileSync(victim, 'untouched\n');
+    const dir = path.join(logDir, 'outconn-logs-p1');
+    fs.mkdirSync(dir, { recursive: true });
+    const link = path.join(dir, `outbound_conns_stats_${hourKey(new Date())}.log`);
+    fs.symlinkSync(victim, link);
+    const r = await run(['-f', '0.3', '-d', '0.0004', '--pid', String(holder.pid), '--log-dir', logDir], { env: { COMPUTERNAME: 'p1' } });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toBe(`sockwatch: refusing to open ${link}: it is a symbolic link\n`);
+    expect(fs.readFileSync(victim, 'utf8')).toBe('untouched\n');
   });
 
   it('warns and uses the host name when COMPUTERNAME is not set', async () => {

@@ -1,8 +1,9 @@
 // The hourly log files: outconn-logs-{instance}/outbound_conns_stats_{YYYY-MM-DD_HH}.log and its
 // JSON-lines twin (.jsonl). Every write is a synchronous append, so a SIGKILL loses nothing already
-// logged; the file in use follows the clock (a new one each local hour). Every text is redacted.
-import * as fs from 'node:fs';
+// logged; the file in use follows the clock (a new one each local hour). Every text is redacted, and a
+// symbolic link planted where a log file belongs is refused (base/fs), never appended through.
 import * as path from 'node:path';
+import { appendFileNoFollow, ensureDir } from '../base/fs';
 import { redactText } from '../redact';
 import { logDirName, statsFileName } from './log-format';
 
@@ -25,7 +26,7 @@ export class HourlyLog {
     if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('now must be a function');
     this.dir = path.resolve(options.baseDir ?? '.', logDirName(options.instance));
     this.now = options.now ?? (() => new Date());
-    fs.mkdirSync(this.dir, { recursive: true });
+    ensureDir(this.dir);
   }
 
   /** The text log of the hour of `date` (default now). */
@@ -42,8 +43,8 @@ export class HourlyLog {
    * now). Either may be omitted.
    */
   write(lines: readonly string[] | undefined, record?: Record<string, unknown>, at: Date = this.now()): void {
-    if (lines && lines.length > 0) fs.appendFileSync(this.textPath(at), redactText(lines.join('\n')) + '\n');
-    if (record) fs.appendFileSync(this.jsonPath(at), redactText(JSON.stringify(record, bigintReplacer)) + '\n');
+    if (lines && lines.length > 0) appendFileNoFollow(this.textPath(at), redactText(lines.join('\n')) + '\n');
+    if (record) appendFileNoFollow(this.jsonPath(at), redactText(JSON.stringify(record, bigintReplacer)) + '\n');
   }
 }
 

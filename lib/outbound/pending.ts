@@ -3,6 +3,7 @@
 // in between leaves a record the next run resumes (the upload module keeps its own record of the
 // staged blocks beside it). The SAS URL is never stored: the next run brings its own.
 import * as fs from 'node:fs';
+import { ensureDir, writeFileAtomic } from '../base/fs';
 import * as path from 'node:path';
 
 export type CollectionKind = 'dump' | 'trace';
@@ -46,17 +47,9 @@ function isPending(v: unknown): v is PendingUpload {
 
 /** Writes the record atomically (temp file, fsync, rename). */
 export function writePending(stateDir: string, record: PendingUpload): string {
-  fs.mkdirSync(stateDir, { recursive: true });
+  ensureDir(stateDir);
   const file = pendingPath(stateDir, record.filePath);
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
-  try {
-    fs.writeFileSync(fd, `${JSON.stringify(record, null, 2)}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`, { fsync: true });
   return file;
 }
 

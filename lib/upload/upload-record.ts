@@ -3,6 +3,7 @@
 // record or the new one, never a torn one.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { ensureDir, writeFileAtomic } from '../base/fs';
 import * as path from 'node:path';
 
 export interface UploadRecord {
@@ -76,16 +77,8 @@ export async function readUploadRecord(file: string): Promise<ReadRecordResult> 
 /** Writes the record so that a crash at any point leaves either the old or the new version. */
 export async function writeUploadRecord(file: string, record: UploadRecord): Promise<void> {
   const dir = path.dirname(file);
-  await fs.promises.mkdir(dir, { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await fs.promises.open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.promises.rename(tmp, file);
+  ensureDir(dir);
+  writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`, { fsync: true });
   await syncDirectory(dir);
 }
 
