@@ -165,8 +165,9 @@ describe.skipIf(!hasDotnet())('discovery and ProcessInfo of a real .NET app', ()
     const sleeper = startSleeper();
     sleepers.push(sleeper);
     const pid = sleeper.pid!;
-    const err = (await findDiagnosticSocket(pid).catch((e: unknown) => e)) as Error & { code?: string };
-    expect(err.code).toBe('ENODOTNET');
+    const err = (await findDiagnosticSocket(pid).catch((e: unknown) => e)) as Error & { code?: string; legacyCode?: string };
+    expect(err.code).toBe('ERR_SOCKWATCH_NO_DOTNET');
+    expect(err.legacyCode).toBe('ENODOTNET');
     expect(err.message).toContain(`no .NET diagnostics socket for process ${pid}`);
     expect(err.message).toContain(`dotnet-diagnostic-${pid}-*-socket in /tmp`);
     expect(err.message).toContain('no libcoreclr.so mapped');

@@ -156,7 +156,8 @@ describe('GenerateCoreDump fallbacks (fake server)', () => {
       (e: unknown) => e,
     )) as DiagnosticsIpcError;
     expect(err).toBeInstanceOf(DiagnosticsIpcError);
-    expect(err.code).toBe('E_FAIL');
+    expect(err.code).toBe('ERR_SOCKWATCH_DIAGNOSTICS');
+    expect(err.hresultName).toBe('E_FAIL');
     expect(err.hresult).toBe(0x80004005);
     expect(err.detail).toBe('ptrace(ATTACH, 4242) FAILED Operation not permitted (1)');
     expect(err.message).toMatch(
@@ -224,7 +225,8 @@ describe('ProcessInfo fallbacks and transport errors (fake server)', () => {
     respond = (_req, socket) => socket.end(ok(Buffer.alloc(40)).subarray(0, 30));
     const err = (await getProcessInfo(target()).catch((e: unknown) => e)) as DiagnosticsIpcError;
     expect(err).toBeInstanceOf(DiagnosticsIpcError);
-    expect(err.code).toBe('CONNECTION_CLOSED');
+    expect(err.code).toBe('ERR_SOCKWATCH_DIAGNOSTICS_CLOSED');
+    expect(err.legacyCode).toBe('CONNECTION_CLOSED');
     expect(err.message).toMatch(/Process\.ProcessInfo3: the runtime closed the connection after 10 of 40 expected bytes/);
   });
 

@@ -111,7 +111,9 @@ describe('HRESULT decoding', () => {
     expect(caught).toBeInstanceOf(DiagnosticsIpcError);
     const e = caught as DiagnosticsIpcError;
     expect(e.hresult).toBe(0x80004005);
-    expect(e.code).toBe('E_FAIL');
+    expect(e.code).toBe('ERR_SOCKWATCH_DIAGNOSTICS');
+    expect(e.hresultName).toBe('E_FAIL');
+    expect(e.legacyCode).toBe('E_FAIL');
     expect(e.detail).toBe('Problem suspending threads');
     expect(e.command).toBe('Dump.GenerateCoreDump3');
     expect(e.message).toBe('Dump.GenerateCoreDump3 failed: the operation failed (E_FAIL, HRESULT 0x80004005): Problem suspending threads');
@@ -215,7 +217,8 @@ describe('dump size estimate and disk-space check', () => {
     const err = await ensureDiskSpace('/data', 200 * 1024 * 1024, 'a full dump of process 42', statfs).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InsufficientDiskSpaceError);
     const e = err as InsufficientDiskSpaceError;
-    expect(e.code).toBe('ENOSPC');
+    expect(e.code).toBe('ERR_SOCKWATCH_NO_DISK_SPACE'); // not an OS failure: the check ran before writing
+    expect(e.legacyCode).toBe('ENOSPC');
     expect(e.requiredBytes).toBe(200 * 1024 * 1024 + DUMP_SPACE_MARGIN_BYTES);
     expect(e.message).toBe(
       'not enough disk space for a full dump of process 42 in /data: needs about 264.0 MiB (estimate plus 64.0 MiB margin), 100.0 MiB free',

@@ -86,7 +86,8 @@ describe('parseContainerSasUrl', () => {
       caught = err;
     }
     expect(caught).toBeInstanceOf(SasExpiredError);
-    expect((caught as SasExpiredError).code).toBe('SAS_EXPIRED');
+    expect((caught as SasExpiredError).code).toBe('ERR_SOCKWATCH_SAS_EXPIRED');
+    expect((caught as SasExpiredError).legacyCode).toBe('SAS_EXPIRED');
     expect((caught as Error).message).toContain('expired at 2020-05-01T10:00:00.000Z');
     expect((caught as Error).message).toContain('https://acct.blob.core.windows.net/dumps');
     expectNoSecret((caught as Error).message);

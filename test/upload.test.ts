@@ -239,7 +239,7 @@ describe('uploadFile on Azurite', () => {
 
     const events: UploadEvent[] = [];
     const result = await run({ filePath: file, keepLocal: true }, events);
-    expect(events.filter((e) => e.type === 'retry')).toMatchObject([{ attempt: 2, reason: 'VERIFY_FAILED' }]);
+    expect(events.filter((e) => e.type === 'retry')).toMatchObject([{ attempt: 2, reason: 'ERR_SOCKWATCH_VERIFY_FAILED' }]);
     expect(result).toMatchObject({ attempts: 2, stagedBlocks: 3 });
     expect(result.uploadId).not.toBe(before.uploadId);
     expect((await download('core.4005')).equals(data)).toBe(true);
@@ -390,7 +390,7 @@ describe('retries through a faulty front', () => {
     const result = await run({ filePath: file, containerSasUrl: frontSas, concurrency: 1, maxAttempts: 8, tryTimeoutMs: 1000 }, events);
     expect((await download('core.9009')).equals(data)).toBe(true);
     const retries = events.filter((e) => e.type === 'retry');
-    expect(retries.map((e) => (e.type === 'retry' ? e.reason : ''))).toEqual(['HTTP 503', 'ECONNRESET', 'HTTP 429', 'timeout']);
+    expect(retries.map((e) => (e.type === 'retry' ? e.reason : ''))).toEqual(['HTTP 503', 'ECONNRESET', 'HTTP 429', 'ERR_SOCKWATCH_UPLOAD_TIMEOUT']);
     expect(retries.map((e) => (e.type === 'retry' ? `${e.attempt}/${e.maxAttempts}` : ''))).toEqual(['2/8', '3/8', '4/8', '5/8']);
     expect(result.attempts).toBe(5);
     // Each retry resumed: every block was staged exactly once in the end (5 blocks, 5 staged).

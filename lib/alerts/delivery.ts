@@ -262,7 +262,7 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
       await Promise.race([Promise.all([...this.inFlight.values()].map((f) => f.done)), grace]);
       clearTimeout(graceTimer);
       const left = [...this.inFlight.values()];
-      for (const f of left) f.abort(codedError('EABORTED', 'delivery stopped'));
+      for (const f of left) f.abort(Object.assign(codedError('ABORT_ERR', 'delivery stopped'), { name: 'AbortError' }));
       await Promise.all(left.map((f) => f.done));
     }
     this.agent.destroy();

@@ -35,7 +35,7 @@ export const ERROR_CODES = {
     legacy: 'PROTOCOL_ERROR',
   },
   ERR_SOCKWATCH_DIAGNOSTICS_CLOSED: {
-    meaning: 'the runtime closed the diagnostics connection before the reply was complete',
+    meaning: 'the diagnostics connection was closed or broke before the reply was complete',
     action: 'the process probably exited or crashed during the command; check it',
     legacy: 'CONNECTION_CLOSED',
   },

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { SockwatchError } from '../base/errors';
 import { startTimeFromStat } from '../base/proc';
 
 const SOCKET_NAME = /^dotnet-diagnostic-(\d+)-(\d+)-socket$/;
@@ -247,7 +248,7 @@ async function mapsCoreclr(pid: number): Promise<boolean | undefined> {
   return maps === undefined ? undefined : maps.includes('libcoreclr.so');
 }
 
-/** The diagnostics socket of one process; throws an Error (code ENODOTNET or ESRCH) saying why when there is none. */
+/** The diagnostics socket of one process; throws (code ERR_SOCKWATCH_NO_DOTNET, or ESRCH) saying why when there is none. */
 export async function findDiagnosticSocket(pid: number): Promise<DotnetProcess> {
   checkPid(pid);
   const facts = await procFacts(pid);
@@ -277,11 +278,12 @@ export async function findDiagnosticSocket(pid: number): Promise<DotnetProcess> 
     if (!reachable) causes.push(`it runs in another container and ${dir} is not accessible (needs root or CAP_SYS_PTRACE)`);
   }
   causes.push('the runtime could not create the socket (a TMPDIR path longer than 107 bytes, or not writable)');
-  const err = new Error(
+  const err = new SockwatchError(
+    'ERR_SOCKWATCH_NO_DOTNET',
     `no .NET diagnostics socket for process ${pid}: looked for dotnet-diagnostic-${facts.nsPid}-*-socket in ${dir}. ` +
       `Likely causes: ${causes.join('; ')}`,
   );
-  throw Object.assign(err, { code: 'ENODOTNET', pid });
+  throw Object.assign(err, { pid });
 }
 
 /** Accepts a pid or an endpoint; a pid is resolved with findDiagnosticSocket. */

@@ -14,6 +14,7 @@
 // back to VmRSS.
 
 import * as fsp from 'node:fs/promises';
+import { SockwatchError } from '../base/errors';
 import type { DumpTypeName } from './dump-types';
 
 const MiB = 1024 * 1024;
@@ -90,9 +91,8 @@ export function formatBytes(n: number): string {
   return `${n} bytes`;
 }
 
-/** Thrown when the dump would not fit. */
-export class InsufficientDiskSpaceError extends Error {
-  readonly code = 'ENOSPC';
+/** Thrown when the dump would not fit (code ERR_SOCKWATCH_NO_DISK_SPACE; nothing was written yet). */
+export class InsufficientDiskSpaceError extends SockwatchError {
   constructor(
     readonly directory: string,
     readonly requiredBytes: number,
@@ -100,6 +100,7 @@ export class InsufficientDiskSpaceError extends Error {
     what: string,
   ) {
     super(
+      'ERR_SOCKWATCH_NO_DISK_SPACE',
       `not enough disk space for ${what} in ${directory}: needs about ${formatBytes(requiredBytes)} ` +
         `(estimate plus ${formatBytes(DUMP_SPACE_MARGIN_BYTES)} margin), ${formatBytes(availableBytes)} free`,
     );

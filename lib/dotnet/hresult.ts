@@ -1,5 +1,8 @@
 // HRESULTs returned by the .NET diagnostics server, and the error class every IPC failure becomes.
 // Codes from the diagnostics IPC spec (dotnet/diagnostics documentation/design-docs/ipc-protocol.md).
+// The HRESULT names are the runtime's vocabulary: they ride in `hresultName`, while `code` follows the
+// project's scheme (lib/base/errors.ts): ERR_SOCKWATCH_DIAGNOSTICS* or the errno name of a socket failure.
+import { ERROR_CODES } from '../base/errors';
 
 /** Known diagnostics-server HRESULTs (unsigned 32-bit) → stable code name and a readable meaning. */
 const KNOWN_HRESULTS: ReadonlyMap<number, { code: string; meaning: string }> = new Map([
@@ -49,26 +52,40 @@ export function describeHresult(hresult: number): { code: string; meaning: strin
 export class DiagnosticsIpcError extends Error {
   /** The HRESULT as an unsigned 32-bit number; 0 when the failure is not a runtime reply (protocol/transport). */
   readonly hresult: number;
-  /** Stable name: UNKNOWN_COMMAND, E_FAIL, … or PROTOCOL_ERROR / CONNECTION_CLOSED for transport failures. */
+  /**
+   * ERR_SOCKWATCH_DIAGNOSTICS (the runtime replied with an error: see hresultName),
+   * ERR_SOCKWATCH_DIAGNOSTICS_PROTOCOL / _CLOSED / EMPTY_TRACE / BAD_TRACE (lib/base/errors.ts),
+   * or the errno name of a socket failure (ECONNREFUSED, ENOENT, ETIMEDOUT…).
+   */
   readonly code: string;
+  /** The runtime's name for the HRESULT (UNKNOWN_COMMAND, E_FAIL, …), when the runtime replied with one. */
+  readonly hresultName?: string;
+  /**
+   * The code this failure carried in 0.1.0 (the HRESULT name, PROTOCOL_ERROR, CONNECTION_CLOSED…).
+   * @deprecated match on `code` (and `hresultName`) instead; removed in 0.3.0.
+   */
+  readonly legacyCode?: string;
   /** The command that failed, e.g. "Dump.GenerateCoreDump3". */
   readonly command: string;
   /** Extra text from the runtime: for GenerateCoreDump3, createdump's own error message. */
   readonly detail?: string;
 
-  constructor(opts: { command: string; hresult?: number; code?: string; message?: string; detail?: string }) {
+  constructor(opts: { command: string; hresult?: number; code?: string; legacyCode?: string; message?: string; detail?: string }) {
     const hresult = (opts.hresult ?? 0) >>> 0;
     const described = opts.hresult !== undefined ? describeHresult(hresult) : undefined;
-    const code = opts.code ?? described?.code ?? 'PROTOCOL_ERROR';
+    const code = opts.code ?? (described ? 'ERR_SOCKWATCH_DIAGNOSTICS' : 'ERR_SOCKWATCH_DIAGNOSTICS_PROTOCOL');
     // An explicit message is used as is; a generated one ends with the runtime's own text, if any.
     const message =
       opts.message ??
-      `${opts.command} failed: ${described ? `${described.meaning} (${code}, HRESULT ${formatHresult(hresult)})` : code}` +
+      `${opts.command} failed: ${described ? `${described.meaning} (${described.code}, HRESULT ${formatHresult(hresult)})` : code}` +
         (opts.detail ? `: ${opts.detail}` : '');
     super(message);
     this.name = 'DiagnosticsIpcError';
     this.hresult = hresult;
     this.code = code;
+    if (described) this.hresultName = described.code;
+    const legacy = opts.legacyCode ?? described?.code ?? (code in ERROR_CODES ? ERROR_CODES[code as keyof typeof ERROR_CODES].legacy : undefined);
+    if (legacy !== undefined) this.legacyCode = legacy;
     this.command = opts.command;
     if (opts.detail) this.detail = opts.detail;
   }

@@ -30,7 +30,7 @@ export interface IpcReply {
 }
 
 function connectError(socketPath: string, command: string, err: NodeJS.ErrnoException): DiagnosticsIpcError {
-  const code = err.code ?? 'ECONNECT';
+  const code = err.code ?? 'ERR_SOCKWATCH_DIAGNOSTICS_CLOSED'; // a socket error without errno: rare
   const why: Record<string, string> = {
     ENOENT: 'the socket does not exist (the process exited, or diagnostics are disabled)',
     ECONNREFUSED: 'nobody listens on it (a stale socket left by a process that exited)',
@@ -109,14 +109,14 @@ export class IpcConnection {
       if (this.failure) {
         throw new DiagnosticsIpcError({
           command,
-          code: (this.failure as NodeJS.ErrnoException).code ?? 'ESOCKET',
+          code: (this.failure as NodeJS.ErrnoException).code ?? 'ERR_SOCKWATCH_DIAGNOSTICS_CLOSED',
           message: `${command}: ${this.failure.message}`,
         });
       }
       if (this.ended) {
         throw new DiagnosticsIpcError({
           command,
-          code: 'CONNECTION_CLOSED',
+          code: 'ERR_SOCKWATCH_DIAGNOSTICS_CLOSED',
           message: `${command}: the runtime closed the connection after ${this.buffered} of ${n} expected bytes`,
         });
       }

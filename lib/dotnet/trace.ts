@@ -268,12 +268,12 @@ export async function collectTrace(target: DotnetTarget, tracePath: string, opts
   if (info.bytes === 0) {
     throw new DiagnosticsIpcError({
       command: cmd.name,
-      code: 'EMPTY_TRACE',
+      code: 'ERR_SOCKWATCH_EMPTY_TRACE',
       message: `${cmd.name}: the runtime sent no trace data (${file} is empty)`,
     });
   }
   if (!info.magicOk) {
-    throw new DiagnosticsIpcError({ command: cmd.name, code: 'BAD_TRACE', message: `${cmd.name}: ${file} does not start with "Nettrace"` });
+    throw new DiagnosticsIpcError({ command: cmd.name, code: 'ERR_SOCKWATCH_BAD_TRACE', message: `${cmd.name}: ${file} does not start with "Nettrace"` });
   }
   return {
     path: file,

@@ -18,7 +18,7 @@ export async function confirmUpload(
     if (!alreadyDeleted) await removeUploadRecord(up.recordFile);
     throw new UploadError(`verification of ${record.blobName} failed: ${problem}`, {
       operation: 'verify',
-      code: 'VERIFY_FAILED',
+      code: 'ERR_SOCKWATCH_VERIFY_FAILED',
       retryable: !alreadyDeleted,
     });
   }

@@ -2,13 +2,17 @@
 // signature) and may quote the URL in its message, so it never leaves as is: it becomes an
 // UploadError holding only redacted text, the status and the service error code.
 import { REDACTED, redactText } from '../redact';
+import { ERROR_CODES } from '../base/errors';
 
 export interface UploadErrorInit {
   /** The operation that failed: stageBlock, commitBlockList, getBlockList, getProperties, verify, file. */
   operation: string;
   retryable: boolean;
   statusCode?: number;
-  /** The service error code (AuthenticationFailed, ContainerNotFound…) or a network code (ECONNREFUSED…). */
+  /**
+   * The service error code (AuthenticationFailed, ContainerNotFound…), a network code (ECONNREFUSED…) or
+   * one of the project's (ERR_SOCKWATCH_UPLOAD_TIMEOUT, _FILE_CHANGED, _VERIFY_FAILED: lib/base/errors.ts).
+   */
   code?: string;
   /** From a Retry-After header, when the service sent one. */
   retryAfterMs?: number;
@@ -20,6 +24,11 @@ export class UploadError extends Error {
   readonly retryable: boolean;
   readonly statusCode?: number;
   readonly code?: string;
+  /**
+   * The 0.1.0 code of a project condition (timeout, FILE_CHANGED, VERIFY_FAILED).
+   * @deprecated match on `code` instead; removed in 0.3.0.
+   */
+  readonly legacyCode?: string;
   readonly retryAfterMs?: number;
   /** How many attempts were made, set when the error ends the upload. */
   attempts?: number;
@@ -31,10 +40,12 @@ export class UploadError extends Error {
     this.retryable = init.retryable;
     if (init.statusCode !== undefined) this.statusCode = init.statusCode;
     if (init.code !== undefined) this.code = init.code;
+    const legacy = init.code !== undefined && init.code in ERROR_CODES ? ERROR_CODES[init.code as keyof typeof ERROR_CODES].legacy : undefined;
+    if (legacy !== undefined) this.legacyCode = legacy;
     if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
   }
 
-  /** A short reason for a retry log line: "ECONNREFUSED", "HTTP 503 ServerBusy", "timeout". */
+  /** A short reason for a retry log line: "ECONNREFUSED", "HTTP 503 ServerBusy", "ERR_SOCKWATCH_UPLOAD_TIMEOUT". */
   get reason(): string {
     if (this.statusCode !== undefined) return `HTTP ${this.statusCode}${this.code ? ` ${this.code}` : ''}`;
     return this.code ?? this.message;

@@ -1,6 +1,7 @@
 // Parsing and checking a container SAS URL. Messages show the URL only through redactUrl: the
 // signature never appears in an error.
 import { isSecretParam, redactUrl } from '../redact';
+import { SockwatchError } from '../base/errors';
 
 export interface ContainerSasInfo {
   /** The container URL without the query string (safe to log). */
@@ -23,13 +24,12 @@ export interface ParseContainerSasOptions {
 }
 
 /** The SAS in a container URL is past its `se=` expiry. */
-export class SasExpiredError extends Error {
-  readonly code = 'SAS_EXPIRED';
+export class SasExpiredError extends SockwatchError {
   constructor(
     readonly containerUrl: string,
     readonly expiresOn: Date,
   ) {
-    super(`the container SAS for ${containerUrl} expired at ${expiresOn.toISOString()}; ask for a new SAS URL`);
+    super('ERR_SOCKWATCH_SAS_EXPIRED', `the container SAS for ${containerUrl} expired at ${expiresOn.toISOString()}; ask for a new SAS URL`);
     this.name = 'SasExpiredError';
   }
 }

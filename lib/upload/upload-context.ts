@@ -59,7 +59,7 @@ export async function remote<T>(up: Upload, operation: string, call: (signal: Ab
     if (timedOut) {
       throw new UploadError(`${operation} timed out after ${up.opts.tryTimeoutMs} ms`, {
         operation,
-        code: 'timeout',
+        code: 'ERR_SOCKWATCH_UPLOAD_TIMEOUT',
         retryable: true,
       });
     }
@@ -82,7 +82,7 @@ export async function statFile(file: string): Promise<fs.Stats | undefined> {
 export function fileChanged(operation: string): UploadError {
   return new UploadError('the file changed during the upload; starting over', {
     operation,
-    code: 'FILE_CHANGED',
+    code: 'ERR_SOCKWATCH_FILE_CHANGED',
     retryable: true,
   });
 }
