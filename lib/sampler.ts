@@ -1,9 +1,12 @@
-// Typed, validated API over the addon. Options are checked and normalised here, compiled into a
-// plain request (bitmasks, thresholds, bytecode) once per options object, and only offenders and
-// aggregates come back from native code.
+// Typed, validated API over the addon. Options are checked with lib/base/validate.ts (its rule:
+// wrong type TypeError, out of range RangeError, unknown keys rejected) and compiled into a plain
+// request (bitmasks, thresholds, bytecode) on every call (no cache: a result never depends on what an
+// options object held earlier); only offenders and aggregates come back from native code.
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { formatEndpoint, addressBytes, parseEndpoint } from './address';
+import * as v from './base/validate';
+import { type AcceptThreshold, type ByteThreshold, type PortSpec } from './base/validate';
 import { compileFilter, portRulesFilter, type PortRange } from './bytecode';
 import { SockwatchError, systemError } from './base/errors';
 import {
@@ -39,7 +42,7 @@ import {
 } from './native';
 import { ALL_STATES_MASK, TCP_STATES, UDP_STATES_MASK, stateMask, stateName } from './states';
 
-export type PortSpec = number | string | PortRange;
+export type { AcceptThreshold, ByteThreshold, PortSpec };
 
 export interface SamplerOptions {
   /** Sample inside another network namespace: /proc/PID/ns/net or /var/run/netns/NAME (needs CAP_SYS_ADMIN). */
@@ -61,10 +64,10 @@ export interface AggregateOptions {
 }
 
 export interface SampleOptions {
-  /** Protocols; when neither is set, both. */
+  /** Protocols: those set true; when none is true, those not set false (both false: an error). */
   tcp?: boolean;
   udp?: boolean;
-  /** Families; when neither is set, both. */
+  /** Families, by the same rule as the protocols. */
   ipv4?: boolean;
   ipv6?: boolean;
   /** ss-style state names (established, listen, time-wait, unconn, all, connected…). Default: all. */
@@ -74,17 +77,17 @@ export interface SampleOptions {
   excludeLocalPorts?: readonly PortSpec[];
   remotePorts?: readonly PortSpec[];
   excludeRemotePorts?: readonly PortSpec[];
-  /** Offender when the receive queue is strictly greater (bytes; UDP: kernel memory). */
-  recvThreshold?: number;
-  /** Offender when the send queue is strictly greater. */
-  sendThreshold?: number;
-  /** LISTEN sockets: accept queue strictly greater than this many connections, or 'limit' (queue ≥ backlog). */
-  acceptThreshold?: number | 'limit';
+  /** Offender when the receive queue is strictly greater (bytes; UDP: kernel memory). Default 'off'. */
+  recvThreshold?: ByteThreshold;
+  /** Offender when the send queue is strictly greater. Default 'off'. */
+  sendThreshold?: ByteThreshold;
+  /** LISTEN sockets: accept queue strictly greater than this many connections, 'limit' (queue ≥ backlog) or 'off' (default). */
+  acceptThreshold?: AcceptThreshold;
   /** Return every socket, not only offenders (small listings). */
   all?: boolean;
   /** Ask the kernel for SKMEMINFO (rcvbuf, sndbuf, drops…). */
   skmem?: boolean;
-  /** Cap on returned records (offendersTotal still counts all). Default 10,000. */
+  /** Cap on returned records (offendersTotal still counts all): 0 to 2**32-1. Default 10,000. */
   maxRecords?: number;
   /** Per-remote-endpoint aggregation of TCP sockets (SNAT counting). */
   aggregate?: boolean | AggregateOptions;
@@ -166,74 +169,80 @@ export interface SampleResult {
 
 const DEFAULT_MAX_RECORDS = 10_000;
 
-function checkThreshold(name: string, v: unknown): number {
-  if (v === undefined) return THRESHOLD_OFF;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${name} must be a finite number, got ${String(v)}`);
-  if (v < 0 || !Number.isInteger(v)) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
-  return Math.min(v, 0xffffffff);
+/** The public options of each call, as validate.optionsObject checks them. */
+export const SAMPLER_OPTION_KEYS = ['netns'] as const;
+export const SAMPLE_OPTION_KEYS = [
+  'tcp',
+  'udp',
+  'ipv4',
+  'ipv6',
+  'states',
+  'localPorts',
+  'excludeLocalPorts',
+  'remotePorts',
+  'excludeRemotePorts',
+  'recvThreshold',
+  'sendThreshold',
+  'acceptThreshold',
+  'all',
+  'skmem',
+  'maxRecords',
+  'aggregate',
+  'forceProcUdp',
+] as const;
+const AGGREGATE_OPTION_KEYS = ['states', 'cookies', 'ownerInodes', 'ownerCookies', 'top', 'minTotal'] as const;
+const LOOKUP_OPTION_KEYS = ['protocol', 'local', 'remote', 'cookie', 'skmem'] as const;
+
+/** The one place where a threshold becomes the addon's encoding (THRESHOLD_OFF, ACCEPT_AT_LIMIT). */
+function nativeThreshold(t: AcceptThreshold): number {
+  if (t === 'off') return THRESHOLD_OFF;
+  if (t === 'limit') return ACCEPT_AT_LIMIT;
+  return t;
 }
 
 /** Parses a port spec (80, "80", "1024-2048", {from,to}). Throws naming `option`. */
 export function parsePortSpec(spec: PortSpec, option: string): PortRange {
-  let from: number;
-  let to: number;
-  if (typeof spec === 'number') {
-    from = to = spec;
-  } else if (typeof spec === 'string') {
-    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(spec);
-    if (!m) throw new TypeError(`${option}: "${spec}" is not a port or a port range (like 80 or 1024-2048)`);
-    from = Number(m[1]);
-    to = m[2] === undefined ? from : Number(m[2]);
-  } else if (spec && typeof spec === 'object') {
-    from = spec.from;
-    to = spec.to;
-  } else {
-    throw new TypeError(`${option}: ${String(spec)} is not a port`);
-  }
-  for (const p of [from, to]) {
-    if (!Number.isInteger(p) || p < 0 || p > 65535) throw new RangeError(`${option}: port ${p} is out of range 0-65535`);
-  }
-  if (from > to) throw new RangeError(`${option}: range ${from}-${to} is empty`);
-  return { from, to };
+  return v.portSpec(spec, option);
 }
 
-function ports(list: readonly PortSpec[] | undefined, option: string): PortRange[] | undefined {
-  if (list === undefined) return undefined;
-  if (!Array.isArray(list)) throw new TypeError(`${option} must be an array of ports`);
-  return list.map((p) => parsePortSpec(p, option));
+/**
+ * Bits of the members set true; when none is true, of those not set false; all set false is an
+ * error ("neither protocol").
+ */
+function pickBits(o: Record<string, unknown>, path: string, members: Record<string, number>, what: string): number {
+  let on = 0;
+  let notOff = 0;
+  for (const [key, bit] of Object.entries(members)) {
+    const b = o[key] === undefined ? undefined : v.boolean(o[key], `${path}.${key}`);
+    if (b === true) on |= bit;
+    if (b !== false) notOff |= bit;
+  }
+  if (on !== 0) return on;
+  if (notOff === 0)
+    throw new RangeError(
+      `${Object.keys(members)
+        .map((k) => `${path}.${k}`)
+        .join(' and ')} are all false: neither ${what}`,
+    );
+  return notOff;
 }
 
-function sortedUint32(it: Iterable<number>, option: string): Uint32Array {
-  const a = Uint32Array.from(it, (v) => {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${option}: ${v} is not an inode number`);
-    return v;
-  });
-  return a.sort();
+function stateList(list: unknown, path: string): number {
+  const mask = stateMask(v.stringList(list, path), path);
+  if (mask === 0) throw new RangeError(`${path} must name at least one state (got an empty list)`);
+  return mask;
 }
 
 /** Validates and compiles sample options into the request the addon takes. */
-export function compileSampleOptions(o: SampleOptions = {}): NativeScanRequest {
-  if (o === null || typeof o !== 'object') throw new TypeError('sample options must be an object');
-  const tcp = o.tcp ?? false;
-  const udp = o.udp ?? false;
-  const v4 = o.ipv4 ?? false;
-  const v6 = o.ipv6 ?? false;
-  const protocols = tcp || udp ? (tcp ? PROTO_TCP : 0) | (udp ? PROTO_UDP : 0) : PROTO_TCP | PROTO_UDP;
-  const families = v4 || v6 ? (v4 ? FAMILY_V4 : 0) | (v6 ? FAMILY_V6 : 0) : FAMILY_V4 | FAMILY_V6;
-  const mask = o.states === undefined ? ALL_STATES_MASK : stateMask(o.states, 'states');
-  if (o.states !== undefined && mask === 0) throw new RangeError('states must name at least one state');
-
-  let acceptThreshold = THRESHOLD_OFF;
-  if (o.acceptThreshold === 'limit') acceptThreshold = ACCEPT_AT_LIMIT;
-  else acceptThreshold = checkThreshold('acceptThreshold', o.acceptThreshold);
-
-  const maxRecords = o.maxRecords ?? DEFAULT_MAX_RECORDS;
-  if (!Number.isInteger(maxRecords) || maxRecords < 0) throw new RangeError(`maxRecords must be a non-negative integer, got ${maxRecords}`);
-
+export function compileSampleOptions(options: SampleOptions = {}, path = 'options'): NativeScanRequest {
+  const o = v.optionsObject<SampleOptions>(options, path, SAMPLE_OPTION_KEYS);
+  const protocols = pickBits(o, path, { tcp: PROTO_TCP, udp: PROTO_UDP }, 'protocol');
+  const families = pickBits(o, path, { ipv4: FAMILY_V4, ipv6: FAMILY_V6 }, 'family');
+  const mask = o.states === undefined ? ALL_STATES_MASK : stateList(o.states, `${path}.states`);
   let flags = 0;
-  if (o.all) flags |= SCAN_ALL;
-  if (o.skmem) flags |= SCAN_SKMEMINFO;
-  if (o.forceProcUdp) flags |= SCAN_FORCE_PROC_UDP;
+  if (v.boolean(o.all, `${path}.all`)) flags |= SCAN_ALL;
+  if (v.boolean(o.skmem, `${path}.skmem`)) flags |= SCAN_SKMEMINFO;
+  if (v.boolean(o.forceProcUdp, `${path}.forceProcUdp`)) flags |= SCAN_FORCE_PROC_UDP;
 
   const req: NativeScanRequest = {
     protocols,
@@ -242,37 +251,33 @@ export function compileSampleOptions(o: SampleOptions = {}): NativeScanRequest {
     udpStates: mask & UDP_STATES_MASK,
     bytecode: compileFilter(
       portRulesFilter({
-        localPorts: ports(o.localPorts, 'localPorts'),
-        excludeLocalPorts: ports(o.excludeLocalPorts, 'excludeLocalPorts'),
-        remotePorts: ports(o.remotePorts, 'remotePorts'),
-        excludeRemotePorts: ports(o.excludeRemotePorts, 'excludeRemotePorts'),
+        localPorts: v.portList(o.localPorts, `${path}.localPorts`),
+        excludeLocalPorts: v.portList(o.excludeLocalPorts, `${path}.excludeLocalPorts`),
+        remotePorts: v.portList(o.remotePorts, `${path}.remotePorts`),
+        excludeRemotePorts: v.portList(o.excludeRemotePorts, `${path}.excludeRemotePorts`),
       }),
     ),
-    recvThreshold: checkThreshold('recvThreshold', o.recvThreshold),
-    sendThreshold: checkThreshold('sendThreshold', o.sendThreshold),
-    acceptThreshold,
-    maxRecords,
+    recvThreshold: nativeThreshold(v.byteThreshold(o.recvThreshold, `${path}.recvThreshold`, 'off')),
+    sendThreshold: nativeThreshold(v.byteThreshold(o.sendThreshold, `${path}.sendThreshold`, 'off')),
+    acceptThreshold: nativeThreshold(v.acceptThreshold(o.acceptThreshold, `${path}.acceptThreshold`, 'off')),
+    maxRecords: v.optInteger(o.maxRecords, `${path}.maxRecords`, DEFAULT_MAX_RECORDS, { max: v.UINT32_MAX }),
     flags,
     aggStates: 0,
     aggTop: 0,
     aggMinTotal: 0,
   };
-  if (o.aggregate) {
-    const a: AggregateOptions = o.aggregate === true ? {} : o.aggregate;
-    req.flags |= SCAN_AGGREGATE | (a.cookies ? SCAN_AGG_COOKIES : 0);
-    req.aggStates = a.states ? stateMask(a.states, 'aggregate.states') : ALL_STATES_MASK & ~(1 << TCP_STATES.listen);
-    if (a.ownerInodes !== undefined) req.ownerInodes = sortedUint32(a.ownerInodes, 'aggregate.ownerInodes');
-    if (a.ownerCookies !== undefined) req.ownerCookies = BigUint64Array.from(a.ownerCookies).sort();
-    if (a.top !== undefined) {
-      if (!Number.isInteger(a.top) || a.top < 1 || a.top > 0xffffffff)
-        throw new RangeError(`aggregate.top must be a positive integer, got ${a.top}`);
-      req.aggTop = a.top;
-    }
-    if (a.minTotal !== undefined) {
-      if (!Number.isInteger(a.minTotal) || a.minTotal < 0 || a.minTotal > 0xffffffff)
-        throw new RangeError(`aggregate.minTotal must be a non-negative integer, got ${a.minTotal}`);
-      req.aggMinTotal = a.minTotal;
-    }
+  if (o.aggregate !== undefined && o.aggregate !== false) {
+    const ap = `${path}.aggregate`;
+    if (o.aggregate !== true && (o.aggregate === null || typeof o.aggregate !== 'object'))
+      throw new TypeError(`${ap} must be true, false or an object (got ${v.describe(o.aggregate)})`);
+    const a = v.optionsObject<AggregateOptions>(o.aggregate === true ? {} : o.aggregate, ap, AGGREGATE_OPTION_KEYS);
+    req.flags |= SCAN_AGGREGATE | (v.boolean(a.cookies, `${ap}.cookies`) ? SCAN_AGG_COOKIES : 0);
+    req.aggStates = a.states !== undefined ? stateList(a.states, `${ap}.states`) : ALL_STATES_MASK & ~(1 << TCP_STATES.listen);
+    if (a.ownerInodes !== undefined)
+      req.ownerInodes = Uint32Array.from(v.integerList(a.ownerInodes, `${ap}.ownerInodes`, { max: v.UINT32_MAX })).sort();
+    if (a.ownerCookies !== undefined) req.ownerCookies = BigUint64Array.from(v.bigintList(a.ownerCookies, `${ap}.ownerCookies`)).sort();
+    if (a.top !== undefined) req.aggTop = v.integer(a.top, `${ap}.top`, { min: 1, max: v.UINT32_MAX });
+    if (a.minTotal !== undefined) req.aggMinTotal = v.integer(a.minTotal, `${ap}.minTotal`, { max: v.UINT32_MAX });
     if (req.ownerInodes && !req.ownerCookies) req.ownerCookies = new BigUint64Array(0);
     if (req.ownerCookies && !req.ownerInodes) req.ownerInodes = new Uint32Array(0);
   }
@@ -428,12 +433,11 @@ export class Sampler {
   private native: NativeSampler | undefined;
   private inFlight: Promise<unknown> = Promise.resolve();
   private pending = 0;
-  private readonly compiled = new WeakMap<SampleOptions, NativeScanRequest>();
 
   constructor(options: SamplerOptions = {}) {
-    if (options === null || typeof options !== 'object') throw new TypeError('Sampler options must be an object');
+    options = v.optionsObject<SamplerOptions>(options, 'options', SAMPLER_OPTION_KEYS);
     if (options.netns !== undefined) {
-      if (typeof options.netns !== 'string' || options.netns === '') throw new TypeError('netns must be a non-empty path');
+      v.nonEmptyString(options.netns, 'options.netns');
       try {
         fs.accessSync(options.netns, fs.constants.R_OK);
       } catch {
@@ -459,12 +463,7 @@ export class Sampler {
   }
 
   private request(options: SampleOptions): NativeScanRequest {
-    let req = this.compiled.get(options);
-    if (!req) {
-      req = compileSampleOptions(options);
-      this.compiled.set(options, req);
-    }
-    return req;
+    return compileSampleOptions(options);
   }
 
   private handle(): NativeSampler {
@@ -514,15 +513,16 @@ export class Sampler {
 
   /** Exact lookup of one socket by 4-tuple (and cookie): no dump. null when it does not exist. */
   lookup(options: LookupOptions): SocketRecord | null {
-    if (!options || typeof options !== 'object') throw new TypeError('lookup options must be an object');
-    if (options.protocol !== 'tcp' && options.protocol !== 'udp')
-      throw new TypeError(`protocol must be "tcp" or "udp", got ${String(options.protocol)}`);
-    const local = parseEndpoint(options.local, 'local');
-    const remote = parseEndpoint(options.remote, 'remote');
+    if (options === undefined) throw new TypeError('options must be an object (got undefined)');
+    v.optionsObject<LookupOptions>(options, 'options', LOOKUP_OPTION_KEYS);
+    v.oneOf(options.protocol, 'options.protocol', ['tcp', 'udp']);
+    const local = parseEndpoint(options.local, 'options.local');
+    const remote = parseEndpoint(options.remote, 'options.remote');
     const lb = addressBytes(local.address);
     const rb = addressBytes(remote.address);
-    if (lb.length !== rb.length) throw new TypeError('local and remote must be of the same address family');
-    if (options.cookie !== undefined && typeof options.cookie !== 'bigint') throw new TypeError('cookie must be a bigint');
+    if (lb.length !== rb.length) throw new RangeError('options.local and options.remote must be of the same address family');
+    if (options.cookie !== undefined) v.bigint64(options.cookie, 'options.cookie');
+    const skmem = v.boolean(options.skmem, 'options.skmem');
     const r = this.handle().lookup({
       family: lb.length === 16 ? AF_INET6 : AF_INET,
       protocol: options.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_TCP,
@@ -531,7 +531,7 @@ export class Sampler {
       remoteAddress: rb,
       remotePort: remote.port,
       cookie: options.cookie,
-      flags: options.skmem ? SCAN_SKMEMINFO : 0,
+      flags: skmem ? SCAN_SKMEMINFO : 0,
     });
     if (!r) return null;
     // Without a cookie the kernel's lookup falls back to a listener on the local port: keep only
@@ -561,9 +561,16 @@ export class Sampler {
 
 /** Convenience for small listings: every matching socket as a plain record. */
 export async function listSockets(filter: Omit<SampleOptions, 'all'> = {}, options: SamplerOptions = {}): Promise<SocketRecord[]> {
+  const f = v.optionsObject<SampleOptions>(
+    filter,
+    'filter',
+    SAMPLE_OPTION_KEYS.filter((k) => k !== 'all'),
+  );
+  const request: SampleOptions = { maxRecords: v.UINT32_MAX, ...f, all: true };
+  compileSampleOptions(request, 'filter'); // bad input fails before a sampler is opened
   const s = new Sampler(options);
   try {
-    const r = await s.sample({ maxRecords: 0xffffffff, ...filter, all: true });
+    const r = await s.sample(request);
     return r.records;
   } finally {
     await s.close();

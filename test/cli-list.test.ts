@@ -72,7 +72,12 @@ describe('sockwatch list', () => {
     [['list', '--bogus'], /Unknown option '--bogus'/],
     [['list', '--state', 'sleepy'], /--state: unknown socket state "sleepy"/],
     [['list', '--sport', '99999'], /--sport: port 99999 is out of range/],
-    [['list', '--min-recv', '-5'], /min-recv/],
+    [['list', '--min-recv', '-5'], /^sockwatch: --min-recv: "-5" must not be negative$/],
+    [['list', '--min-recv', '-1'], /^sockwatch: --min-recv: "-1" must not be negative$/],
+    [
+      ['list', '--min-recv', '1x'],
+      /--min-recv: "1x" is not a non-negative integer with an optional unit k, m or g \(like 512, 64k, 1m, 2g\)/,
+    ],
     [['list', '--min-send', 'lots'], /--min-send: "lots" is not a non-negative integer/],
     [['list', '--format', 'xml'], /--format: expected table or json, got "xml"/],
     [['list', '--netns', 'nope-not-here'], /--netns: \/var\/run\/netns\/nope-not-here does not exist/],

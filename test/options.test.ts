@@ -1,24 +1,90 @@
 // Option validation in TypeScript: messages name the bad option.
 import { describe, expect, it } from 'vitest';
-import { compileSampleOptions, parsePortSpec, Sampler } from '../lib/sampler';
+import { ACCEPT_AT_LIMIT, THRESHOLD_OFF } from '../lib/native';
+import { compileSampleOptions, listSockets, parsePortSpec, Sampler, type SampleOptions } from '../lib/sampler';
 import { parseEndpoint, formatEndpoint, addressBytes } from '../lib/address';
 import { stateMask } from '../lib/states';
 
 describe('sample options', () => {
   it.each([
-    [{ recvThreshold: -1 }, RangeError, /recvThreshold/],
-    [{ sendThreshold: 1.5 }, RangeError, /sendThreshold/],
-    [{ recvThreshold: Number.NaN }, TypeError, /recvThreshold/],
-    [{ acceptThreshold: 'full' as unknown as number }, TypeError, /acceptThreshold/],
-    [{ states: ['estab', 'bogus'] }, RangeError, /states: unknown socket state "bogus"/],
-    [{ localPorts: [70000] }, RangeError, /localPorts: port 70000/],
-    [{ remotePorts: ['9-3'] }, RangeError, /remotePorts: range 9-3 is empty/],
-    [{ excludeLocalPorts: ['http'] }, TypeError, /excludeLocalPorts: "http"/],
-    [{ maxRecords: -2 }, RangeError, /maxRecords/],
-    [{ aggregate: { states: ['nope'] } }, RangeError, /aggregate.states/],
+    [{ recvThreshold: -1 }, RangeError, /options.recvThreshold must be a non-negative integer number of bytes or 'off' \(got -1\)/],
+    [{ sendThreshold: 1.5 }, RangeError, /options.sendThreshold/],
+    [{ recvThreshold: Number.NaN }, RangeError, /options.recvThreshold .*\(got NaN\)/],
+    [{ recvThreshold: '5' as unknown as number }, TypeError, /options.recvThreshold .*\(got "5"\)/],
+    [{ acceptThreshold: 'max' as unknown as number }, TypeError, /options.acceptThreshold .*'limit' or 'off' \(got "max"\)/],
+    [{ states: ['estab', 'bogus'] }, RangeError, /options.states: unknown socket state "bogus"/],
+    [{ states: 'established' as unknown as string[] }, TypeError, /options.states must be an array of strings \(got "established"\)/],
+    [{ states: [1] as unknown as string[] }, TypeError, /options.states\[0\] must be a string \(got 1\)/],
+    [{ localPorts: [70000] }, RangeError, /options.localPorts\[0\]: port 70000/],
+    [{ remotePorts: ['9-3'] }, RangeError, /options.remotePorts\[0\]: range 9-3 is empty/],
+    [{ excludeLocalPorts: ['http'] }, TypeError, /options.excludeLocalPorts\[0\] must be a port .*\(got "http"\)/],
+    [{ maxRecords: -2 }, RangeError, /options.maxRecords must be an integer from 0 to 4294967295/],
+    [{ maxRecords: 2 ** 32 }, RangeError, /options.maxRecords must be an integer from 0 to 4294967295 \(got 4294967296\)/],
+    [{ maxRecords: '5' as unknown as number }, TypeError, /options.maxRecords/],
+    [{ all: 'false' as unknown as boolean }, TypeError, /options.all must be true or false \(got "false"\)/],
+    [{ aggregate: 'yes' as unknown as boolean }, TypeError, /options.aggregate must be true, false or an object/],
+    [{ tcp: false, udp: false }, RangeError, /options.tcp and options.udp are all false: neither protocol/],
+    [{ ipv4: false, ipv6: false }, RangeError, /neither family/],
+    [{ recvTreshold: 5 } as SampleOptions, TypeError, /options: unknown option "recvTreshold" \(did you mean "recvThreshold"\?\)/],
+    [{ localPort: [41100] } as SampleOptions, TypeError, /unknown option "localPort" \(did you mean "localPorts"\?\)/],
+    [{ aggregate: { states: ['nope'] } }, RangeError, /options.aggregate.states/],
+    [{ aggregate: { top: 0 } }, RangeError, /options.aggregate.top must be an integer from 1 to 4294967295/],
+    [{ aggregate: { ownerCookies: [1] as unknown as bigint[] } }, TypeError, /options.aggregate.ownerCookies\[0\] must be a bigint/],
+    [{ aggregate: { ownerInodes: [2 ** 32] } }, RangeError, /options.aggregate.ownerInodes\[0\]/],
+    [{ aggregate: { cokies: true } as never }, TypeError, /options.aggregate: unknown option "cokies" \(did you mean "cookies"\?\)/],
   ])('%j is rejected', (o, type, msg) => {
     expect(() => compileSampleOptions(o)).toThrow(type);
     expect(() => compileSampleOptions(o)).toThrow(msg);
+  });
+
+  it("'off' is a threshold everywhere, and the addon's encoding is made in one place", () => {
+    expect(compileSampleOptions({ recvThreshold: 'off', sendThreshold: 5, acceptThreshold: 'off' })).toMatchObject({
+      recvThreshold: THRESHOLD_OFF,
+      sendThreshold: 5,
+      acceptThreshold: THRESHOLD_OFF,
+    });
+    expect(compileSampleOptions({ acceptThreshold: 'limit' }).acceptThreshold).toBe(ACCEPT_AT_LIMIT);
+  });
+
+  it('one protocol or family set false means the other', () => {
+    expect(compileSampleOptions({ tcp: false })).toMatchObject({ protocols: 2, families: 3 });
+    expect(compileSampleOptions({ ipv6: false, udp: true })).toMatchObject({ protocols: 2, families: 1 });
+  });
+
+  it('a sampler never caches options by identity: a changed object is re-read and re-validated', () => {
+    const s = new Sampler();
+    try {
+      const o: SampleOptions = { tcp: true, recvThreshold: 'off', maxRecords: 5 };
+      s.sampleSync(o);
+      o.recvThreshold = -5;
+      expect(() => s.sampleSync(o)).toThrow(RangeError);
+      o.recvThreshold = 'off';
+      o.all = true;
+      o.maxRecords = 1;
+      expect(s.sampleSync(o).records.length).toBeLessThanOrEqual(1);
+    } finally {
+      void s.close();
+    }
+  });
+
+  it('Sampler, lookup and listSockets reject unknown keys and wrong types', async () => {
+    expect(() => new Sampler({ netnz: '/x' } as never)).toThrow(/options: unknown option "netnz" \(did you mean "netns"\?\)/);
+    const s = new Sampler();
+    try {
+      const base = { protocol: 'tcp' as const, local: '127.0.0.1:1', remote: '127.0.0.1:2' };
+      expect(() => s.lookup({ ...base, cokie: 5n } as never)).toThrow(/unknown option "cokie" \(did you mean "cookie"\?\)/);
+      expect(() => s.lookup({ ...base, cookie: 5 as never })).toThrow(TypeError);
+      expect(() => s.lookup({ ...base, protocol: 'sctp' as never })).toThrow(/options.protocol must be one of 'tcp', 'udp'/);
+      expect(() => s.lookup({ ...base, skmem: 'yes' as never })).toThrow(TypeError);
+      expect(() => s.sampleSync({ tcp: true, recvTreshold: 5 } as never)).toThrow(TypeError);
+      await expect(s.sample({ tcp: true, recvTreshold: 5 } as never)).rejects.toThrow(/recvTreshold/);
+    } finally {
+      await s.close();
+    }
+    await expect(listSockets({ tcp: true, localPort: [41100] } as never)).rejects.toThrow(
+      /filter: unknown option "localPort" \(did you mean "localPorts"\?\)/,
+    );
+    await expect(listSockets({ all: true } as never)).rejects.toThrow(/unknown option "all"/);
   });
 
   it('defaults to both protocols, both families, every state', () => {

@@ -87,7 +87,7 @@ describe('exceeds', () => {
     expect(exceeds('RECV', rec({ ...listener, recvQ: 500 }), T)).toBe(false);
     expect(exceeds('ACCEPT', rec({ ...listener, recvQ: 3 }), { ...T, accept: 2 })).toBe(true);
     expect(exceeds('ACCEPT', rec({ ...listener, recvQ: 2 }), { ...T, accept: 2 })).toBe(false);
-    expect(exceeds('RECV', rec({ recvQ: 1e9 }), { ...T, recv: undefined })).toBe(false);
+    expect(exceeds('RECV', rec({ recvQ: 1e9 }), { ...T, recv: 'off' })).toBe(false);
   });
 });
 

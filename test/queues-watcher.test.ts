@@ -300,18 +300,33 @@ while True:
   });
 
   it('validates its options with errors naming them', () => {
-    expect(() => new QueueWatcher({ recvThreshold: -1 })).toThrow(/recvThreshold must be a non-negative integer/);
-    expect(() => new QueueWatcher({ sendThreshold: 'lots' as never })).toThrow(/sendThreshold must be a number of bytes or "off"/);
+    expect(() => new QueueWatcher({ recvThreshold: -1 })).toThrow(RangeError);
+    expect(() => new QueueWatcher({ recvThreshold: -1 })).toThrow(/options.recvThreshold must be a non-negative integer/);
+    expect(() => new QueueWatcher({ sendThreshold: 'lots' as never })).toThrow(TypeError);
+    expect(() => new QueueWatcher({ sendThreshold: 'lots' as never })).toThrow(/options.sendThreshold must be .* or 'off' \(got "lots"\)/);
     expect(() => new QueueWatcher({ acceptThreshold: 'full' as never })).toThrow(
-      /acceptThreshold must be a number of connections, "limit" or "off"/,
+      /options.acceptThreshold must be a non-negative integer number of connections, 'limit' or 'off'/,
     );
     expect(() => new QueueWatcher({ recvThreshold: 'off', sendThreshold: 'off', acceptThreshold: 'off' })).toThrow(/nothing to watch/);
-    expect(() => new QueueWatcher({ intervalMs: 5 })).toThrow(/intervalMs must be at least 10/);
-    expect(() => new QueueWatcher({ confirm: { n: 4, m: 3 } })).toThrow(/confirm.n must be from 1 to confirm.m/);
-    expect(() => new QueueWatcher({ confirm: { n: 1, m: 40 } })).toThrow(/confirm.m must be from 1 to 32/);
-    expect(() => new QueueWatcher({ maxAlertsPerTick: 0 })).toThrow(/maxAlertsPerTick must be at least 1/);
-    expect(() => new QueueWatcher({ filter: { ports: [1] } as never })).toThrow(/filter: unknown option "ports"/);
-    expect(() => new QueueWatcher({ filter: { localPorts: ['99999'] } })).toThrow(/filter.localPorts: port 99999 is out of range/);
+    expect(() => new QueueWatcher({ intervalMs: 5 })).toThrow(/options.intervalMs must be a number of ms of at least 10 \(got 5\)/);
+    expect(() => new QueueWatcher({ confirm: { n: 4, m: 3 } })).toThrow(/options.confirm.n must be an integer from 1 to 3 \(got 4\)/);
+    expect(() => new QueueWatcher({ confirm: { n: 1, m: 40 } })).toThrow(/options.confirm.m must be an integer from 1 to 32/);
+    expect(() => new QueueWatcher({ maxAlertsPerTick: 0 })).toThrow(/options.maxAlertsPerTick must be an integer of at least 1/);
+    expect(() => new QueueWatcher({ filter: { ports: [1] } as never })).toThrow(/options.filter: unknown option "ports"/);
+    expect(() => new QueueWatcher({ filter: { localPorts: ['99999'] } })).toThrow(
+      /options.filter.localPorts\[0\]: port 99999 is out of range/,
+    );
+  });
+
+  it('rejects unknown keys naming the nearest, strict booleans, native bounds, neither protocol', () => {
+    expect(() => new QueueWatcher({ intervalMS: 10 } as never)).toThrow(TypeError);
+    expect(() => new QueueWatcher({ intervalMS: 10 } as never)).toThrow(/unknown option "intervalMS" \(did you mean "intervalMs"\?\)/);
+    expect(() => new QueueWatcher({ notifyResolved: 'false' as never })).toThrow(TypeError);
+    expect(() => new QueueWatcher({ maxRecords: 2 ** 32 })).toThrow(RangeError);
+    expect(() => new QueueWatcher({ maxRecords: '5' as never })).toThrow(TypeError);
+    expect(() => new QueueWatcher({ filter: { tcp: false, udp: false } })).toThrow(/neither protocol/);
+    expect(() => new QueueWatcher({ filter: { states: 'listen' as never } })).toThrow(TypeError);
+    expect(() => new QueueWatcher({ filter: { states: 'listen' as never } })).toThrow(/options.filter.states must be an array of strings/);
   });
 });
 

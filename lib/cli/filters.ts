@@ -1,9 +1,10 @@
-// Socket-selection flags shared by `list` and `queues`.
+// Socket-selection flags shared by `list` and `queues`. Values are checked by the library's own
+// validators (lib/base/validate.ts), their errors turned into usage errors naming the flag.
 import * as fs from 'node:fs';
+import { portSpec } from '../base/validate';
 import type { SampleOptions } from '../sampler';
-import { parsePortSpec } from '../sampler';
 import { stateMask } from '../states';
-import { listFlag, type OptionSpec, type Parsed } from './args';
+import { listFlag, usage, type OptionSpec, type Parsed } from './args';
 import { UsageError } from './errors';
 
 export const FILTER_OPTIONS: OptionSpec = {
@@ -37,13 +38,7 @@ export const FILTER_HELP = `Selection:
 function portList(flag: string, v: unknown): string[] | undefined {
   const list = listFlag(v);
   if (!list) return undefined;
-  for (const p of list) {
-    try {
-      parsePortSpec(p, `--${flag}`);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  }
+  for (const p of list) usage(() => portSpec(p, `--${flag}`));
   return list;
 }
 
@@ -58,18 +53,14 @@ export function resolveNetns(v: unknown): string | undefined {
 
 export function filterOptions(values: Parsed['values']): SampleOptions {
   const states = listFlag(values.state);
-  if (states) {
-    try {
-      stateMask(states, '--state');
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  }
+  if (states) usage(() => stateMask(states, '--state'));
+  // A flag not given is left unset (not false): no flag means both protocols / both families.
+  const flag = (name: string): true | undefined => (values[name] === true ? true : undefined);
   return {
-    tcp: values.tcp === true,
-    udp: values.udp === true,
-    ipv4: values.ipv4 === true,
-    ipv6: values.ipv6 === true,
+    tcp: flag('tcp'),
+    udp: flag('udp'),
+    ipv4: flag('ipv4'),
+    ipv6: flag('ipv6'),
     states,
     localPorts: portList('sport', values.sport),
     remotePorts: portList('dport', values.dport),

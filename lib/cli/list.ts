@@ -1,6 +1,6 @@
 // `sockwatch list`: an ss-like listing straight from sock_diag.
 import { endpoints, Sampler, type SocketRecord } from '../sampler';
-import { intFlag, parse } from './args';
+import { parse, sizeFlag } from './args';
 import { FILTER_HELP, FILTER_OPTIONS, filterOptions, resolveNetns } from './filters';
 import { UsageError } from './errors';
 
@@ -74,8 +74,8 @@ export async function runList(argv: string[], out: NodeJS.WritableStream): Promi
   }
   const format = values.format as string;
   if (format !== 'table' && format !== 'json') throw new UsageError(`--format: expected table or json, got "${format}"`);
-  const minRecv = intFlag('--min-recv', values['min-recv'], { units: true });
-  const minSend = intFlag('--min-send', values['min-send'], { units: true });
+  const minRecv = sizeFlag('--min-recv', values['min-recv']);
+  const minSend = sizeFlag('--min-send', values['min-send']);
   const filter = filterOptions(values);
   const netns = resolveNetns(values.netns);
   const sampler = new Sampler({ netns });
@@ -86,8 +86,8 @@ export async function runList(argv: string[], out: NodeJS.WritableStream): Promi
       skmem: values.skmem === true,
       all: !thresholds,
       // "at least N" is "strictly greater than N-1"; 0 means every socket.
-      recvThreshold: minRecv === undefined ? undefined : Math.max(minRecv - 1, 0),
-      sendThreshold: minSend === undefined ? undefined : Math.max(minSend - 1, 0),
+      recvThreshold: minRecv === undefined ? 'off' : Math.max(minRecv - 1, 0),
+      sendThreshold: minSend === undefined ? 'off' : Math.max(minSend - 1, 0),
       maxRecords: 0xffffffff,
     });
     let records = r.records;

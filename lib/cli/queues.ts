@@ -1,5 +1,8 @@
 // `sockwatch queues`: watch send / receive / accept queues and alert on a breach. Wires a
 // QueueWatcher to stdout (JSON lines) or, with --url, to a durable Outbox and HttpDelivery.
+// runQueues reads as its steps, top to bottom: parse -> build watcher -> open outbox/delivery ->
+// wire events -> announce -> run until a signal -> shut down. Flag values are parsed once here
+// (lib/cli/args.ts) and handed on in the library's own representation (thresholds: number | 'off').
 import * as path from 'node:path';
 import { HttpDelivery, Outbox, DELIVERY_DEFAULTS, StateDirLockedError } from '../alerts';
 import {
@@ -12,8 +15,9 @@ import {
   type ByteThreshold,
   type QueueAlert,
 } from '../queues';
-import { redactText, redactUrl } from '../redact';
-import { intFlag, parse, type Parsed } from './args';
+import { redactText, redactUrl } from '../base/redact';
+import { UINT32_MAX } from '../base/validate';
+import { decimalFlag, intFlag, parse, sizeFlag, type Parsed } from './args';
 import { UsageError } from './errors';
 import { FILTER_HELP, FILTER_OPTIONS, filterOptions, resolveNetns } from './filters';
 
@@ -95,21 +99,19 @@ const NOTICE_EVERY_MS = 5000;
 
 function byteThreshold(flag: string, v: unknown): ByteThreshold | undefined {
   if (v === 'off') return 'off';
-  return intFlag(flag, v, { units: true });
+  return sizeFlag(flag, v);
 }
 
 function acceptThresholdFlag(v: unknown): AcceptThreshold | undefined {
   if (v === 'limit' || v === 'off') return v;
-  if (typeof v === 'string' && !/^\d+$/.test(v.trim()))
+  if (typeof v === 'string' && !/^\s*-?\d+\s*$/.test(v))
     throw new UsageError(`--accept-threshold: "${v}" is not a number of connections, "limit" or "off"`);
   return intFlag('--accept-threshold', v);
 }
 
 function repeatFlag(v: unknown): number | undefined {
-  if (v === undefined) return undefined;
-  const s = String(v).trim();
-  if (!/^\d+(\.\d+)?$/.test(s)) throw new UsageError(`--repeat: "${String(v)}" is not a non-negative number of seconds`);
-  return Math.round(Number(s) * 1000);
+  const ms = decimalFlag('--repeat', v, { scale: 1000, what: 'number of seconds' });
+  return ms === undefined ? undefined : Math.round(ms);
 }
 
 function confirmFlag(v: unknown): { n: number; m: number } | undefined {
@@ -140,12 +142,35 @@ function defaultStateDir(): string {
   return xdg && path.isAbsolute(xdg) ? path.join(xdg, 'sockwatch') : path.resolve('.sockwatch');
 }
 
-interface QueueArgs {
-  values: Parsed['values'];
-  url: URL | undefined;
+/** Everything the command line says, parsed and checked. */
+interface QueueConfig {
+  recvThreshold: ByteThreshold | undefined;
+  sendThreshold: ByteThreshold | undefined;
+  acceptThreshold: AcceptThreshold | undefined;
+  filter: ReturnType<typeof filterOptions>;
+  netns: string | undefined;
+  intervalMs: number | undefined;
+  repeatMs: number | undefined;
+  confirm: { n: number; m: number } | undefined;
+  notifyResolved: boolean;
+  maxRecords: number | undefined;
+  maxAlertsPerTick: number | undefined;
+  owners: boolean;
+  quiet: boolean;
+  /** With --url. */
+  delivery?: {
+    url: URL;
+    stateDir: string;
+    timeoutMs: number | undefined;
+    concurrency: number | undefined;
+    backoffBaseMs: number | undefined;
+    backoffCapMs: number | undefined;
+    outboxMaxRecords: number | undefined;
+    outboxMaxBytes: number | undefined;
+  };
 }
 
-function parseQueueArgs(argv: string[]): QueueArgs {
+function parseValues(argv: string[]): { values: Parsed['values']; url: URL | undefined } {
   const { values } = parse(argv, OPTIONS);
   const url = urlFlag(values.url);
   if (!url) {
@@ -153,6 +178,53 @@ function parseQueueArgs(argv: string[]): QueueArgs {
     if (stray) throw new UsageError(`--${stray} needs --url (without it alerts are JSON lines on stdout)`);
   }
   return { values, url };
+}
+
+/** Step 1: argv to a QueueConfig, or 'help'. Throws UsageError (exit 2) naming the flag. */
+function parseQueueArgs(argv: string[]): QueueConfig | 'help' {
+  const { values, url } = parseValues(argv);
+  if (values.help) return 'help';
+  const recvThreshold = byteThreshold('--recv-threshold', values['recv-threshold']);
+  const sendThreshold = byteThreshold('--send-threshold', values['send-threshold']);
+  const acceptThreshold = acceptThresholdFlag(values['accept-threshold']);
+  if (recvThreshold === 'off' && sendThreshold === 'off' && acceptThreshold === 'off') {
+    throw new UsageError('--recv-threshold, --send-threshold and --accept-threshold are all off: nothing to watch');
+  }
+  const config: QueueConfig = {
+    recvThreshold,
+    sendThreshold,
+    acceptThreshold,
+    intervalMs: intFlag('--interval', values.interval, { min: QUEUE_DEFAULTS.minIntervalMs }),
+    repeatMs: repeatFlag(values.repeat),
+    confirm: confirmFlag(values.confirm),
+    maxRecords: intFlag('--max-records', values['max-records'], { min: 1, max: UINT32_MAX }),
+    maxAlertsPerTick: intFlag('--max-alerts-per-tick', values['max-alerts-per-tick'], { min: 1 }),
+    notifyResolved: values['notify-resolved'] === true,
+    owners: values['no-pid'] !== true,
+    quiet: values.quiet === true,
+    filter: filterOptions(values),
+    netns: resolveNetns(values.netns),
+  };
+  if (url) config.delivery = parseDeliveryFlags(values, url);
+  return config;
+}
+
+function parseDeliveryFlags(values: Parsed['values'], url: URL): NonNullable<QueueConfig['delivery']> {
+  const backoffBaseMs = intFlag('--backoff-base', values['backoff-base'], { min: 1 });
+  const backoffCapMs = intFlag('--backoff-cap', values['backoff-cap'], { min: 1 });
+  if (backoffCapMs !== undefined && backoffCapMs < (backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs)) {
+    throw new UsageError(`--backoff-cap: ${backoffCapMs} is below the backoff base ${backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs}`);
+  }
+  return {
+    url,
+    stateDir: (values['state-dir'] as string | undefined) ?? defaultStateDir(),
+    timeoutMs: intFlag('--timeout', values.timeout, { min: 1 }),
+    concurrency: intFlag('--concurrency', values.concurrency, { min: 1, max: 1024 }),
+    backoffBaseMs,
+    backoffCapMs,
+    outboxMaxRecords: intFlag('--outbox-max-records', values['outbox-max-records'], { min: 1 }),
+    outboxMaxBytes: sizeFlag('--outbox-max-bytes', values['outbox-max-bytes'], { min: 4096 }),
+  };
 }
 
 /** Prints a notice at once, then at most every NOTICE_EVERY_MS per kind, with what happened meanwhile. */
@@ -201,103 +273,75 @@ class Notices {
   }
 }
 
-export async function runQueues(argv: string[], out: NodeJS.WritableStream): Promise<number> {
-  const { values, url } = parseQueueArgs(argv);
-  if (values.help) {
-    out.write(QUEUES_HELP + '\n');
-    return 0;
-  }
-  const recvThreshold = byteThreshold('--recv-threshold', values['recv-threshold']);
-  const sendThreshold = byteThreshold('--send-threshold', values['send-threshold']);
-  const acceptThreshold = acceptThresholdFlag(values['accept-threshold']);
-  if (recvThreshold === 'off' && sendThreshold === 'off' && acceptThreshold === 'off') {
-    throw new UsageError('--recv-threshold, --send-threshold and --accept-threshold are all off: nothing to watch');
-  }
-  const intervalMs = intFlag('--interval', values.interval, { min: QUEUE_DEFAULTS.minIntervalMs });
-  const repeatMs = repeatFlag(values.repeat);
-  const confirm = confirmFlag(values.confirm);
-  const maxRecords = intFlag('--max-records', values['max-records'], { min: 1 });
-  const maxAlertsPerTick = intFlag('--max-alerts-per-tick', values['max-alerts-per-tick'], { min: 1 });
-  const timeoutMs = intFlag('--timeout', values.timeout, { min: 1 });
-  const concurrency = intFlag('--concurrency', values.concurrency, { min: 1, max: 1024 });
-  const backoffBaseMs = intFlag('--backoff-base', values['backoff-base'], { min: 1 });
-  const backoffCapMs = intFlag('--backoff-cap', values['backoff-cap'], { min: 1 });
-  if (backoffCapMs !== undefined && backoffCapMs < (backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs)) {
-    throw new UsageError(`--backoff-cap: ${backoffCapMs} is below the backoff base ${backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs}`);
-  }
-  const outboxMaxRecords = intFlag('--outbox-max-records', values['outbox-max-records'], { min: 1 });
-  const outboxMaxBytes = intFlag('--outbox-max-bytes', values['outbox-max-bytes'], { units: true, min: 4096 });
-  const filter = filterOptions(values);
-  const netns = resolveNetns(values.netns);
-  const quiet = values.quiet === true;
-  const stderr = (line: string): void => void process.stderr.write(`sockwatch: ${redactText(line)}\n`);
-  const notices = new Notices(stderr);
+type Line = (line: string) => void;
 
-  let outbox: Outbox | undefined;
-  let delivery: HttpDelivery | undefined;
-  const stateDir = url ? ((values['state-dir'] as string | undefined) ?? defaultStateDir()) : undefined;
-  if (url && stateDir !== undefined) {
-    try {
-      outbox = Outbox.open({ dir: path.resolve(stateDir), maxRecords: outboxMaxRecords, maxBytes: outboxMaxBytes });
-    } catch (e) {
-      if (e instanceof StateDirLockedError) throw new UsageError(`--state-dir: ${e.message}`);
-      const err = e as Error & { code?: string };
-      if (err.code) throw new UsageError(`--state-dir: ${path.resolve(stateDir)} is not writable (${err.code})`);
-      throw e;
-    }
-    try {
-      delivery = new HttpDelivery({ url, outbox, timeoutMs, concurrency, backoffBaseMs, backoffCapMs });
-    } catch (e) {
-      outbox.close();
-      throw new UsageError(`--url: ${(e as Error).message}`);
-    }
-  }
+/** Step 2: the watcher (validates the library options; opens its sampler). */
+function buildWatcher(c: QueueConfig): QueueWatcher {
+  return new QueueWatcher({
+    recvThreshold: c.recvThreshold,
+    sendThreshold: c.sendThreshold,
+    acceptThreshold: c.acceptThreshold,
+    filter: c.filter,
+    intervalMs: c.intervalMs,
+    repeatMs: c.repeatMs,
+    confirm: c.confirm,
+    notifyResolved: c.notifyResolved,
+    maxRecords: c.maxRecords,
+    maxAlertsPerTick: c.maxAlertsPerTick,
+    owners: c.owners,
+    netns: c.netns,
+  });
+}
 
-  let watcher: QueueWatcher;
+interface Delivery {
+  url: URL;
+  outbox: Outbox;
+  delivery: HttpDelivery;
+}
+
+/** Step 3 (with --url): the durable outbox in the state dir and the HTTP delivery from it. */
+function openDelivery(d: NonNullable<QueueConfig['delivery']>): Delivery {
+  const dir = path.resolve(d.stateDir);
+  let outbox: Outbox;
   try {
-    watcher = new QueueWatcher({
-      recvThreshold,
-      sendThreshold,
-      acceptThreshold,
-      filter,
-      intervalMs,
-      repeatMs,
-      confirm,
-      notifyResolved: values['notify-resolved'] === true,
-      maxRecords,
-      maxAlertsPerTick,
-      owners: values['no-pid'] !== true,
-      netns,
-    });
+    outbox = Outbox.open({ dir, maxRecords: d.outboxMaxRecords, maxBytes: d.outboxMaxBytes });
   } catch (e) {
-    outbox?.close();
+    if (e instanceof StateDirLockedError) throw new UsageError(`--state-dir: ${e.message}`);
+    const err = e as Error & { code?: string };
+    if (err.code) throw new UsageError(`--state-dir: ${dir} is not writable (${err.code})`);
     throw e;
   }
+  try {
+    const { url, timeoutMs, concurrency, backoffBaseMs, backoffCapMs } = d;
+    return { url, outbox, delivery: new HttpDelivery({ url, outbox, timeoutMs, concurrency, backoffBaseMs, backoffCapMs }) };
+  } catch (e) {
+    outbox.close();
+    throw new UsageError(`--url: ${(e as Error).message}`);
+  }
+}
 
-  let stopRequested: (reason: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
-
-  const writeOut = (line: string): void => {
-    out.write(line + '\n');
-  };
-  out.on('error', () => stopRequested('stdout closed'));
-
+/** Step 4a: each alert to stdout as JSON, or into the outbox first and then a line on stdout. */
+function wireAlerts(watcher: QueueWatcher, sink: Delivery | undefined, quiet: boolean, writeOut: Line, notices: Notices): void {
   watcher.on('alert', (a: QueueAlert) => {
-    if (!delivery) {
+    if (!sink) {
       writeOut(JSON.stringify(alertToJson(a)));
       return;
     }
     try {
       // Durable before anything is printed: a printed alert is never lost.
-      delivery.enqueue(alertToParams(a), { id: a.id, createdAt: Math.round(a.timestamp * 1000) });
+      sink.delivery.enqueue(alertToParams(a), { id: a.id, createdAt: Math.round(a.timestamp * 1000) });
     } catch (e) {
       notices.note(
         'outbox-write',
-        (n) => `cannot write to the outbox in ${stateDir}: ${(e as Error).message}${n > 1 ? ` (${n} alerts)` : ''}`,
+        (n) => `cannot write to the outbox in ${sink.outbox.dir}: ${(e as Error).message}${n > 1 ? ` (${n} alerts)` : ''}`,
       );
     }
     if (!quiet) writeOut(alertToLine(a));
   });
+}
+
+/** Step 4b: offender storms and sampling errors as rate-limited notices. */
+function wireWatcherNotices(watcher: QueueWatcher, notices: Notices): void {
   let suppressed = { untracked: 0, deferred: 0, offendersTotal: 0 };
   watcher.on('suppressed', (s) => {
     suppressed = {
@@ -315,76 +359,88 @@ export async function runQueues(argv: string[], out: NodeJS.WritableStream): Pro
     });
   });
   watcher.on('error', (e) => notices.note('sample', (n) => `sampling failed: ${e.message}${n > 1 ? ` (${n} times)` : ''}`));
+}
 
-  if (delivery && outbox) {
-    const shown = redactUrl(url!);
-    let failing = false;
-    outbox.on('error', (e) => notices.note('outbox', () => `outbox: ${e.message}`));
-    // One rate-limited notice for the delivery state, worded from the state when it is printed:
-    // a flapping receiver costs at most one line per NOTICE_EVERY_MS.
-    let retries = 0;
-    let lastReason = '';
-    const deliveryState = (): string => {
-      const n = retries;
-      retries = 0;
-      if (!failing) return `delivery to ${shown} recovered${n > 0 ? ` (${n} retries since the last notice)` : ''}`;
-      return `delivery to ${shown} failing (${lastReason}); retrying with backoff (${n} retries), ${outbox!.size} alert(s) kept in ${outbox!.dir}`;
-    };
-    delivery.on('retry', (r) => {
-      failing = true;
-      retries++;
-      lastReason = r.reason;
-      notices.note('delivery', deliveryState);
-    });
-    delivery.on('delivered', () => {
-      if (!failing) return;
-      failing = false;
-      notices.note('delivery', deliveryState);
-    });
-    delivery.on('dead-letter', (d) =>
-      notices.note(
-        'dead',
-        (n) =>
-          `receiver refused alert ${d.record.id} with HTTP ${d.status}; written to ${path.join(outbox!.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`,
-      ),
-    );
-    delivery.on('dropped', (d) =>
-      notices.note(
-        'dropped',
-        (n) => `outbox full (${d.reason}): dropped ${n} oldest undelivered alert(s), ${outbox!.droppedTotal} in total`,
-      ),
-    );
-    delivery.on('error', (e) => notices.note('ack', () => `outbox: ${e.message}`));
-    const rec = outbox.recovery;
-    if (rec.records > 0) stderr(`${rec.records} undelivered alert(s) from an earlier run: delivering them first`);
-    if (rec.dropped > 0) stderr(`the outbox was over its bounds: dropped ${rec.dropped} oldest undelivered alert(s)`);
-  }
+/** Step 4c: the delivery's state (failing, recovered, dead letters, drops) as rate-limited notices. */
+function wireDeliveryNotices({ url, outbox, delivery }: Delivery, notices: Notices, stderr: Line): void {
+  const shown = redactUrl(url);
+  let failing = false;
+  outbox.on('error', (e) => notices.note('outbox', () => `outbox: ${e.message}`));
+  // One rate-limited notice for the delivery state, worded from the state when it is printed:
+  // a flapping receiver costs at most one line per NOTICE_EVERY_MS.
+  let retries = 0;
+  let lastReason = '';
+  const deliveryState = (): string => {
+    const n = retries;
+    retries = 0;
+    if (!failing) return `delivery to ${shown} recovered${n > 0 ? ` (${n} retries since the last notice)` : ''}`;
+    return `delivery to ${shown} failing (${lastReason}); retrying with backoff (${n} retries), ${outbox.size} alert(s) kept in ${outbox.dir}`;
+  };
+  delivery.on('retry', (r) => {
+    failing = true;
+    retries++;
+    lastReason = r.reason;
+    notices.note('delivery', deliveryState);
+  });
+  delivery.on('delivered', () => {
+    if (!failing) return;
+    failing = false;
+    notices.note('delivery', deliveryState);
+  });
+  delivery.on('dead-letter', (d) =>
+    notices.note(
+      'dead',
+      (n) =>
+        `receiver refused alert ${d.record.id} with HTTP ${d.status}; written to ${path.join(outbox.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`,
+    ),
+  );
+  delivery.on('dropped', (d) =>
+    notices.note('dropped', (n) => `outbox full (${d.reason}): dropped ${n} oldest undelivered alert(s), ${outbox.droppedTotal} in total`),
+  );
+  delivery.on('error', (e) => notices.note('ack', () => `outbox: ${e.message}`));
+  const rec = outbox.recovery;
+  if (rec.records > 0) stderr(`${rec.records} undelivered alert(s) from an earlier run: delivering them first`);
+  if (rec.dropped > 0) stderr(`the outbox was over its bounds: dropped ${rec.dropped} oldest undelivered alert(s)`);
+}
 
+/** Step 5: one line on stderr saying what is watched and where alerts go. */
+function announce(watcher: QueueWatcher, sink: Delivery | undefined, stderr: Line): void {
   const t = watcher.thresholds;
   const what = [
-    t.recv === undefined ? undefined : `recv > ${t.recv} B`,
-    t.send === undefined ? undefined : `send > ${t.send} B`,
-    t.accept === undefined ? undefined : t.accept === 'limit' ? 'accept queue at backlog limit' : `accept > ${t.accept}`,
+    t.recv === 'off' ? undefined : `recv > ${t.recv} B`,
+    t.send === 'off' ? undefined : `send > ${t.send} B`,
+    t.accept === 'off' ? undefined : t.accept === 'limit' ? 'accept queue at backlog limit' : `accept > ${t.accept}`,
   ].filter(Boolean);
   stderr(
     `watching queues every ${watcher.intervalMs} ms (${what.join(', ')})` +
-      (delivery ? `; alerts to ${redactUrl(url!)}, outbox ${outbox!.dir}` : '; alerts as JSON lines on stdout'),
+      (sink ? `; alerts to ${redactUrl(sink.url)}, outbox ${sink.outbox.dir}` : '; alerts as JSON lines on stdout'),
   );
+}
 
+/** Step 6: runs until SIGTERM, SIGINT or a closed stdout; resolves with the reason. */
+async function runUntilStopped(watcher: QueueWatcher, sink: Delivery | undefined, out: NodeJS.WritableStream): Promise<string> {
+  let stopRequested: (reason: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+  out.on('error', () => stopRequested('stdout closed'));
   const onSignal = (sig: NodeJS.Signals): void => stopRequested(sig);
-  const onSecondSignal = (): void => process.exit(130);
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
-
-  delivery?.start();
+  sink?.delivery.start();
   watcher.start();
   const reason = await stopped;
-
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
+  return reason;
+}
+
+/**
+ * Step 7: stops the watcher, gives delivery a moment, closes the outbox and says what is left. A
+ * second signal exits at once (130); whatever happens, the process exits within 5 s.
+ */
+async function shutDown(watcher: QueueWatcher, sink: Delivery | undefined, reason: string, notices: Notices, stderr: Line): Promise<void> {
+  const onSecondSignal = (): void => process.exit(130);
   process.once('SIGTERM', onSecondSignal);
   process.once('SIGINT', onSecondSignal);
-  // Whatever happens below, exit within a few seconds.
   const watchdog = setTimeout(() => {
     stderr('shutdown took too long; exiting');
     process.exit(0);
@@ -392,15 +448,42 @@ export async function runQueues(argv: string[], out: NodeJS.WritableStream): Pro
   watchdog.unref();
   try {
     await watcher.stop();
-    await delivery?.stop({ graceMs: 1000 });
-    const left = outbox?.size ?? 0;
-    outbox?.close();
+    await sink?.delivery.stop({ graceMs: 1000 });
+    const left = sink?.outbox.size ?? 0;
+    sink?.outbox.close();
     notices.flush();
-    if (left > 0) stderr(`stopped (${reason}); ${left} undelivered alert(s) kept in ${outbox!.dir} for the next start`);
+    if (left > 0) stderr(`stopped (${reason}); ${left} undelivered alert(s) kept in ${sink!.outbox.dir} for the next start`);
   } finally {
     clearTimeout(watchdog);
     process.off('SIGTERM', onSecondSignal);
     process.off('SIGINT', onSecondSignal);
   }
+}
+
+export async function runQueues(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  const config = parseQueueArgs(argv);
+  if (config === 'help') {
+    out.write(QUEUES_HELP + '\n');
+    return 0;
+  }
+  const stderr: Line = (line) => void process.stderr.write(`sockwatch: ${redactText(line)}\n`);
+  const notices = new Notices(stderr);
+
+  const watcher = buildWatcher(config);
+  let sink: Delivery | undefined;
+  try {
+    sink = config.delivery ? openDelivery(config.delivery) : undefined;
+  } catch (e) {
+    await watcher.stop();
+    throw e;
+  }
+
+  wireAlerts(watcher, sink, config.quiet, (line) => void out.write(line + '\n'), notices);
+  wireWatcherNotices(watcher, notices);
+  if (sink) wireDeliveryNotices(sink, notices, stderr);
+  announce(watcher, sink, stderr);
+
+  const reason = await runUntilStopped(watcher, sink, out);
+  await shutDown(watcher, sink, reason, notices, stderr);
   return 0;
 }

@@ -13,16 +13,17 @@
 // - a pair that is neither alerted nor offending in its window is forgotten.
 // Events beyond maxEventsPerTick are deferred: the transition is not taken and is re-evaluated on
 // the next tick. New offenders beyond maxTracked are counted as untracked, never stored.
+import type { AcceptThreshold, ByteThreshold } from '../base/validate';
 import { endpoints, type SampleResult, type SocketRecord } from '../sampler';
 import { TCP_STATES } from '../states';
 import { alertId } from './alert-params';
 import type { QueueAlert, QueueEventKind, QueueType } from './types';
 
-/** Thresholds after validation: undefined means off. */
+/** Thresholds after validation (lib/base/validate.ts: a number or 'off'). */
 export interface Thresholds {
-  recv: number | undefined;
-  send: number | undefined;
-  accept: number | 'limit' | undefined;
+  recv: ByteThreshold;
+  send: ByteThreshold;
+  accept: AcceptThreshold;
 }
 
 export interface TrackerOptions {
@@ -76,12 +77,12 @@ export interface TickOutcome {
 export function exceeds(type: QueueType, r: SocketRecord, t: Thresholds): boolean {
   const listener = r.protocol === 'tcp' && r.state === TCP_STATES.listen;
   if (type === 'ACCEPT') {
-    if (!listener || t.accept === undefined) return false;
+    if (!listener || t.accept === 'off') return false;
     return t.accept === 'limit' ? r.sendQ > 0 && r.recvQ >= r.sendQ : r.recvQ > t.accept;
   }
   if (listener) return false;
   const limit = type === 'RECV' ? t.recv : t.send;
-  return limit !== undefined && (type === 'RECV' ? r.recvQ : r.sendQ) > limit;
+  return limit !== 'off' && (type === 'RECV' ? r.recvQ : r.sendQ) > limit;
 }
 
 export function queueSize(type: QueueType, r: SocketRecord): number {
@@ -89,8 +90,9 @@ export function queueSize(type: QueueType, r: SocketRecord): number {
 }
 
 export function thresholdFor(type: QueueType, r: SocketRecord, t: Thresholds): number {
-  if (type === 'ACCEPT') return t.accept === 'limit' ? r.sendQ : (t.accept ?? 0);
-  return (type === 'RECV' ? t.recv : t.send) ?? 0;
+  const t0 = type === 'ACCEPT' ? t.accept : type === 'RECV' ? t.recv : t.send;
+  if (t0 === 'limit') return r.sendQ;
+  return t0 === 'off' ? 0 : t0;
 }
 
 function popcount(v: number): number {

@@ -1,11 +1,8 @@
 import type { QueueType, SampleOptions } from '../sampler';
 
 export type { QueueType };
-
-/** Bytes; a socket offends when its queue is strictly greater. 'off' disables the check. */
-export type ByteThreshold = number | 'off';
-/** Connections in a listener's accept queue: strictly greater than a number, 'limit' (queue ≥ backlog), or 'off'. */
-export type AcceptThreshold = number | 'limit' | 'off';
+/** Thresholds: one representation, defined once in lib/base/validate.ts (a number, 'off'; accept also 'limit'). */
+export type { AcceptThreshold, ByteThreshold } from '../base/validate';
 
 export type QueueEventKind = 'alert' | 'repeat' | 'resolved';
 

@@ -10,12 +10,15 @@
 //
 // Scheduling is fixed-rate: tick k starts at start + k × interval; when a tick runs past the next
 // start, the ticks missed are skipped and counted (missedTicks), never run in a burst.
+//
+// Options follow lib/base/validate.ts (wrong type TypeError, out of range RangeError, unknown keys
+// rejected); thresholds keep its one representation (a number or 'off') down to the sampler.
 import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { TypedEmitter } from '../base/emitter';
 import { SocketOwners } from './owners';
-import { endpoints, parsePortSpec, Sampler, type SampleOptions } from '../sampler';
-import { stateMask } from '../states';
+import * as v from '../base/validate';
+import { compileSampleOptions, endpoints, Sampler, type SampleOptions } from '../sampler';
 import { AlertStream } from './alert-stream';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
 import type {
@@ -66,6 +69,38 @@ export interface QueueWatcherOptions {
   /** Alerts buffered per async iterator before the oldest are dropped (default 10 000). */
   maxBuffered?: number;
 }
+
+const QUEUE_WATCHER_OPTION_KEYS = [
+  'recvThreshold',
+  'sendThreshold',
+  'acceptThreshold',
+  'filter',
+  'intervalMs',
+  'repeatMs',
+  'confirm',
+  'notifyResolved',
+  'maxRecords',
+  'maxTracked',
+  'maxAlertsPerTick',
+  'maxRechecksPerTick',
+  'owners',
+  'ownerWaitMs',
+  'hostname',
+  'sampler',
+  'netns',
+  'maxBuffered',
+] as const;
+const FILTER_KEYS = [
+  'tcp',
+  'udp',
+  'ipv4',
+  'ipv6',
+  'states',
+  'localPorts',
+  'excludeLocalPorts',
+  'remotePorts',
+  'excludeRemotePorts',
+] as const;
 
 export const QUEUE_DEFAULTS = {
   recvThreshold: 1024 * 1024,
@@ -119,31 +154,29 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
 
   constructor(options: QueueWatcherOptions = {}) {
     super();
-    if (options === null || typeof options !== 'object') throw new TypeError('QueueWatcher options must be an object');
+    options = v.optionsObject<QueueWatcherOptions>(options, 'options', QUEUE_WATCHER_OPTION_KEYS);
     this.thresholds = Object.freeze({
-      recv: byteThreshold('recvThreshold', options.recvThreshold, QUEUE_DEFAULTS.recvThreshold),
-      send: byteThreshold('sendThreshold', options.sendThreshold, QUEUE_DEFAULTS.sendThreshold),
-      accept: acceptThreshold(options.acceptThreshold),
+      recv: v.byteThreshold(options.recvThreshold, 'options.recvThreshold', QUEUE_DEFAULTS.recvThreshold),
+      send: v.byteThreshold(options.sendThreshold, 'options.sendThreshold', QUEUE_DEFAULTS.sendThreshold),
+      accept: v.acceptThreshold(options.acceptThreshold, 'options.acceptThreshold', QUEUE_DEFAULTS.acceptThreshold),
     });
-    if (this.thresholds.recv === undefined && this.thresholds.send === undefined && this.thresholds.accept === undefined) {
-      throw new RangeError('recvThreshold, sendThreshold and acceptThreshold are all "off": nothing to watch');
+    if (this.thresholds.recv === 'off' && this.thresholds.send === 'off' && this.thresholds.accept === 'off') {
+      throw new RangeError("options.recvThreshold, options.sendThreshold and options.acceptThreshold are all 'off': nothing to watch");
     }
-    this.intervalMs = number('intervalMs', options.intervalMs, QUEUE_DEFAULTS.intervalMs, QUEUE_DEFAULTS.minIntervalMs);
-    this.repeatMs = number('repeatMs', options.repeatMs, QUEUE_DEFAULTS.repeatMs, 0);
+    this.intervalMs = v.duration(options.intervalMs, 'options.intervalMs', QUEUE_DEFAULTS.intervalMs, QUEUE_DEFAULTS.minIntervalMs);
+    this.repeatMs = v.duration(options.repeatMs, 'options.repeatMs', QUEUE_DEFAULTS.repeatMs);
     this.confirm = Object.freeze(confirmOption(options.confirm));
-    if (options.notifyResolved !== undefined && typeof options.notifyResolved !== 'boolean')
-      throw new TypeError('notifyResolved must be a boolean');
-    this.notifyResolved = options.notifyResolved ?? false;
-    this.maxRecords = integer('maxRecords', options.maxRecords, QUEUE_DEFAULTS.maxRecords, 1);
-    const maxTracked = integer('maxTracked', options.maxTracked, this.maxRecords, 1);
-    this.maxAlertsPerTick = integer('maxAlertsPerTick', options.maxAlertsPerTick, QUEUE_DEFAULTS.maxAlertsPerTick, 1);
-    const maxRechecks = integer('maxRechecksPerTick', options.maxRechecksPerTick, QUEUE_DEFAULTS.maxRechecksPerTick, 0);
-    this.ownerWaitMs = number('ownerWaitMs', options.ownerWaitMs, QUEUE_DEFAULTS.ownerWaitMs, 0);
-    this.maxBuffered = integer('maxBuffered', options.maxBuffered, QUEUE_DEFAULTS.maxBuffered, 1);
-    if (options.hostname !== undefined && (typeof options.hostname !== 'string' || options.hostname === '')) {
-      throw new TypeError('hostname must be a non-empty string');
-    }
-    this.hostname = options.hostname ?? os.hostname();
+    this.notifyResolved = v.boolean(options.notifyResolved, 'options.notifyResolved');
+    // Crosses to native code as a uint32.
+    this.maxRecords = v.optInteger(options.maxRecords, 'options.maxRecords', QUEUE_DEFAULTS.maxRecords, { min: 1, max: v.UINT32_MAX });
+    const maxTracked = v.optInteger(options.maxTracked, 'options.maxTracked', this.maxRecords, { min: 1 });
+    this.maxAlertsPerTick = v.optInteger(options.maxAlertsPerTick, 'options.maxAlertsPerTick', QUEUE_DEFAULTS.maxAlertsPerTick, {
+      min: 1,
+    });
+    const maxRechecks = v.optInteger(options.maxRechecksPerTick, 'options.maxRechecksPerTick', QUEUE_DEFAULTS.maxRechecksPerTick);
+    this.ownerWaitMs = v.duration(options.ownerWaitMs, 'options.ownerWaitMs', QUEUE_DEFAULTS.ownerWaitMs);
+    this.maxBuffered = v.optInteger(options.maxBuffered, 'options.maxBuffered', QUEUE_DEFAULTS.maxBuffered, { min: 1 });
+    this.hostname = options.hostname === undefined ? os.hostname() : v.nonEmptyString(options.hostname, 'options.hostname');
     this.filter = checkFilter(options.filter);
     this.sampleOptions = {
       ...this.filter,
@@ -152,12 +185,13 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       acceptThreshold: this.thresholds.accept,
       maxRecords: this.maxRecords,
     };
+    compileSampleOptions(this.filter, 'options.filter'); // the filter's values, checked as the sampler will
     if (options.owners instanceof SocketOwners) {
       this.owners = options.owners;
       this.ownOwners = false;
     } else {
       if (options.owners !== undefined && typeof options.owners !== 'boolean')
-        throw new TypeError('owners must be a boolean or a SocketOwners');
+        throw new TypeError(`options.owners must be true, false or a SocketOwners (got ${v.describe(options.owners)})`);
       this.owners = options.owners === false ? undefined : new SocketOwners();
       this.ownOwners = true;
     }
@@ -171,7 +205,7 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       maxRechecksPerTick: maxRechecks,
       host: this.hostname,
     });
-    if (options.sampler !== undefined && !(options.sampler instanceof Sampler)) throw new TypeError('sampler must be a Sampler');
+    if (options.sampler !== undefined) v.instanceOf(options.sampler, 'options.sampler', Sampler);
     this.ownSampler = options.sampler === undefined;
     this.sampler = options.sampler ?? new Sampler({ netns: options.netns });
   }
@@ -366,62 +400,15 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
 
 // ---- option checks ----
 
-function byteThreshold(name: string, v: unknown, fallback: number): number | undefined {
-  if (v === undefined) return fallback;
-  if (v === 'off') return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${name} must be a number of bytes or "off", got ${String(v)}`);
-  if (v < 0 || !Number.isSafeInteger(v)) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
-  return v;
+function confirmOption(value: unknown): { n: number; m: number } {
+  if (value === undefined) return { ...QUEUE_DEFAULTS.confirm };
+  const c = v.optionsObject<{ n: number; m: number }>(value, 'options.confirm', ['n', 'm']);
+  const m = v.integer(c.m, 'options.confirm.m', { min: 1, max: 32 });
+  const n = v.integer(c.n, 'options.confirm.n', { min: 1, max: m });
+  return { n, m };
 }
 
-function acceptThreshold(v: unknown): number | 'limit' | undefined {
-  if (v === undefined || v === 'limit') return 'limit';
-  if (v === 'off') return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v))
-    throw new TypeError(`acceptThreshold must be a number of connections, "limit" or "off", got ${String(v)}`);
-  if (v < 0 || !Number.isSafeInteger(v)) throw new RangeError(`acceptThreshold must be a non-negative integer, got ${v}`);
-  return v;
-}
-
-function number(name: string, v: unknown, fallback: number, min: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${name} must be a finite number, got ${String(v)}`);
-  if (v < min) throw new RangeError(`${name} must be at least ${min}, got ${v}`);
-  return v;
-}
-
-function integer(name: string, v: unknown, fallback: number, min: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new TypeError(`${name} must be an integer, got ${String(v)}`);
-  if (v < min) throw new RangeError(`${name} must be at least ${min}, got ${v}`);
-  return v;
-}
-
-function confirmOption(v: unknown): { n: number; m: number } {
-  if (v === undefined) return { ...QUEUE_DEFAULTS.confirm };
-  if (v === null || typeof v !== 'object') throw new TypeError('confirm must be an object { n, m }');
-  const { n, m } = v as { n: unknown; m: unknown };
-  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(m))
-    throw new TypeError(`confirm.n and confirm.m must be integers, got ${String(n)} and ${String(m)}`);
-  if ((m as number) < 1 || (m as number) > 32) throw new RangeError(`confirm.m must be from 1 to 32, got ${String(m)}`);
-  if ((n as number) < 1 || (n as number) > (m as number))
-    throw new RangeError(`confirm.n must be from 1 to confirm.m (${String(m)}), got ${String(n)}`);
-  return { n: n as number, m: m as number };
-}
-
-function checkFilter(v: unknown): QueueFilter {
-  if (v === undefined) return {};
-  if (v === null || typeof v !== 'object') throw new TypeError('filter must be an object');
-  const f = v as QueueFilter;
-  const allowed = new Set(['tcp', 'udp', 'ipv4', 'ipv6', 'states', 'localPorts', 'excludeLocalPorts', 'remotePorts', 'excludeRemotePorts']);
-  for (const k of Object.keys(f)) if (!allowed.has(k)) throw new TypeError(`filter: unknown option "${k}"`);
-  if (f.states !== undefined && stateMask(f.states, 'filter.states') === 0)
-    throw new RangeError('filter.states must name at least one state');
-  for (const k of ['localPorts', 'excludeLocalPorts', 'remotePorts', 'excludeRemotePorts'] as const) {
-    const list = f[k];
-    if (list === undefined) continue;
-    if (!Array.isArray(list)) throw new TypeError(`filter.${k} must be an array of ports`);
-    list.forEach((p) => parsePortSpec(p, `filter.${k}`));
-  }
-  return { ...f };
+/** The filter's keys and types; its values are checked with the sample options (compileSampleOptions). */
+function checkFilter(value: unknown): QueueFilter {
+  return { ...v.optionsObject<QueueFilter>(value, 'options.filter', FILTER_KEYS) };
 }
