@@ -232,4 +232,17 @@ describe('OutboundWatcher', () => {
     expect(() => new OutboundWatcher({ states: ['opening'] })).toThrow(/states/);
     expect(() => new OutboundWatcher({ pid: 0 })).toThrow(/pid/);
   });
+
+  it('follows the one validation rule: unknown keys, types and ranges named by path', () => {
+    expect(() => new OutboundWatcher({ treshold: 5 } as never)).toThrow(
+      /options: unknown option "treshold" \(did you mean "threshold"\?\)/,
+    );
+    expect(() => new OutboundWatcher({ threshold: '5' as never })).toThrow(TypeError);
+    expect(() => new OutboundWatcher({ threshold: 1.5 })).toThrow(RangeError);
+    expect(() => new OutboundWatcher({ intervalMs: 0 })).toThrow(/options.intervalMs must be a number of ms greater than 0 \(got 0\)/);
+    expect(() => new OutboundWatcher({ thresholdOn: 'later' as never })).toThrow(/options.thresholdOn must be one of 'current', 'window'/);
+    expect(() => new OutboundWatcher({ states: 'established' as never })).toThrow(/options.states must be an array of strings/);
+    expect(() => new OutboundWatcher({ excludeLocalPorts: 80 as never })).toThrow(TypeError);
+    expect(() => new OutboundWatcher({ now: 5 as never })).toThrow(/options.now must be a function/);
+  });
 });

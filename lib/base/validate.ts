@@ -149,6 +149,15 @@ export function duration(v: unknown, path: string, fallback: number, min = 0, ma
   return v;
 }
 
+/** A duration in milliseconds greater than 0 (an interval, a window). */
+export function positiveDuration(v: unknown, path: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const what = 'a number of ms greater than 0';
+  if (typeof v !== 'number') throw typeError(path, what, v);
+  if (!Number.isFinite(v) || v <= 0) throw rangeError(path, what, v);
+  return v;
+}
+
 /** A real boolean: 'false', 0 or 'yes' are TypeErrors. */
 export function boolean(v: unknown, path: string, fallback = false): boolean {
   if (v === undefined) return fallback;

@@ -4,11 +4,11 @@
 // bytecode), native code aggregates per remote ip:port with per-state counts and returns the cookie
 // of every counted socket; here the cookies feed the sliding window of distinct connections. The
 // threshold is exceeded when a destination's count (current sockets, or distinct connections in the
-// window) is strictly greater than it.
+// window) is strictly greater than it. Options follow lib/base/validate.ts.
 import { unmapV4 } from '../address';
 import { TypedEmitter } from '../base/emitter';
-import { parsePortSpec, Sampler, type Aggregate, type PortSpec, type SampleOptions } from '../sampler';
-import { stateMask } from '../states';
+import * as v from '../base/validate';
+import { compileSampleOptions, Sampler, type Aggregate, type PortSpec, type SampleOptions } from '../sampler';
 import { ProcessSockets } from './process-sockets';
 import { DistinctWindow } from './window';
 
@@ -87,13 +87,18 @@ export interface OutboundWatcherEvents {
   error: Error;
 }
 
-function positive(name: string, v: unknown, fallback: number, integer = false): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${name} must be a finite number, got ${String(v)}`);
-  if (v <= 0 || (integer && !Number.isInteger(v)))
-    throw new RangeError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
-  return v;
-}
+const OUTBOUND_WATCHER_OPTION_KEYS = [
+  'threshold',
+  'intervalMs',
+  'excludeLocalPorts',
+  'states',
+  'pid',
+  'windowMs',
+  'thresholdOn',
+  'netns',
+  'sampler',
+  'now',
+] as const;
 
 /**
  * Folds IPv4-mapped IPv6 destinations ([::ffff:10.0.0.1]:443, from dual-stack sockets such as
@@ -164,30 +169,20 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
 
   constructor(options: OutboundWatcherOptions = {}) {
     super();
-    if (options === null || typeof options !== 'object') throw new TypeError('OutboundWatcher options must be an object');
-    const threshold = options.threshold ?? DEFAULT_THRESHOLD;
-    if (typeof threshold !== 'number' || !Number.isInteger(threshold) || threshold < 0) {
-      throw new RangeError(`threshold must be a non-negative integer, got ${String(threshold)}`);
-    }
-    this.threshold = threshold;
-    this.intervalMs = positive('intervalMs', options.intervalMs, DEFAULT_INTERVAL_MS);
-    this.windowMs = positive('windowMs', options.windowMs, DEFAULT_WINDOW_MS);
-    const basis = options.thresholdOn ?? 'current';
-    if (basis !== 'current' && basis !== 'window') throw new TypeError(`thresholdOn must be "current" or "window", got ${String(basis)}`);
-    this.thresholdOn = basis;
-    if (options.excludeLocalPorts !== undefined && !Array.isArray(options.excludeLocalPorts))
-      throw new TypeError('excludeLocalPorts must be an array of ports');
+    options = v.optionsObject<OutboundWatcherOptions>(options, 'options', OUTBOUND_WATCHER_OPTION_KEYS);
+    this.threshold = v.optInteger(options.threshold, 'options.threshold', DEFAULT_THRESHOLD);
+    this.intervalMs = v.positiveDuration(options.intervalMs, 'options.intervalMs', DEFAULT_INTERVAL_MS);
+    this.windowMs = v.positiveDuration(options.windowMs, 'options.windowMs', DEFAULT_WINDOW_MS);
+    this.thresholdOn = v.oneOf(options.thresholdOn, 'options.thresholdOn', ['current', 'window'], 'current');
     this.excludeLocalPorts = [...(options.excludeLocalPorts ?? DEFAULT_EXCLUDED_PORTS)];
-    this.excludeLocalPorts.forEach((p) => parsePortSpec(p, 'excludeLocalPorts'));
-    if (options.states !== undefined && !Array.isArray(options.states)) throw new TypeError('states must be an array of state names');
-    this.states = [...(options.states ?? OUTBOUND_STATES)];
-    if (stateMask(this.states, 'states') === 0) throw new RangeError('states must name at least one state');
-    if (options.pid !== undefined) positive('pid', options.pid, 0, true);
+    this.states = [...(options.states === undefined ? OUTBOUND_STATES : v.stringList(options.states, 'options.states'))];
+    // The sample options built from them are checked as the sampler checks them (ports, states).
+    compileSampleOptions({ excludeLocalPorts: this.excludeLocalPorts, states: this.states }, 'options');
+    if (options.pid !== undefined) v.integer(options.pid, 'options.pid', { min: 1 });
     this.pid = options.pid;
     this.owner = options.pid === undefined ? undefined : new ProcessSockets(options.pid);
-    if (options.now !== undefined && typeof options.now !== 'function') throw new TypeError('now must be a function');
-    this.now = options.now ?? Date.now;
-    if (options.sampler !== undefined && !(options.sampler instanceof Sampler)) throw new TypeError('sampler must be a Sampler');
+    this.now = options.now === undefined ? Date.now : v.func<() => number>(options.now, 'options.now');
+    if (options.sampler !== undefined) v.instanceOf(options.sampler, 'options.sampler', Sampler);
     this.ownSampler = options.sampler === undefined;
     this.sampler = options.sampler ?? new Sampler({ netns: options.netns });
     this.window = new DistinctWindow(this.windowMs);
