@@ -15,9 +15,14 @@ export const ERROR_CODES = {
     legacy: 'ERR_SAMPLER_CLOSED',
   },
   ERR_SOCKWATCH_LOCKED: {
-    meaning: 'another live process holds the lock of this state directory or instance',
-    action: 'stop the other instance, or give this one its own directory or instance name',
+    meaning: 'another live process (or a process on another host) holds this lock file: state directory, snat pidfile or instance lock',
+    action: 'stop the other instance, or give this one its own state directory or instance name',
     legacy: 'ELOCKED',
+  },
+  ERR_SOCKWATCH_LOCK_VERSION: {
+    meaning: 'a lock file was written by a newer sockwatch (a lock format this version does not know)',
+    action: 'run the newer version, or stop it and remove the lock file it left',
+    legacy: undefined,
   },
   ERR_SOCKWATCH_NO_DOTNET: {
     meaning: 'the process has no .NET diagnostics socket (not .NET, diagnostics disabled, other TMPDIR or container)',
