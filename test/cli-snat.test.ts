@@ -65,6 +65,8 @@ describe('sockwatch snat (no .NET needed)', () => {
   it.each([
     [['-t', 'x'], '-t: "x" is not a non-negative integer'],
     [['-f', '0'], '-f: "0" must be greater than 0'],
+    [['-d', '-1'], '-d: "-1" must not be negative'],
+    [['-t', '-1'], '-t: "-1" must not be negative'],
     [['enable-nothing'], 'unknown argument "enable-nothing" (expected enable-dump, enable-trace or enable-dump-trace)'],
     [['--dump-type', 'big'], '--dump-type must be one of Normal, WithHeap, Triage, Full; got "big"'],
     [['--exclude-ports', '70000'], '--exclude-ports: port 70000 is out of range 0-65535'],

@@ -9,24 +9,14 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSnatArgs } from '../lib/cli/snat';
 import { UsageError } from '../lib/cli/errors';
-import {
-  DistinctWindow,
-  HourlyLog,
-  acquireOwnerFile,
-  formatPollBlock,
-  formatStep,
-  hourKey,
-  logDirName,
-  pollRecord,
-  readOwnerFile,
-  releaseOwnerFile,
-  removeStaleLocks,
-  statsFileName,
-  stopRunningInstance,
-  type CollectionStep,
-  type DestinationCount,
-  type OutboundPoll,
-} from '../lib/outbound';
+import type { CollectionStep } from '../lib/outbound/collector';
+import { HourlyLog } from '../lib/outbound/hourly-log';
+import { formatPollBlock, hourKey, logDirName, pollRecord, statsFileName } from '../lib/outbound/log-format';
+import { acquireOwnerFile, readOwnerFile, releaseOwnerFile } from '../lib/base/pid-lock';
+import { formatStep } from '../lib/outbound/step-format';
+import { removeStaleLocks, stopRunningInstance } from '../lib/outbound/stop-instance';
+import type { DestinationCount, OutboundPoll } from '../lib/outbound/watcher';
+import { DistinctWindow } from '../lib/outbound/window';
 
 let tmp: string;
 beforeAll(() => {
@@ -251,7 +241,7 @@ describe('owner files (pidfile and locks)', () => {
     // A stand-in for a running instance: it writes its pidfile and a lock (with its own start time) and
     // exits on SIGTERM.
     const script = `
-      const { acquireOwnerFile } = require(${JSON.stringify(path.resolve(__dirname, '../dist/outbound/owner-file.js'))});
+      const { acquireOwnerFile } = require(${JSON.stringify(path.resolve(__dirname, '../dist/base/pid-lock.js'))});
       acquireOwnerFile(${JSON.stringify(path.join(dir, 'sockwatch-snat.pid'))}, { what: 'sockwatch snat' });
       acquireOwnerFile(${JSON.stringify(path.join(dir, 'trace_taken_i.lock'))}, { what: 'profiler trace' });
       process.on('SIGTERM', () => process.exit(0));
@@ -276,7 +266,7 @@ describe('owner files (pidfile and locks)', () => {
   it('stopRunningInstance falls back to SIGKILL when SIGTERM is ignored', async () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'stopkill-'));
     const script = `
-      const { acquireOwnerFile } = require(${JSON.stringify(path.resolve(__dirname, '../dist/outbound/owner-file.js'))});
+      const { acquireOwnerFile } = require(${JSON.stringify(path.resolve(__dirname, '../dist/base/pid-lock.js'))});
       acquireOwnerFile(${JSON.stringify(path.join(dir, 'sockwatch-snat.pid'))});
       process.on('SIGTERM', () => {});
       console.log('READY'); setInterval(() => {}, 1000);`;
@@ -364,7 +354,9 @@ describe('sockwatch snat arguments', () => {
     [['-f', '0'], /-f: "0" must be greater than 0/],
     [['-f', '-1'], /-f/],
     [['-d', 'soon'], /-d: "soon" is not a positive number/],
-    [['--pid', '0'], /--pid: 0 is below the minimum 1/],
+    [['--pid', '0'], /--pid must be an integer of at least 1 \(got 0\)/],
+    [['-d', '-1'], /^-d: "-1" must not be negative$/],
+    [['-f', '-1'], /^-f: "-1" must not be negative$/],
     [['--dump-type', 'huge'], /--dump-type must be one of Normal, WithHeap, Triage, Full/],
     [['--exclude-ports', '80,99999'], /--exclude-ports: port 99999 is out of range/],
     [['enable-everything'], /unknown argument "enable-everything"/],

@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readUploadRecord, uploadFile, uploadRecordPath, type UploadEvent } from '../lib/upload';
+import { uploadFile, type UploadEvent } from '../lib/upload';
+import { readUploadRecord, uploadRecordPath } from '../lib/upload/upload-record';
 import { createContainerSas, keyContainerClient, startAzurite, type Azurite } from './helpers/azurite';
 
 const BLOCK = 256 * 1024;

@@ -3,11 +3,13 @@
 // the options listed in the help. Wiring only: the work is in lib/outbound/.
 import * as path from 'node:path';
 import { parseDumpType } from '../dotnet/dump-types';
-import { SnatSession, stopRunningInstance, type SnatSessionOptions } from '../outbound';
+import { SnatSession, type SnatSessionOptions } from '../outbound/session';
+import { stopRunningInstance } from '../outbound/stop-instance';
 import { DEFAULT_EXCLUDED_PORTS } from '../outbound/watcher';
-import { redactText } from '../redact';
+import { redactText } from '../base/redact';
+import { SAS_URL_VARIABLE } from '../upload/sas-url';
 import { parsePortSpec } from '../sampler';
-import { intFlag, listFlag, parse } from './args';
+import { decimalFlag, intFlag, listFlag, parse } from './args';
 import { UsageError } from './errors';
 
 export const SNAT_HELP = `Usage: sockwatch snat [-t THRESHOLD] [-f SECONDS] [-d HOURS] [-c] [options] [enable-dump|enable-trace|enable-dump-trace]
@@ -16,7 +18,7 @@ Watch outbound TCP connections per remote address:port (ESTABLISHED, TIME_WAIT, 
 FIN_WAIT1/2; IPv4 and IPv6; local ports 80, 443 and 2222 left out) and, when one destination has
 more than THRESHOLD, take a memory dump and/or a profiler trace of the .NET app through its
 diagnostics socket and upload them to the Azure Blob container of
-DIAGNOSTICS_AZUREBLOBCONTAINERSASURL. Once every enabled collection is uploaded, the run cleans up
+${SAS_URL_VARIABLE}. Once every enabled collection is uploaded, the run cleans up
 and exits. Without enable-*, it monitors and logs only.
 
   -t THRESHOLD             connections per destination that trigger collection, strictly more (100)
@@ -44,7 +46,7 @@ Options:
 
 Environment (read here first, else from the target's /proc/PID/environ):
   COMPUTERNAME                           instance name (default: the host name, with a warning)
-  DIAGNOSTICS_AZUREBLOBCONTAINERSASURL   container SAS URL (sp=rw at least); without it files are
+  ${SAS_URL_VARIABLE}   container SAS URL (sp=rw at least); without it files are
                                          kept locally. Its signature never appears in any output.
 Log: {log dir}/outconn-logs-{instance}/outbound_conns_stats_{YYYY-MM-DD_HH}.log, a new file each
 hour (local time), and a .jsonl twin with one JSON object per poll and per collection step.
@@ -56,14 +58,9 @@ const POSITIONALS: Record<string, { dump: boolean; trace: boolean }> = {
   'enable-dump-trace': { dump: true, trace: true },
 };
 
-/** A positive decimal number ("10", "0.5"). */
+/** A positive decimal number ("10", "0.5"), parsed by the CLI's one number parser. */
 function positiveNumber(name: string, v: unknown): number | undefined {
-  if (v === undefined) return undefined;
-  const s = String(v).trim();
-  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(s)) throw new UsageError(`${name}: "${String(v)}" is not a positive number`);
-  const n = Number(s);
-  if (!(n > 0) || !Number.isFinite(n)) throw new UsageError(`${name}: "${String(v)}" must be greater than 0`);
-  return n;
+  return decimalFlag(name, v, { positive: true });
 }
 
 /**

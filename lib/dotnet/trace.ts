@@ -6,9 +6,12 @@
 // the duration is over, StopTracing goes on a second connection, and we keep reading the first one
 // until EOF: the rundown (method and module names, needed to resolve stacks) is sent after the stop.
 // A trace whose connection is merely dropped is truncated and cannot be opened.
+// Rule: collectTrace reads as its steps (startSession → TraceStream → waitForStop →
+// stopAndAwaitRundown → checkTraceFile); each race of promises lives in one named function.
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import type * as net from 'node:net';
 import * as path from 'node:path';
 import { DiagnosticsIpcError } from './hresult';
 import { checkReply, IpcConnection, sendCommand } from './ipc';
@@ -156,130 +159,178 @@ export async function collectTrace(target: DotnetTarget, tracePath: string, opts
   checkTraceOptions(opts);
   const providers = opts.providers ?? DEFAULT_TRACE_PROVIDERS;
   checkProviders(providers);
-  const signal = opts.signal;
-  if (signal?.aborted) throw abortError(signal);
+  if (opts.signal?.aborted) throw abortError(opts.signal);
   const endpoint = await resolveTarget(target);
   const file = path.resolve(tracePath);
-  const cmd = Commands.CollectTracing2;
 
+  // Open the file first: a bad path must fail before a session is started in the target.
+  const out = fs.createWriteStream(file, { fd: await openForWrite(file) });
+  const session = await startSession(endpoint.socketPath, providers, opts, out);
+  const stream = new TraceStream(session.connection, out);
+  let stoppedBy: TraceResult['stoppedBy'];
+  let rundownTimedOut = false;
+  try {
+    stoppedBy = await waitForStop(stream, opts.durationMs, opts.signal);
+    if (stoppedBy !== 'target-exit') rundownTimedOut = await stopAndAwaitRundown(endpoint.socketPath, session.id, stream, opts);
+  } finally {
+    await stream.finish();
+  }
+  if (stream.fileError) throw stream.fileError;
+
+  const info = await checkTraceFile(file);
+  return {
+    path: file,
+    bytes: info.bytes,
+    sessionId: session.id,
+    stoppedBy,
+    endedCleanly: stream.eof && !rundownTimedOut && !stream.streamError && info.lastByte === END_OF_STREAM_TAG,
+  };
+}
+
+/** Sends CollectTracing2 and reads the session id; on failure the file is closed (left empty). */
+async function startSession(
+  socketPath: string,
+  providers: readonly EventPipeProvider[],
+  opts: CollectTraceOptions,
+  out: fs.WriteStream,
+): Promise<{ id: bigint; connection: IpcConnection }> {
+  const cmd = Commands.CollectTracing2;
   const request = encodeMessage(
     cmd,
     encodeCollectTracing2({ bufferSizeMB: opts.bufferSizeMB ?? 256, requestRundown: opts.requestRundown ?? true, providers }),
   );
-  // Open the file first: a bad path must fail before a session is started in the target.
-  const fd = await openForWrite(file);
-  const out = fs.createWriteStream(file, { fd });
   let conn: IpcConnection | undefined;
-  let sessionId: bigint;
   try {
-    conn = await IpcConnection.open(endpoint.socketPath, cmd.name, { connectTimeoutMs: opts.connectTimeoutMs, signal });
+    conn = await IpcConnection.open(socketPath, cmd.name, { connectTimeoutMs: opts.connectTimeoutMs, signal: opts.signal });
     await conn.write(request);
-    const payload = checkReply(cmd, await conn.readMessage(cmd.name, { timeoutMs: 30_000, signal }));
-    sessionId = new PayloadReader(payload, cmd.name).u64('session id');
+    const payload = checkReply(cmd, await conn.readMessage(cmd.name, { timeoutMs: 30_000, signal: opts.signal }));
+    return { id: new PayloadReader(payload, cmd.name).u64('session id'), connection: conn };
   } catch (err) {
     conn?.close();
     await new Promise<void>((resolve) => out.end(resolve));
     throw err;
   }
+}
 
-  const { socket, leftover } = conn.detach();
-  let streamError: Error | undefined;
-  let eof = false;
-  const ended = new Promise<void>((resolve) => {
-    socket.once('end', () => {
-      eof = true;
-      resolve();
-    });
-    socket.once('close', () => resolve());
-    socket.once('error', (err) => {
-      streamError = err;
-      resolve();
-    });
-  });
-  let fileError: Error | undefined;
-  const fileFailed = new Promise<Error>((resolve) =>
-    out.once('error', (err) => {
-      fileError = err;
-      resolve(err);
-    }),
-  );
-  if (leftover.length > 0) out.write(leftover);
-  socket.pipe(out, { end: false });
-  socket.resume();
+/**
+ * The session's connection, drained into the file from now on (if nobody reads, the runtime blocks
+ * and Stop never completes). Records how the stream and the file ended.
+ */
+class TraceStream {
+  /** The stream ended: EOF, close or a socket error. */
+  readonly ended: Promise<void>;
+  /** Settles only if writing the file fails. */
+  readonly fileFailed: Promise<Error>;
+  eof = false;
+  streamError: Error | undefined;
+  fileError: Error | undefined;
+  private readonly socket: net.Socket;
 
-  let stoppedBy: TraceResult['stoppedBy'] = 'duration';
+  constructor(
+    connection: IpcConnection,
+    private readonly out: fs.WriteStream,
+  ) {
+    const { socket, leftover } = connection.detach();
+    this.socket = socket;
+    this.ended = new Promise<void>((resolve) => {
+      socket.once('end', () => {
+        this.eof = true;
+        resolve();
+      });
+      socket.once('close', () => resolve());
+      socket.once('error', (err) => {
+        this.streamError = err;
+        resolve();
+      });
+    });
+    this.fileFailed = new Promise<Error>((resolve) =>
+      out.once('error', (err) => {
+        this.fileError = err;
+        resolve(err);
+      }),
+    );
+    if (leftover.length > 0) out.write(leftover);
+    socket.pipe(out, { end: false });
+    socket.resume();
+  }
+
+  /** Stops reading and closes the file. */
+  async finish(): Promise<void> {
+    this.socket.unpipe(this.out);
+    this.socket.destroy();
+    await new Promise<void>((resolve) => this.out.end(resolve));
+  }
+}
+
+/** The first of: the duration is over, the signal fires, the target ends the stream, the file fails (rejects). */
+async function waitForStop(stream: TraceStream, durationMs: number, signal: AbortSignal | undefined): Promise<TraceResult['stoppedBy']> {
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
-  const waitEnd = await Promise.race([
-    new Promise<'duration'>((resolve) => {
-      timer = setTimeout(() => resolve('duration'), opts.durationMs);
-    }),
-    new Promise<'signal'>((resolve) => {
-      onAbort = () => resolve('signal');
-      signal?.addEventListener('abort', onAbort, { once: true });
-    }),
-    ended.then(() => 'target-exit' as const),
-    fileFailed,
-  ]);
-  clearTimeout(timer);
-  if (onAbort) signal?.removeEventListener('abort', onAbort);
-
-  const finish = async (): Promise<void> => {
-    socket.unpipe(out);
-    socket.destroy();
-    await new Promise<void>((resolve) => out.end(resolve));
-  };
-
-  if (waitEnd instanceof Error) {
-    await finish();
-    throw waitEnd;
-  }
-  stoppedBy = waitEnd;
-
-  let rundownTimedOut = false;
-  if (stoppedBy !== 'target-exit') {
-    try {
-      const stop = new PayloadWriter().u64(sessionId).toBuffer();
-      await sendCommand(endpoint.socketPath, Commands.StopTracing, stop, {
-        connectTimeoutMs: opts.connectTimeoutMs,
-        replyTimeoutMs: 30_000,
-      });
-    } catch (err) {
-      // The session may have ended by itself meanwhile (target exiting); anything else is a failure.
-      if (!eof) {
-        await finish();
-        throw err;
-      }
-    }
-    const rundownMs = opts.rundownTimeoutMs ?? 120_000;
-    let rundownTimer: NodeJS.Timeout | undefined;
-    rundownTimedOut = await Promise.race([
-      ended.then(() => false),
-      new Promise<boolean>((resolve) => {
-        rundownTimer = setTimeout(() => resolve(true), rundownMs);
+  try {
+    const first = await Promise.race([
+      new Promise<'duration'>((resolve) => {
+        timer = setTimeout(() => resolve('duration'), durationMs);
       }),
+      new Promise<'signal'>((resolve) => {
+        onAbort = () => resolve('signal');
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }),
+      stream.ended.then(() => 'target-exit' as const),
+      stream.fileFailed,
     ]);
-    clearTimeout(rundownTimer);
+    if (first instanceof Error) throw first;
+    return first;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
-  await finish();
-  if (fileError) throw fileError;
+}
 
+/**
+ * StopTracing on a second connection, then the rest of the stream (the rundown comes after the
+ * stop). Resolves true when the rundown did not end within rundownTimeoutMs.
+ */
+async function stopAndAwaitRundown(
+  socketPath: string,
+  sessionId: bigint,
+  stream: TraceStream,
+  opts: CollectTraceOptions,
+): Promise<boolean> {
+  try {
+    const stop = new PayloadWriter().u64(sessionId).toBuffer();
+    await sendCommand(socketPath, Commands.StopTracing, stop, { connectTimeoutMs: opts.connectTimeoutMs, replyTimeoutMs: 30_000 });
+  } catch (err) {
+    // The session may have ended by itself meanwhile (target exiting); anything else is a failure.
+    if (!stream.eof) throw err;
+  }
+  let rundownTimer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    stream.ended.then(() => false),
+    new Promise<boolean>((resolve) => {
+      rundownTimer = setTimeout(() => resolve(true), opts.rundownTimeoutMs ?? 120_000);
+    }),
+  ]);
+  clearTimeout(rundownTimer);
+  return timedOut;
+}
+
+/** The finished file: not empty and starting with "Nettrace" (else DiagnosticsIpcError). */
+async function checkTraceFile(file: string): Promise<{ bytes: number; lastByte: number | undefined }> {
+  const name = Commands.CollectTracing2.name;
   const info = await inspectTraceFile(file);
   if (info.bytes === 0) {
     throw new DiagnosticsIpcError({
-      command: cmd.name,
+      command: name,
       code: 'ERR_SOCKWATCH_EMPTY_TRACE',
-      message: `${cmd.name}: the runtime sent no trace data (${file} is empty)`,
+      message: `${name}: the runtime sent no trace data (${file} is empty)`,
     });
   }
   if (!info.magicOk) {
-    throw new DiagnosticsIpcError({ command: cmd.name, code: 'ERR_SOCKWATCH_BAD_TRACE', message: `${cmd.name}: ${file} does not start with "Nettrace"` });
+    throw new DiagnosticsIpcError({
+      command: name,
+      code: 'ERR_SOCKWATCH_BAD_TRACE',
+      message: `${name}: ${file} does not start with "Nettrace"`,
+    });
   }
-  return {
-    path: file,
-    bytes: info.bytes,
-    sessionId,
-    stoppedBy,
-    endedCleanly: eof && !rundownTimedOut && !streamError && info.lastByte === END_OF_STREAM_TAG,
-  };
+  return info;
 }

@@ -9,11 +9,18 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { TypedEmitter } from '../base/emitter';
 import { safeInstanceName } from '../base/instance-name';
-import { collectTrace, dumpFileName, traceFileName, writeDump, type DotnetTarget } from '../dotnet';
+import type { DotnetTarget } from '../dotnet/discovery';
+import { writeDump } from '../dotnet/dump';
+import { dumpFileName, traceFileName } from '../dotnet/file-names';
+import { collectTrace } from '../dotnet/trace';
 import { parseDumpType, type DumpTypeName } from '../dotnet/dump-types';
-import { redactText } from '../redact';
-import { DEFAULT_BLOCK_SIZE, parseContainerSasUrl, uploadFile, UploadAbortedError, type UploadEvent } from '../upload';
-import { acquireOwnerFile, releaseOwnerFile } from './owner-file';
+import { redactText } from '../base/redact';
+import { DEFAULT_BLOCK_SIZE } from '../upload/options';
+import { SAS_URL_VARIABLE, type ContainerSasUrl } from '../upload/sas-url';
+import { uploadFile } from '../upload/blob-upload';
+import { UploadAbortedError } from '../upload/errors';
+import type { UploadEvent } from '../upload/events';
+import { acquireOwnerFile, releaseOwnerFile } from '../base/pid-lock';
 import { listPending, removePending, writePending, type CollectionKind, type PendingUpload } from './pending';
 
 export type { CollectionKind };
@@ -35,8 +42,8 @@ export interface CollectorOptions {
   lockDir: string;
   /** Pending-upload and upload records. */
   stateDir: string;
-  /** Container SAS URL; without it files are kept locally. */
-  containerSasUrl?: string;
+  /** The container SAS, parsed once where it entered; without it files are kept locally. */
+  containerSas?: ContainerSasUrl;
   /** Keep local files after a confirmed upload. */
   keepLocal?: boolean;
   /** Upload attempts (default 5, at least 5 as the script). */
@@ -129,7 +136,6 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private readonly now: () => Date;
-  private readonly containerName: string | undefined;
   private finishedEmitted = false;
 
   constructor(options: CollectorOptions) {
@@ -149,9 +155,6 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
     if (options.maxAttempts !== undefined && (!Number.isInteger(options.maxAttempts) || options.maxAttempts < 5)) {
       throw new RangeError(`maxAttempts must be an integer of at least 5, got ${String(options.maxAttempts)}`);
     }
-    this.containerName = options.containerSasUrl
-      ? parseContainerSasUrl(options.containerSasUrl, { allowExpired: true }).containerName
-      : undefined;
     this.opts = options;
     this.instance = options.instance;
     this.now = options.now ?? (() => new Date());
@@ -254,9 +257,9 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
       this.step({ kind, step: 'collect-failed', error: message(err), interrupted: signal.aborted });
       return;
     }
-    if (!this.opts.containerSasUrl) {
+    if (!this.opts.containerSas) {
       this.states[kind] = 'done';
-      this.step({ kind, step: 'kept-local', filePath, reason: 'no DIAGNOSTICS_AZUREBLOBCONTAINERSASURL' });
+      this.step({ kind, step: 'kept-local', filePath, reason: `no ${SAS_URL_VARIABLE}` });
       return;
     }
     const metadata: Record<string, string> = {
@@ -295,11 +298,11 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
   private async upload(pending: PendingUpload, owns: CollectionKind | undefined, resumed: boolean): Promise<void> {
     const kind = pending.kind;
     const { filePath } = pending;
-    this.step({ kind, step: 'uploading', filePath, blobName: pending.blobName, container: this.containerName ?? '', resumed });
+    this.step({ kind, step: 'uploading', filePath, blobName: pending.blobName, container: this.opts.containerSas?.containerName ?? '', resumed });
     let decile = -1;
     try {
       const r = await uploadFile({
-        containerSasUrl: this.opts.containerSasUrl!,
+        containerSasUrl: this.opts.containerSas!,
         filePath,
         blobName: pending.blobName,
         metadata: pending.metadata,
@@ -363,7 +366,7 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
     const resumed: PendingUpload[] = [];
     const keptForLater: PendingUpload[] = [];
     for (const p of records) {
-      if (!this.opts.containerSasUrl) {
+      if (!this.opts.containerSas) {
         keptForLater.push(p);
         continue;
       }

@@ -2,17 +2,20 @@
 // pidfile, the hourly log, the watcher (polling) and the collector (dump, trace, upload) beside it.
 // It ends when every enabled collection is uploaded (unless keepRunning), when the duration is
 // over, or when `signal` fires; each way it stops cleanly and removes its pidfile and locks.
+// Rule: the wiring reads top to bottom as named steps (run → monitor → noteStart, createCollector,
+// createWatcher, followCollector, resumePendingUploads, followPolls, RunEnding, stop); the SAS URL is
+// parsed once here (resolveSas) and passed on as a ContainerSasUrl.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { findDiagnosticSocket, type DotnetProcess, type DotnetTarget } from '../dotnet';
-import { redactText, redactUrl } from '../redact';
+import { findDiagnosticSocket, type DotnetProcess, type DotnetTarget } from '../dotnet/discovery';
+import { redactText } from '../base/redact';
 import { Sampler, type PortSpec } from '../sampler';
-import { parseContainerSasUrl } from '../upload';
+import { parseContainerSasUrl, SAS_URL_VARIABLE, type ContainerSasUrl } from '../upload/sas-url';
 import { DiagnosticsCollector, type CollectionStep } from './collector';
 import { HourlyLog } from './hourly-log';
 import { formatPollBlock, logTimestamp, pollRecord } from './log-format';
-import { acquireOwnerFile, releaseOwnerFile } from './owner-file';
+import { acquireOwnerFile, releaseOwnerFile } from '../base/pid-lock';
 import { formatStep, stepRecord } from './step-format';
 import { PIDFILE_NAME, removeStaleLocks } from './stop-instance';
 import { chooseDotnetTarget, resolveSetting } from './target';
@@ -27,7 +30,6 @@ import {
 } from './watcher';
 
 export const INSTANCE_VARIABLE = 'COMPUTERNAME';
-export const SAS_VARIABLE = 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL';
 export const STATE_DIR_NAME = '.sockwatch-snat';
 
 export interface SnatSessionOptions {
@@ -153,23 +155,7 @@ export class SnatSession {
 
       const instanceSetting = resolveSetting(INSTANCE_VARIABLE, env, targetPid);
       const instance = instanceSetting.value ?? os.hostname();
-      const sasSetting = resolveSetting(SAS_VARIABLE, env, targetPid);
-      let containerSasUrl = sasSetting.value;
-      let sasProblem: string | undefined;
-      if (containerSasUrl !== undefined) {
-        const from = sasSetting.source === 'target' ? `process ${targetPid}` : 'the environment';
-        try {
-          const sas = parseContainerSasUrl(containerSasUrl);
-          if (sas.permissions !== undefined && !(sas.permissions.includes('r') && sas.permissions.includes('w'))) {
-            throw new Error(`grants sp=${sas.permissions}; uploads need r and w`);
-          }
-        } catch (err) {
-          const problem = `${SAS_VARIABLE} (from ${from}): ${(err as Error).message}`;
-          if (this.collecting) throw new SnatStartError(problem);
-          sasProblem = `${problem}; ignored (monitoring only)`;
-          containerSasUrl = undefined;
-        }
-      }
+      const sas = this.resolveSas(env, targetPid);
 
       fs.mkdirSync(logDir, { recursive: true });
       const pidfile = path.join(logDir, PIDFILE_NAME);
@@ -181,15 +167,16 @@ export class SnatSession {
       }
       try {
         this.log = new HourlyLog({ baseDir: logDir, instance });
-        if (sasProblem) this.note(sasProblem, 'warning');
+        if (sas.problem) this.note(sas.problem, 'warning');
         return await this.monitor({
           sampler,
           target,
           instance,
-          instanceSetting,
-          containerSasUrl,
-          sasSource: sasSetting.source,
+          instanceSource: instanceSetting.source,
+          sas: sas.value,
+          sasSource: sas.source,
           logDir,
+          stateDir: path.resolve(o.stateDir ?? path.join(logDir, STATE_DIR_NAME)),
           excludeLocalPorts,
           takenOverFrom: claim.takenOverFrom?.pid,
           targetPid,
@@ -202,23 +189,48 @@ export class SnatSession {
     }
   }
 
-  private async monitor(ctx: {
-    sampler: Sampler;
-    target: Target;
-    instance: string;
-    instanceSetting: { source: string };
-    containerSasUrl: string | undefined;
-    sasSource: string;
-    logDir: string;
-    excludeLocalPorts: readonly PortSpec[];
-    takenOverFrom: number | undefined;
-    targetPid: number | undefined;
-  }): Promise<SessionResult> {
-    const o = this.o;
-    const { instance, logDir } = ctx;
-    const stateDir = path.resolve(o.stateDir ?? path.join(logDir, STATE_DIR_NAME));
-    const log = this.log!;
+  /**
+   * The container SAS from SAS_URL_VARIABLE (ours, else the target's environment), parsed here once
+   * for the whole run. A bad one stops a collecting run; a monitoring run warns and goes on without.
+   */
+  private resolveSas(env: NodeJS.ProcessEnv, targetPid: number | undefined): { value?: ContainerSasUrl; source: string; problem?: string } {
+    const setting = resolveSetting(SAS_URL_VARIABLE, env, targetPid);
+    if (setting.value === undefined) return { source: setting.source };
+    try {
+      const value = parseContainerSasUrl(setting.value);
+      const problem = value.uploadProblem();
+      if (problem !== undefined) throw new Error(problem);
+      return { value, source: setting.source };
+    } catch (err) {
+      const from = setting.source === 'target' ? `process ${targetPid}` : 'the environment';
+      const problem = `${SAS_URL_VARIABLE} (from ${from}): ${(err as Error).message}`;
+      if (this.collecting) throw new SnatStartError(problem);
+      return { source: setting.source, problem: `${problem}; ignored (monitoring only)` };
+    }
+  }
 
+  /** The run once the pidfile is ours, step by step. */
+  private async monitor(ctx: RunContext): Promise<SessionResult> {
+    this.noteStart(ctx);
+    const collector = this.createCollector(ctx);
+    const watcher = this.createWatcher(ctx);
+    const ending = new RunEnding();
+    this.followCollector(collector, ctx, ending);
+    this.resumePendingUploads(collector);
+    this.followPolls(watcher, collector);
+    ending.arm(this.o.durationMs, this.o.signal);
+
+    watcher.start();
+    const end = await ending.ended;
+    ending.disarm();
+
+    await this.stop(end, ctx, watcher, collector);
+    return { end, instance: ctx.instance, logDir: ctx.logDir, ...(ctx.targetPid !== undefined ? { targetPid: ctx.targetPid } : {}) };
+  }
+
+  /** What this run does, where it logs, whom it watches, where files go: the opening notes. */
+  private noteStart(ctx: RunContext): void {
+    const o = this.o;
     const what =
       o.dump && o.trace
         ? 'memory dump and profiler trace'
@@ -227,39 +239,47 @@ export class SnatSession {
           : o.trace
             ? 'profiler trace'
             : 'no collection (monitor only)';
+    const counted =
+      o.thresholdOn === 'window'
+        ? `distinct connections per destination in ${(o.windowMs ?? DEFAULT_WINDOW_MS) / 1000} s`
+        : 'connections per destination';
     this.note(
-      `sockwatch snat started (pid ${process.pid}): threshold ${o.threshold ?? DEFAULT_THRESHOLD} ${o.thresholdOn === 'window' ? `distinct connections per destination in ${(o.windowMs ?? DEFAULT_WINDOW_MS) / 1000} s` : 'connections per destination'}, every ${(o.intervalMs ?? DEFAULT_INTERVAL_MS) / 1000} s, excluded local ports ${ctx.excludeLocalPorts.join(',')}; on exceeding: ${what}`,
+      `sockwatch snat started (pid ${process.pid}): threshold ${o.threshold ?? DEFAULT_THRESHOLD} ${counted}, every ${(o.intervalMs ?? DEFAULT_INTERVAL_MS) / 1000} s, excluded local ports ${ctx.excludeLocalPorts.join(',')}; on exceeding: ${what}`,
     );
-    this.note(`log: ${log.textPath()}`);
+    this.note(`log: ${this.log!.textPath()}`);
     if (ctx.takenOverFrom !== undefined)
       this.note(`took over the stale pidfile of process ${ctx.takenOverFrom}, which is no longer running`);
     if (ctx.target.endpoint) this.note(`target: ${ctx.target.reason}`);
     else if (o.pid !== undefined) this.note(`counting only the sockets of process ${o.pid}; ${ctx.target.reason}`);
     else this.note(`${ctx.target.reason}; monitoring only`);
-    if (ctx.instanceSetting.source === 'none') {
+    const from = (source: string): string => (source === 'target' ? `process ${ctx.targetPid}` : 'the environment');
+    if (ctx.instanceSource === 'none') {
       this.note(
-        `${INSTANCE_VARIABLE} is not set (here or in the target's environment): using the host name "${instance}" as the instance name`,
+        `${INSTANCE_VARIABLE} is not set (here or in the target's environment): using the host name "${ctx.instance}" as the instance name`,
         'warning',
       );
     } else {
-      this.note(
-        `instance: ${instance} (${INSTANCE_VARIABLE} from ${ctx.instanceSetting.source === 'target' ? `process ${ctx.targetPid}` : 'the environment'})`,
-      );
+      this.note(`instance: ${ctx.instance} (${INSTANCE_VARIABLE} from ${from(ctx.instanceSource)})`);
     }
-    if (ctx.containerSasUrl) {
-      this.note(
-        `uploads to ${redactUrl(parseContainerSasUrl(ctx.containerSasUrl).containerUrl)} (${SAS_VARIABLE} from ${ctx.sasSource === 'target' ? `process ${ctx.targetPid}` : 'the environment'})`,
-      );
+    if (ctx.sas) {
+      this.note(`uploads to ${ctx.sas.containerUrl} (${SAS_URL_VARIABLE} from ${from(ctx.sasSource)})`);
     } else if (this.collecting) {
       this.note(
-        `${SAS_VARIABLE} is not set (here or in the target's environment): dumps and traces are kept locally in ${logDir}`,
+        `${SAS_URL_VARIABLE} is not set (here or in the target's environment): dumps and traces are kept locally in ${ctx.logDir}`,
         'warning',
       );
     }
     if (o.durationMs !== undefined) this.note(`Monitoring will run for ${hoursText(o.durationMs)} and then automatically clean up`);
+  }
 
+  /**
+   * The .NET process at collection time: --pid's, else the one chosen at start while it lives, else
+   * a new choice (the app may have restarted).
+   */
+  private targetResolver(ctx: RunContext): () => Promise<DotnetTarget> {
+    const o = this.o;
     let endpoint: DotnetTarget | undefined = ctx.target.endpoint;
-    const resolveTarget = async (): Promise<DotnetTarget> => {
+    return async () => {
       if (o.pid !== undefined) return findDiagnosticSocket(o.pid);
       const current = endpoint as DotnetProcess | undefined;
       if (current) {
@@ -275,18 +295,22 @@ export class SnatSession {
       endpoint = choice.chosen;
       return choice.chosen;
     };
+  }
 
+  /** The collector, its steps written to the log (and the terminal). */
+  private createCollector(ctx: RunContext): DiagnosticsCollector {
+    const o = this.o;
     const collector = new DiagnosticsCollector({
-      instance,
-      target: this.collecting ? resolveTarget : undefined,
+      instance: ctx.instance,
+      target: this.collecting ? this.targetResolver(ctx) : undefined,
       dump: o.dump,
       trace: o.trace,
       dumpType: o.dumpType,
       traceDurationMs: o.traceDurationMs,
-      outputDir: logDir,
-      lockDir: logDir,
-      stateDir,
-      containerSasUrl: ctx.containerSasUrl,
+      outputDir: ctx.logDir,
+      lockDir: ctx.logDir,
+      stateDir: ctx.stateDir,
+      containerSas: ctx.sas,
       keepLocal: o.keepLocal,
       blockSize: o.blockSize,
       concurrency: o.concurrency,
@@ -294,11 +318,15 @@ export class SnatSession {
     });
     collector.on('step', (s: CollectionStep) => {
       const line = formatStep(s);
-      log.write(line ? [line] : undefined, stepRecord(s), s.time);
+      this.log!.write(line ? [line] : undefined, stepRecord(s), s.time);
       if (line) (line.includes('ERROR:') || line.includes('WARNING:') ? this.warn : this.print)(redactText(line));
     });
+    return collector;
+  }
 
-    const watcher = new OutboundWatcher({
+  private createWatcher(ctx: RunContext): OutboundWatcher {
+    const o = this.o;
+    return new OutboundWatcher({
       threshold: o.threshold,
       intervalMs: o.intervalMs,
       excludeLocalPorts: ctx.excludeLocalPorts,
@@ -307,22 +335,22 @@ export class SnatSession {
       thresholdOn: o.thresholdOn,
       sampler: ctx.sampler,
     });
+  }
 
-    let finish!: (end: SessionEnd) => void;
-    const ended = new Promise<SessionEnd>((resolve) => (finish = resolve));
+  /** Every collection done → the run ends (unless keepRunning); some failed → a warning, it goes on. */
+  private followCollector(collector: DiagnosticsCollector, ctx: RunContext, ending: RunEnding): void {
     let finishedNoted = false;
     collector.on('finished', () => {
       if (finishedNoted) return;
       finishedNoted = true;
       this.note(
-        ctx.containerSasUrl
+        ctx.sas
           ? 'All enabled diagnostics have been collected and uploaded successfully.'
-          : `All enabled diagnostics have been collected (kept locally in ${logDir}: no ${SAS_VARIABLE}).`,
+          : `All enabled diagnostics have been collected (kept locally in ${ctx.logDir}: no ${SAS_URL_VARIABLE}).`,
       );
-      if (o.keepRunning) this.note('--keep-running: monitoring goes on');
-      else finish('finished');
+      if (this.o.keepRunning) this.note('--keep-running: monitoring goes on');
+      else ending.finish('finished');
     });
-
     collector.on('stalled', ({ failed }) => {
       this.note(
         `Not every enabled diagnostic could be collected and uploaded (failed: ${failed.join(', ')}); monitoring goes on. ` +
@@ -330,18 +358,24 @@ export class SnatSession {
         'warning',
       );
     });
+  }
 
+  /** Uploads an earlier run left unfinished: resumed now, or kept for a run with a SAS URL. */
+  private resumePendingUploads(collector: DiagnosticsCollector): void {
     const pending = collector.resumePending();
     for (const p of pending.resumed)
       this.note(`found the pending upload of ${path.basename(p.filePath)} (${p.kind} of ${p.instance}, ${p.createdAt}); resuming it`);
     for (const p of pending.keptForLater)
-      this.note(`pending upload of ${p.filePath} kept: no ${SAS_VARIABLE} to upload it with`, 'warning');
+      this.note(`pending upload of ${p.filePath} kept: no ${SAS_URL_VARIABLE} to upload it with`, 'warning');
     for (const f of pending.unreadable) this.note(`ignoring the unreadable pending-upload record ${f}`, 'warning');
+  }
 
+  /** Each poll to the log; threshold changes to the terminal; an exceeded poll triggers collection. */
+  private followPolls(watcher: OutboundWatcher, collector: DiagnosticsCollector): void {
     let pidExitNoted = false;
     let wasExceeded = false;
     watcher.on('poll', (poll: OutboundPoll) => {
-      log.write(formatPollBlock(poll), pollRecord(poll), poll.time);
+      this.log!.write(formatPollBlock(poll), pollRecord(poll), poll.time);
       // The terminal hears of changes only; the log has every poll.
       if (poll.exceeded !== wasExceeded) {
         wasExceeded = poll.exceeded;
@@ -359,26 +393,53 @@ export class SnatSession {
       }
     });
     watcher.on('error', (err: Error) => this.note(`ERROR: poll failed: ${err.message}`, 'warning'));
+  }
 
-    let durationTimer: NodeJS.Timeout | undefined;
-    if (o.durationMs !== undefined) durationTimer = setTimeout(() => finish('duration'), o.durationMs);
-    const onAbort = (): void => finish('signal');
-    if (o.signal?.aborted) finish('signal');
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-
-    watcher.start();
-    const end = await ended;
-    clearTimeout(durationTimer);
-    o.signal?.removeEventListener('abort', onAbort);
-
-    if (end === 'duration') this.note(`Duration timer expired after ${hoursText(o.durationMs!)}. Initiating automatic cleanup...`);
+  /** Says why the run ends, stops polling and collecting, removes stale locks. */
+  private async stop(end: SessionEnd, ctx: RunContext, watcher: OutboundWatcher, collector: DiagnosticsCollector): Promise<void> {
+    if (end === 'duration') this.note(`Duration timer expired after ${hoursText(this.o.durationMs!)}. Initiating automatic cleanup...`);
     else if (end === 'signal') this.note('Stop requested (signal). Stopping; unfinished uploads resume at the next start...');
     else this.note('Initiating automatic cleanup...');
     await watcher.stop();
     await collector.stop();
-    for (const file of removeStaleLocks(logDir))
+    for (const file of removeStaleLocks(ctx.logDir))
       this.note(`removed the stale lock ${path.basename(file)} (its owner is no longer running)`);
     this.note('Completed');
-    return { end, instance, logDir, ...(ctx.targetPid !== undefined ? { targetPid: ctx.targetPid } : {}) };
+  }
+}
+
+/** What run() learnt before monitoring starts. */
+interface RunContext {
+  sampler: Sampler;
+  target: Target;
+  instance: string;
+  instanceSource: string;
+  sas: ContainerSasUrl | undefined;
+  sasSource: string;
+  logDir: string;
+  stateDir: string;
+  excludeLocalPorts: readonly PortSpec[];
+  takenOverFrom: number | undefined;
+  targetPid: number | undefined;
+}
+
+/** The first of three endings settles the run: all collected, the duration over, the stop signal. */
+class RunEnding {
+  finish!: (end: SessionEnd) => void;
+  readonly ended = new Promise<SessionEnd>((resolve) => (this.finish = resolve));
+  private timer: NodeJS.Timeout | undefined;
+  private signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.finish('signal');
+
+  arm(durationMs: number | undefined, signal: AbortSignal | undefined): void {
+    if (durationMs !== undefined) this.timer = setTimeout(() => this.finish('duration'), durationMs);
+    this.signal = signal;
+    if (signal?.aborted) this.finish('signal');
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  disarm(): void {
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this.onAbort);
   }
 }

@@ -2,7 +2,7 @@
 // ("Acquiring lock for dumping...", "Memory dump has been collected. Uploading it to Azure Blob
 // Container 'NAME'"), each prefixed with the local timestamp.
 import { formatBytes } from '../dotnet/dump-space';
-import { formatUploadEvent } from '../upload';
+import { formatUploadEvent } from '../upload/events';
 import type { CollectionStep } from './collector';
 import { logTimestamp } from './log-format';
 

@@ -4,7 +4,7 @@
 // from the target's /proc/PID/environ, as the original script read them. With several .NET
 // processes and no --pid, the one owning the most outbound connections (its /proc/PID/fd socket
 // inodes against the same per-destination scan) is chosen.
-import { listDotnetProcesses, readProcessEnv, type DotnetProcess } from '../dotnet';
+import { listDotnetProcesses, readProcessEnv, type DotnetProcess } from '../dotnet/discovery';
 import type { PortSpec, Sampler } from '../sampler';
 import { socketInodes } from './process-sockets';
 import { OUTBOUND_STATES } from './watcher';

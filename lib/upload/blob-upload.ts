@@ -6,14 +6,16 @@
 // Properties → delete the local file (unless keepLocal) and the record.
 // The whole attempt is retried with backoff; the SDK's own per-request retry is off (maxTries 1)
 // so that this loop alone decides, reports and counts retries.
+// The SAS arrives parsed (options.ts → sas-url.ts); only the SDK client is handed the signed URL.
 import type * as fs from 'node:fs';
 import { AnonymousCredential, ContainerClient, type BlockBlobClient } from '@azure/storage-blob';
-import { backoffDelay, sleep } from './backoff';
+import { backoffDelay, sleep } from '../base/backoff';
+import { constants as osConstants } from 'node:os';
+import { systemError } from '../base/errors';
 import { md5OfFile, newUploadId, planBlocks } from './blocks';
 import { confirmUpload } from './confirm';
 import { UploadAbortedError, UploadError, scrub } from './errors';
 import { normalizeUploadOptions, type UploadFileOptions } from './options';
-import { parseContainerSasUrl, urlSecrets } from './sas-url';
 import { stageBlocks } from './stage-blocks';
 import { checkAborted, fileChanged, remote, statFile, type Upload, type UploadResult } from './upload-context';
 import { readUploadRecord, uploadRecordPath, writeUploadRecord, type UploadRecord } from './upload-record';
@@ -28,27 +30,25 @@ export type { UploadResult };
  */
 export async function uploadFile(options: UploadFileOptions): Promise<UploadResult> {
   const opts = normalizeUploadOptions(options);
-  const sas = parseContainerSasUrl(opts.containerSasUrl);
-  if (sas.permissions !== undefined && !(sas.permissions.includes('r') && sas.permissions.includes('w'))) {
-    throw new TypeError(`containerSasUrl grants sp=${sas.permissions}; uploading needs w (write) and r (read, to resume and to verify)`);
-  }
-  const secrets = urlSecrets(opts.containerSasUrl);
+  const sas = opts.containerSas;
   let blob: BlockBlobClient;
   try {
     // Pipeline options must be the third argument: in second place the SDK takes them for a
     // credential and fails with a misleading "containerName" error.
-    const container = new ContainerClient(opts.containerSasUrl, new AnonymousCredential(), {
+    const container = new ContainerClient(sas.revealSignedUrl(), new AnonymousCredential(), {
       retryOptions: { maxTries: 1, tryTimeoutInMs: opts.tryTimeoutMs },
       userAgentOptions: { userAgentPrefix: 'sockwatch' },
     });
     blob = container.getBlockBlobClient(opts.blobName);
   } catch (err) {
-    throw new TypeError(`containerSasUrl ${sas.redactedUrl} is not usable: ${scrub(String((err as Error)?.message ?? err), secrets)}`);
+    throw new TypeError(
+      `containerSasUrl ${sas.redactedUrl} is not usable: ${scrub(String((err as Error)?.message ?? err), sas.secretValues())}`,
+    );
   }
   const up: Upload = {
     opts,
     sas,
-    secrets,
+    secrets: sas.secretValues(),
     blob,
     recordFile: uploadRecordPath(opts.filePath, opts.stateDir),
     emit: opts.onEvent,
@@ -69,7 +69,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
         err.attempts = attempt;
         throw err;
       }
-      const delayMs = backoffDelay(attempt, { baseDelayMs: opts.retryDelayMs, maxDelayMs: opts.maxRetryDelayMs }, err.retryAfterMs);
+      const delayMs = backoffDelay(attempt, { baseMs: opts.retryDelayMs, capMs: opts.maxRetryDelayMs }, err.retryAfterMs);
       up.emit({
         type: 'retry',
         attempt: attempt + 1,
@@ -115,8 +115,7 @@ async function runAttempt(up: Upload): Promise<Omit<UploadResult, 'attempts'>> {
     if (record?.committed && record.contentMD5 !== undefined && !opts.keepLocal) {
       return confirmUpload(up, record, Buffer.from(record.contentMD5, 'base64'), true);
     }
-    throw Object.assign(new Error(`ENOENT: no such file to upload, '${opts.filePath}'`), {
-      code: 'ENOENT',
+    throw Object.assign(systemError(osConstants.errno.ENOENT, 'stat', `no such file to upload, '${opts.filePath}'`), {
       path: opts.filePath,
     });
   }

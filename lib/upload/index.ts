@@ -1,8 +1,8 @@
-// Resumable upload of diagnostics files to Azure Blob Storage through a container SAS URL.
+// The `upload` namespace of the public API: resumable upload of a file to Azure Blob Storage
+// through a container SAS URL. Rule: exactly what README.md's Library section documents; the rest
+// of lib/upload is internal (import it by file inside lib/). test/exports.test.ts holds the list.
 export { uploadFile, type UploadResult } from './blob-upload';
-export { DEFAULT_BLOCK_SIZE, type UploadFileOptions } from './options';
-export { parseContainerSasUrl, SasExpiredError, type ContainerSasInfo, type ParseContainerSasOptions } from './sas-url';
-export { UploadError, UploadAbortedError } from './errors';
-export { formatUploadEvent, type UploadEvent, type UploadEventListener } from './events';
-export { uploadRecordPath, readUploadRecord, type UploadRecord } from './upload-record';
-export { blockId, MAX_BLOCK_SIZE, MAX_BLOCKS } from './blocks';
+export type { UploadFileOptions } from './options';
+export { ContainerSasUrl, parseContainerSasUrl, SasExpiredError, SAS_URL_VARIABLE, type ParseContainerSasOptions } from './sas-url';
+export { UploadError, UploadAbortedError, type UploadErrorInit } from './errors';
+export type { UploadEvent, UploadEventListener } from './events';

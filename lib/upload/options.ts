@@ -3,10 +3,11 @@
 import * as path from 'node:path';
 import { MAX_BLOCK_SIZE } from './blocks';
 import type { UploadEventListener } from './events';
+import { uploadSas, type ContainerSasUrl } from './sas-url';
 
 export interface UploadFileOptions {
-  /** Container SAS URL (needs r and w). The container must exist: it is never created. */
-  containerSasUrl: string;
+  /** Container SAS URL (needs r and w), as a string or parsed. The container must exist: it is never created. */
+  containerSasUrl: string | ContainerSasUrl;
   /** The local file to upload. */
   filePath: string;
   /** Blob name inside the container (default: the file's base name). May contain "/". */
@@ -37,7 +38,7 @@ export interface UploadFileOptions {
 }
 
 export interface NormalizedUploadOptions {
-  containerSasUrl: string;
+  containerSas: ContainerSasUrl;
   filePath: string;
   blobName: string;
   metadata: Record<string, string>;
@@ -90,7 +91,9 @@ function validateMetadata(value: unknown): Record<string, string> {
 
 export function normalizeUploadOptions(opts: UploadFileOptions): NormalizedUploadOptions {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('uploadFile options must be an object');
-  const containerSasUrl = nonEmptyString('containerSasUrl', opts.containerSasUrl);
+  const containerSas = uploadSas(
+    typeof opts.containerSasUrl === 'object' ? opts.containerSasUrl : nonEmptyString('containerSasUrl', opts.containerSasUrl),
+  );
   const filePath = path.resolve(nonEmptyString('filePath', opts.filePath));
   const blobName = opts.blobName === undefined ? path.basename(filePath) : nonEmptyString('blobName', opts.blobName);
   if (blobName.length > 1024) throw new RangeError(`blobName must be at most 1024 characters (got ${blobName.length})`);
@@ -105,7 +108,7 @@ export function normalizeUploadOptions(opts: UploadFileOptions): NormalizedUploa
     throw new RangeError(`maxRetryDelayMs (${maxRetryDelayMs}) must not be below retryDelayMs (${retryDelayMs})`);
   }
   return {
-    containerSasUrl,
+    containerSas,
     filePath,
     blobName,
     metadata: validateMetadata(opts.metadata),

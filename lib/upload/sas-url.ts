@@ -1,20 +1,15 @@
-// Parsing and checking a container SAS URL. Messages show the URL only through redactUrl: the
-// signature never appears in an error.
-import { isSecretParam, redactUrl } from '../redact';
+// The container SAS URL as one value. Rule: it is parsed once, at the edge where it enters (the
+// environment, an uploadFile call), into a ContainerSasUrl; every layer after that passes the value,
+// never the raw string. The value prints redacted everywhere (`${sas}`, JSON.stringify,
+// util.inspect, console.log); the signed URL leaves it only through revealSignedUrl(), which the
+// HTTP client alone calls. Messages show the URL only redacted: the signature never appears in an
+// error.
+import { inspect } from 'node:util';
+import { isSecretParam, redactUrl } from '../base/redact';
 import { SockwatchError } from '../base/errors';
 
-export interface ContainerSasInfo {
-  /** The container URL without the query string (safe to log). */
-  containerUrl: string;
-  accountName: string;
-  containerName: string;
-  /** `se=`: when the SAS stops working, if the URL says. */
-  expiresOn?: Date;
-  /** `sp=`: the granted permissions (letters such as "racwdl"), if the URL says. */
-  permissions?: string;
-  /** The whole URL with the signature and other secrets replaced (safe to log). */
-  redactedUrl: string;
-}
+/** The environment variable holding the container SAS URL (the App Service script's name). */
+export const SAS_URL_VARIABLE = 'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL';
 
 export interface ParseContainerSasOptions {
   /** The current time for the expiry check (default: now). */
@@ -29,8 +24,86 @@ export class SasExpiredError extends SockwatchError {
     readonly containerUrl: string,
     readonly expiresOn: Date,
   ) {
-    super('ERR_SOCKWATCH_SAS_EXPIRED', `the container SAS for ${containerUrl} expired at ${expiresOn.toISOString()}; ask for a new SAS URL`);
+    super(
+      'ERR_SOCKWATCH_SAS_EXPIRED',
+      `the container SAS for ${containerUrl} expired at ${expiresOn.toISOString()}; ask for a new SAS URL`,
+    );
     this.name = 'SasExpiredError';
+  }
+}
+
+/** A parsed container SAS URL. Build it with parseContainerSasUrl. */
+export class ContainerSasUrl {
+  readonly #signedUrl: string;
+  /** The container URL without the query string (safe to log). */
+  readonly containerUrl: string;
+  readonly accountName: string;
+  readonly containerName: string;
+  /** `se=`: when the SAS stops working, if the URL says. */
+  readonly expiresOn: Date | undefined;
+  /** `sp=`: the granted permissions (letters such as "racwdl"), if the URL says. */
+  readonly permissions: string | undefined;
+  /** The whole URL with the signature and other secrets replaced (safe to log). */
+  readonly redactedUrl: string;
+
+  /** @internal Use parseContainerSasUrl. */
+  constructor(parts: {
+    signedUrl: string;
+    containerUrl: string;
+    accountName: string;
+    containerName: string;
+    expiresOn: Date | undefined;
+    permissions: string | undefined;
+  }) {
+    this.#signedUrl = parts.signedUrl;
+    this.containerUrl = parts.containerUrl;
+    this.accountName = parts.accountName;
+    this.containerName = parts.containerName;
+    this.expiresOn = parts.expiresOn;
+    this.permissions = parts.permissions;
+    this.redactedUrl = redactUrl(parts.signedUrl);
+    Object.freeze(this);
+  }
+
+  /** The real, signed URL. For the HTTP client only: never print, log or store it. */
+  revealSignedUrl(): string {
+    return this.#signedUrl;
+  }
+
+  /** The secret values of the URL (as written and decoded), to scrub them from foreign text. */
+  secretValues(): string[] {
+    return urlSecrets(this.#signedUrl);
+  }
+
+  isExpired(now: Date = new Date()): boolean {
+    return this.expiresOn !== undefined && this.expiresOn.getTime() <= now.getTime();
+  }
+
+  /** Throws SasExpiredError when the SAS is past its expiry. */
+  checkNotExpired(now: Date = new Date()): void {
+    if (this.isExpired(now)) throw new SasExpiredError(this.containerUrl, this.expiresOn!);
+  }
+
+  /**
+   * Why this SAS cannot upload, or undefined when it can: uploads need w (write) and r (read, to
+   * resume and to verify). A SAS without `sp=` is given the benefit of the doubt.
+   */
+  uploadProblem(): string | undefined {
+    const p = this.permissions;
+    if (p === undefined || (p.includes('r') && p.includes('w'))) return undefined;
+    return `grants sp=${p}; uploads need r and w`;
+  }
+
+  toString(): string {
+    return this.redactedUrl;
+  }
+
+  toJSON(): string {
+    return this.redactedUrl;
+  }
+
+  [inspect.custom](): string {
+    return `ContainerSasUrl <${this.redactedUrl}>`;
   }
 }
 
@@ -45,12 +118,30 @@ function bad(input: string, why: string): TypeError {
   return new TypeError(`containerSasUrl ${JSON.stringify(redactUrl(input))} ${why}`);
 }
 
+/** The account name and the container name of a container URL, by host style. */
+function accountAndContainer(url: URL, input: string): { accountName: string; containerName: string } {
+  const segments = url.pathname.split('/').filter((s) => s !== '');
+  let accountName: string;
+  let rest: string[];
+  if (isPathStyleHost(url.hostname)) {
+    if (segments.length === 0) throw bad(input, 'names no account (expected /ACCOUNT/CONTAINER)');
+    accountName = decodeURIComponent(segments[0]!);
+    rest = segments.slice(1);
+  } else {
+    accountName = url.hostname.split('.')[0]!;
+    rest = segments;
+  }
+  if (rest.length === 0) throw bad(input, 'names no container');
+  if (rest.length > 1) throw bad(input, 'points below a container (expected a container URL, not a blob URL)');
+  return { accountName, containerName: decodeURIComponent(rest[0]!) };
+}
+
 /**
- * Splits a container SAS URL (https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=…, or the
- * path-style http://127.0.0.1:10000/ACCOUNT/CONTAINER?… of Azurite) into its parts.
- * A malformed URL → TypeError; an expired SAS → SasExpiredError. Makes no request.
+ * Parses a container SAS URL (https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=…&sig=…, or the
+ * path-style http://127.0.0.1:10000/ACCOUNT/CONTAINER?… of Azurite). A malformed URL → TypeError;
+ * an expired SAS → SasExpiredError (unless allowExpired). Makes no request.
  */
-export function parseContainerSasUrl(input: string, options: ParseContainerSasOptions = {}): ContainerSasInfo {
+export function parseContainerSasUrl(input: string, options: ParseContainerSasOptions = {}): ContainerSasUrl {
   if (typeof input !== 'string') {
     throw new TypeError(`containerSasUrl must be a string (got ${input === null ? 'null' : typeof input})`);
   }
@@ -65,35 +156,24 @@ export function parseContainerSasUrl(input: string, options: ParseContainerSasOp
   if (!url.searchParams.get('sig')) throw bad(input, 'has no SAS signature (sig=)');
   const resource = url.searchParams.get('sr');
   if (resource !== null && resource !== 'c') throw bad(input, `is not a container SAS (sr=${resource}, expected sr=c)`);
+  const { accountName, containerName } = accountAndContainer(url, input);
 
-  const segments = url.pathname.split('/').filter((s) => s !== '');
-  let accountName: string;
-  let rest: string[];
-  if (isPathStyleHost(url.hostname)) {
-    if (segments.length === 0) throw bad(input, 'names no account (expected /ACCOUNT/CONTAINER)');
-    accountName = decodeURIComponent(segments[0]!);
-    rest = segments.slice(1);
-  } else {
-    accountName = url.hostname.split('.')[0]!;
-    rest = segments;
-  }
-  if (rest.length === 0) throw bad(input, 'names no container');
-  if (rest.length > 1) throw bad(input, 'points below a container (expected a container URL, not a blob URL)');
-  const containerName = decodeURIComponent(rest[0]!);
-
-  const containerUrl = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
   let expiresOn: Date | undefined;
   const se = url.searchParams.get('se');
   if (se !== null) {
     expiresOn = new Date(se);
     if (Number.isNaN(expiresOn.getTime())) throw bad(input, `has an unreadable expiry se=${JSON.stringify(se)}`);
   }
-  const now = options.now ?? new Date();
-  if (expiresOn !== undefined && !options.allowExpired && expiresOn.getTime() <= now.getTime()) {
-    throw new SasExpiredError(containerUrl, expiresOn);
-  }
-  const permissions = url.searchParams.get('sp') ?? undefined;
-  return { containerUrl, accountName, containerName, expiresOn, permissions, redactedUrl: redactUrl(url) };
+  const sas = new ContainerSasUrl({
+    signedUrl: input,
+    containerUrl: `${url.origin}${url.pathname.replace(/\/+$/, '')}`,
+    accountName,
+    containerName,
+    expiresOn,
+    permissions: url.searchParams.get('sp') ?? undefined,
+  });
+  if (!options.allowExpired) sas.checkNotExpired(options.now);
+  return sas;
 }
 
 /** The secret values of a URL (as written and decoded), to scrub them from any foreign text. */
@@ -124,4 +204,16 @@ function decodeURIComponentSafe(s: string): string {
   } catch {
     return s;
   }
+}
+
+/**
+ * The SAS an upload goes to, from uploadFile's `containerSasUrl` (a URL string, parsed here, or a
+ * ContainerSasUrl): not expired (SasExpiredError) and granting r and w (TypeError).
+ */
+export function uploadSas(value: string | ContainerSasUrl, now: Date = new Date()): ContainerSasUrl {
+  const sas = value instanceof ContainerSasUrl ? value : parseContainerSasUrl(value, { now, allowExpired: true });
+  sas.checkNotExpired(now);
+  const problem = sas.uploadProblem();
+  if (problem !== undefined) throw new TypeError(`containerSasUrl ${sas.redactedUrl} ${problem}`);
+  return sas;
 }

@@ -4,7 +4,7 @@ import type { BlockBlobClient } from '@azure/storage-blob';
 import { UploadAbortedError, UploadError, toUploadError } from './errors';
 import type { UploadEvent } from './events';
 import type { NormalizedUploadOptions } from './options';
-import type { ContainerSasInfo } from './sas-url';
+import type { ContainerSasUrl } from './sas-url';
 
 export interface UploadResult {
   blobName: string;
@@ -25,7 +25,7 @@ export interface UploadResult {
 
 export interface Upload {
   opts: NormalizedUploadOptions;
-  sas: ContainerSasInfo;
+  sas: ContainerSasUrl;
   secrets: string[];
   blob: BlockBlobClient;
   recordFile: string;
