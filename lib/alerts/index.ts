@@ -1,5 +1,7 @@
 // Durable alert outbox and HTTP GET delivery. The layer knows nothing of what an alert means: an
 // alert is a flat record of query parameters with a stable id and a creation time.
+// Rule: this is the layer's barrel for lib/ and the tests; the public API picks its names from here
+// one by one in lib/index.ts (Outbox, HttpDelivery, StateDirLockedError and their types).
 export { Outbox, OUTBOX_DEFAULTS, DEAD_LETTER_FILE, ACKS_FILE } from './outbox';
 export type {
   OutboxOptions,
@@ -23,6 +25,6 @@ export type {
   DeadLetteredEvent,
   StopOptions,
 } from './delivery';
-export { StateDirLockedError, LOCK_FILE } from './state-lock';
+export { StateDirLockedError, LOCK_FILE } from '../base/pid-lock';
 export { alertUrl } from './alert-url';
-export { fullJitterDelay, parseRetryAfter } from './backoff';
+export { fullJitterDelay, backoffDelay, parseRetryAfter, type BackoffOptions } from '../base/backoff';

@@ -1,5 +1,7 @@
 // Queue watch: per-socket send / receive / accept queue thresholds → alert events. Knows nothing of
 // HTTP; lib/alerts delivers, lib/cli/queues.ts wires the two.
+// Rule: this is the layer's barrel for lib/ and the tests; the public API picks its names from here
+// one by one in lib/index.ts (QueueWatcher, SocketOwners, alertToParams and their types).
 export { QueueWatcher, QUEUE_DEFAULTS } from './watcher';
 export type { QueueWatcherOptions } from './watcher';
 export { QueueTracker, exceeds, queueSize, thresholdFor } from './tracker';
