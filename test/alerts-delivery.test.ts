@@ -266,12 +266,15 @@ describe('HttpDelivery', () => {
   it('rejects bad options with errors naming the option', () => {
     const { outbox } = setup('http://127.0.0.1:9/');
     const make = (o: Partial<HttpDeliveryOptions>) => () => new HttpDelivery({ url: 'http://127.0.0.1:9/', outbox, ...o });
-    expect(make({ concurrency: 0 })).toThrow(/"concurrency" must be an integer/);
+    expect(make({ concurrency: 0 })).toThrow(/options.concurrency must be an integer from 1 to 1024 \(got 0\)/);
     expect(make({ timeoutMs: -1 })).toThrow(RangeError);
-    expect(make({ backoffBaseMs: 100, backoffCapMs: 10 })).toThrow(/"backoffCapMs"/);
-    expect(make({ url: 'not a url' })).toThrow(/"url" is not a valid URL/);
-    expect(make({ ca: 'x' })).toThrow(/"ca" needs an https URL/);
-    expect(make({ headers: { 'bad header': 'x' } })).toThrow(/"headers"/);
+    expect(make({ timeoutMs: 2 ** 31 })).toThrow(RangeError); // setTimeout would fire at once
+    expect(make({ timeoutMs: '5' as never })).toThrow(TypeError);
+    expect(make({ backoffBaseMs: 100, backoffCapMs: 10 })).toThrow(/options.backoffCapMs/);
+    expect(make({ url: 'not a url' })).toThrow(/options.url is not a valid URL/);
+    expect(make({ ca: 'x' })).toThrow(/options.ca needs an https URL/);
+    expect(make({ headers: { 'bad header': 'x' } })).toThrow(/options.headers/);
+    expect(make({ timeOutMs: 5 } as never)).toThrow(/options: unknown option "timeOutMs" \(did you mean "timeoutMs"\?\)/);
   });
 });
 

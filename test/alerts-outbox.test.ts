@@ -12,7 +12,7 @@ import { tmpDir } from './helpers/tmp';
 
 const root = path.join(__dirname, '..');
 const children: ChildProcess[] = [];
-let compiled: string; // dir holding lib/alerts/*.js and lib/redact.js
+let compiled: string; // dir holding lib/alerts/*.js and lib/base/*.js
 
 function segmentFiles(dir: string): string[] {
   return fs
@@ -28,7 +28,10 @@ function compileForChildren(): string {
       .readdirSync(path.join(root, 'lib', 'alerts'))
       .filter((f) => f.endsWith('.ts'))
       .map((f) => path.join('lib', 'alerts', f)),
-    path.join('lib', 'redact.ts'),
+    ...fs
+      .readdirSync(path.join(root, 'lib', 'base'))
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => path.join('lib', 'base', f)),
   ];
   for (const rel of sources) {
     const js = ts.transpileModule(fs.readFileSync(path.join(root, rel), 'utf8'), {
@@ -99,8 +102,10 @@ describe('Outbox basics', () => {
 
   it('rejects bad params and options with errors naming them', () => {
     const dir = tmpDir('outbox');
-    expect(() => Outbox.open({ dir, maxRecords: 0 })).toThrow(/"maxRecords" must be a positive integer/);
-    expect(() => Outbox.open({ dir, fsync: 'sometimes' as never })).toThrow(/"fsync"/);
+    expect(() => Outbox.open({ dir, maxRecords: 0 })).toThrow(/options.maxRecords must be an integer of at least 1 \(got 0\)/);
+    expect(() => Outbox.open({ dir, maxRecords: '5' as never })).toThrow(TypeError);
+    expect(() => Outbox.open({ dir, fsync: 'sometimes' as never })).toThrow(/options.fsync must be one of 'always', 'batch', 'never'/);
+    expect(() => Outbox.open({ dir, maxBytez: 5 } as never)).toThrow(/unknown option "maxBytez" \(did you mean "maxBytes"\?\)/);
     const ob = Outbox.open({ dir, maxBytes: 4096 });
     expect(() => ob.append({ bytes: 5 as unknown as string })).toThrow(/alert param "bytes" must be a string/);
     expect(() => ob.append({ big: 'x'.repeat(5000) })).toThrow(RangeError);
@@ -353,7 +358,7 @@ describe('state directory', () => {
       const dir = tmpDir('outbox');
       fs.writeFileSync(path.join(dir, LOCK_FILE), content);
       const ob = Outbox.open({ dir });
-      expect(JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')).pid, name).toBe(process.pid);
+      expect(JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').split('\n')[1]!).pid, name).toBe(process.pid);
       ob.close();
     }
   });

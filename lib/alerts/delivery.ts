@@ -16,11 +16,12 @@
 // the in-flight alerts (delivered but not yet acked); it never loses one.
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { redactText, redactUrl } from '../redact';
+import { redactText, redactUrl } from '../base/redact';
 import { alertUrl } from './alert-url';
-import { fullJitterDelay, parseRetryAfter } from './backoff';
+import { backoffDelay, parseRetryAfter } from '../base/backoff';
 import { DueQueue } from './due-queue';
 import { TypedEmitter } from '../base/emitter';
+import * as validate from '../base/validate';
 import type { AppendOptions, Outbox, OutboxDroppedEvent, OutboxRecord } from './outbox';
 
 export interface HttpDeliveryOptions {
@@ -122,6 +123,19 @@ interface Flight {
   done: Promise<void>;
 }
 
+const DELIVERY_OPTION_KEYS = [
+  'url',
+  'outbox',
+  'concurrency',
+  'timeoutMs',
+  'backoffBaseMs',
+  'backoffCapMs',
+  'retryAfterCapMs',
+  'ca',
+  'headers',
+  'random',
+];
+
 export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
   /** The receiver URL, redacted: safe to print. */
   readonly url: string;
@@ -161,30 +175,29 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
 
   constructor(options: HttpDeliveryOptions) {
     super();
-    if (typeof options !== 'object' || options === null) throw new TypeError('HttpDelivery options must be an object');
+    if (options === undefined) throw new TypeError('options must be an object (got undefined)');
+    validate.optionsObject<HttpDeliveryOptions>(options, 'options', DELIVERY_OPTION_KEYS);
     this.base = parseReceiverUrl(options.url);
     this.url = redactUrl(this.base);
     if (typeof options.outbox !== 'object' || options.outbox === null || typeof options.outbox.append !== 'function') {
-      throw new TypeError('HttpDelivery option "outbox" must be an Outbox');
+      throw new TypeError(`options.outbox must be an Outbox (got ${validate.describe(options.outbox)})`);
     }
     this.outbox = options.outbox;
     this.concurrency = positiveInt('concurrency', options.concurrency, DELIVERY_DEFAULTS.concurrency, 1024);
-    this.timeoutMs = positiveInt('timeoutMs', options.timeoutMs, DELIVERY_DEFAULTS.timeoutMs);
-    this.backoffBaseMs = positiveInt('backoffBaseMs', options.backoffBaseMs, DELIVERY_DEFAULTS.backoffBaseMs);
-    this.backoffCapMs = positiveInt('backoffCapMs', options.backoffCapMs, DELIVERY_DEFAULTS.backoffCapMs);
+    // Delays go to setTimeout: bounded to what it honours.
+    this.timeoutMs = positiveInt('timeoutMs', options.timeoutMs, DELIVERY_DEFAULTS.timeoutMs, validate.TIMER_MAX_MS);
+    this.backoffBaseMs = positiveInt('backoffBaseMs', options.backoffBaseMs, DELIVERY_DEFAULTS.backoffBaseMs, validate.TIMER_MAX_MS);
+    this.backoffCapMs = positiveInt('backoffCapMs', options.backoffCapMs, DELIVERY_DEFAULTS.backoffCapMs, validate.TIMER_MAX_MS);
     if (this.backoffCapMs < this.backoffBaseMs) {
       throw new RangeError(
-        `HttpDelivery option "backoffCapMs" (${this.backoffCapMs}) must not be less than "backoffBaseMs" (${this.backoffBaseMs})`,
+        `options.backoffCapMs (${this.backoffCapMs}) must not be less than options.backoffBaseMs (${this.backoffBaseMs})`,
       );
     }
-    this.retryAfterCapMs = positiveInt('retryAfterCapMs', options.retryAfterCapMs, this.backoffCapMs);
+    this.retryAfterCapMs = positiveInt('retryAfterCapMs', options.retryAfterCapMs, this.backoffCapMs, validate.TIMER_MAX_MS);
     this.headers = { 'user-agent': 'sockwatch', ...validHeaders(options.headers) };
-    if (options.random !== undefined && typeof options.random !== 'function') {
-      throw new TypeError('HttpDelivery option "random" must be a function returning a number in [0, 1)');
-    }
-    this.random = options.random ?? Math.random;
+    this.random = options.random === undefined ? Math.random : validate.func<() => number>(options.random, 'options.random');
     if (options.ca !== undefined && this.base.protocol !== 'https:') {
-      throw new TypeError('HttpDelivery option "ca" needs an https URL');
+      throw new TypeError('options.ca needs an https URL');
     }
     const agentOptions = { keepAlive: true, maxSockets: this.concurrency };
     this.agent = this.base.protocol === 'https:' ? new https.Agent({ ...agentOptions, ca: options.ca }) : new http.Agent(agentOptions);
@@ -241,9 +254,7 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
   stop(options: StopOptions = {}): Promise<void> {
     if (!this.stopping) {
       const graceMs = options.graceMs ?? DELIVERY_DEFAULTS.stopGraceMs;
-      if (typeof graceMs !== 'number' || !Number.isFinite(graceMs) || graceMs < 0) {
-        throw new RangeError(`HttpDelivery.stop option "graceMs" must be a non-negative number (got ${String(graceMs)})`);
-      }
+      validate.duration(graceMs, 'options.graceMs', 0, 0, validate.TIMER_MAX_MS);
       this.stopped = true;
       this.stopping = this.shutDown(graceMs);
     }
@@ -399,10 +410,11 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
     const now = Date.now();
     // Retry-After is a lower bound (capped); the jittered backoff still applies, so "Retry-After: 0"
     // cannot turn into a tight loop.
-    const hinted = 'status' in outcome && outcome.retryAfterMs !== undefined ? Math.min(outcome.retryAfterMs, this.retryAfterCapMs) : 0;
-    const delayMs = Math.max(hinted, fullJitterDelay(attempt, this.backoffBaseMs, this.backoffCapMs, this.random));
+    const backoff = { baseMs: this.backoffBaseMs, capMs: this.backoffCapMs, retryAfterCapMs: this.retryAfterCapMs };
+    const hinted = 'status' in outcome ? outcome.retryAfterMs : undefined;
+    const delayMs = backoffDelay(attempt, backoff, hinted, this.random);
     this.failStreak++;
-    const channelDelay = Math.max(hinted, fullJitterDelay(this.failStreak, this.backoffBaseMs, this.backoffCapMs, this.random));
+    const channelDelay = backoffDelay(this.failStreak, backoff, hinted, this.random);
     this.channelNotBefore = Math.max(this.channelNotBefore, now + channelDelay);
     this.due.set(record.seq, now + delayMs);
     this.counters.retries++;
@@ -452,16 +464,16 @@ function isRetryable(outcome: Outcome): boolean {
 
 function parseReceiverUrl(input: unknown): URL {
   if (typeof input !== 'string' && !(input instanceof URL)) {
-    throw new TypeError('HttpDelivery option "url" must be a string or URL');
+    throw new TypeError(`options.url must be a string or URL (got ${typeof input})`);
   }
   let u: URL;
   try {
     u = new URL(String(input));
   } catch {
-    throw new TypeError(`HttpDelivery option "url" is not a valid URL: ${redactUrl(String(input))}`);
+    throw new TypeError(`options.url is not a valid URL: ${redactUrl(String(input))}`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new TypeError(`HttpDelivery option "url" must be http or https (got ${redactUrl(u)})`);
+    throw new TypeError(`options.url must be http or https (got ${redactUrl(u)})`);
   }
   return u;
 }
@@ -469,28 +481,24 @@ function parseReceiverUrl(input: unknown): URL {
 function validHeaders(headers: unknown): Record<string, string> {
   if (headers === undefined) return {};
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
-    throw new TypeError('HttpDelivery option "headers" must be an object of string values');
+    throw new TypeError(`options.headers must be an object of string values (got ${validate.describe(headers)})`);
   }
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) {
-    if (typeof v !== 'string') throw new TypeError(`HttpDelivery option "headers": "${k}" must be a string`);
+    if (typeof v !== 'string') throw new TypeError(`options.headers["${k}"] must be a string`);
     try {
       http.validateHeaderName(k);
       http.validateHeaderValue(k, v);
     } catch {
-      throw new TypeError(`HttpDelivery option "headers": "${k}" is not a valid header`);
+      throw new TypeError(`options.headers["${k}"] is not a valid header`);
     }
     out[k.toLowerCase()] = v;
   }
   return out;
 }
 
-function positiveInt(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > max) {
-    throw new RangeError(`HttpDelivery option "${name}" must be an integer from 1 to ${max} (got ${String(value)})`);
-  }
-  return value;
+function positiveInt(name: string, value: unknown, fallback: number, max: number): number {
+  return validate.optInteger(value, `options.${name}`, fallback, { min: 1, max });
 }
 
 function codedError(code: string, message: string): Error & { code: string } {

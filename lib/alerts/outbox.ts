@@ -1,7 +1,7 @@
 // A durable outbox for alerts: every alert is on disk before anyone tries to deliver it.
 //
 // Layout of the state directory:
-//   outbox.lock                 owner pid (see state-lock.ts)
+//   outbox.lock                 owner pid (see base/pid-lock.ts)
 //   outbox-<first seq>.log      append-only segments of alert records, one checksummed line each
 //   acks.log                    append-only resolutions: delivered, dead (dead-lettered), dropped
 //   dead-letter.jsonl           alerts that will never be delivered, with the reason (plain JSON lines)
@@ -21,9 +21,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { decodeLines, encodeLine, writeAllSync } from './line-codec';
-import { StateDirLock, StateDirLockedError, errnoCode } from './state-lock';
+import { StateDirLock, StateDirLockedError, errnoCode } from '../base/pid-lock';
 import { TypedEmitter } from '../base/emitter';
-import { redactText, redactUrl } from '../redact';
+import * as v from '../base/validate';
+import { redactText, redactUrl } from '../base/redact';
 
 export type FsyncMode = 'always' | 'batch' | 'never';
 
@@ -701,30 +702,30 @@ interface ValidOptions {
   deadLetterMaxBytes: number;
 }
 
-function validateOptions(o: OutboxOptions): ValidOptions {
-  if (typeof o !== 'object' || o === null) throw new TypeError('Outbox options must be an object');
-  if (typeof o.dir !== 'string' || o.dir === '') throw new TypeError('Outbox option "dir" must be a non-empty string');
+const OUTBOX_OPTION_KEYS = ['dir', 'maxRecords', 'maxBytes', 'fsync', 'fsyncIntervalMs', 'segmentMaxBytes', 'deadLetterMaxBytes'];
+
+/** Options by the rule of lib/base/validate.ts. */
+function validateOptions(options: OutboxOptions): ValidOptions {
+  if (options === undefined) throw new TypeError('options must be an object (got undefined)');
+  const o = v.optionsObject<OutboxOptions>(options, 'options', OUTBOX_OPTION_KEYS);
+  v.nonEmptyString(o.dir, 'options.dir');
   const maxRecords = positiveInt('maxRecords', o.maxRecords, OUTBOX_DEFAULTS.maxRecords);
   const maxBytes = positiveInt('maxBytes', o.maxBytes, OUTBOX_DEFAULTS.maxBytes);
-  const fsync = o.fsync ?? OUTBOX_DEFAULTS.fsync;
-  if (fsync !== 'always' && fsync !== 'batch' && fsync !== 'never') {
-    throw new TypeError(`Outbox option "fsync" must be 'always', 'batch' or 'never' (got ${String(fsync)})`);
-  }
+  const fsync = v.oneOf<FsyncMode>(o.fsync, 'options.fsync', ['always', 'batch', 'never'], OUTBOX_DEFAULTS.fsync);
   return {
-    dir: path.resolve(o.dir),
+    dir: path.resolve(o.dir!),
     maxRecords,
     maxBytes,
     fsync,
-    fsyncIntervalMs: positiveInt('fsyncIntervalMs', o.fsyncIntervalMs, OUTBOX_DEFAULTS.fsyncIntervalMs),
+    fsyncIntervalMs: v.optInteger(o.fsyncIntervalMs, 'options.fsyncIntervalMs', OUTBOX_DEFAULTS.fsyncIntervalMs, {
+      min: 1,
+      max: v.TIMER_MAX_MS,
+    }),
     segmentMaxBytes: positiveInt('segmentMaxBytes', o.segmentMaxBytes, Math.max(4096, Math.min(8 * 1024 * 1024, Math.floor(maxBytes / 4)))),
     deadLetterMaxBytes: positiveInt('deadLetterMaxBytes', o.deadLetterMaxBytes, OUTBOX_DEFAULTS.deadLetterMaxBytes),
   };
 }
 
 function positiveInt(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`Outbox option "${name}" must be a positive integer (got ${String(value)})`);
-  }
-  return value;
+  return v.optInteger(value, `options.${name}`, fallback, { min: 1 });
 }
