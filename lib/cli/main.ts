@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `sockwatch` entry point: dispatches subcommands; bad input exits 2 with one line.
-import { redactText } from '../redact';
+import { redactText } from '../base/redact';
 import { UsageError } from './errors';
 import { runList } from './list';
 import { versionText } from './version';

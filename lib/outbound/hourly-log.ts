@@ -4,7 +4,7 @@
 // symbolic link planted where a log file belongs is refused (base/fs), never appended through.
 import * as path from 'node:path';
 import { appendFileNoFollow, ensureDir } from '../base/fs';
-import { redactText } from '../redact';
+import { redactText } from '../base/redact';
 import { logDirName, statsFileName } from './log-format';
 
 export interface HourlyLogOptions {

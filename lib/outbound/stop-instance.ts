@@ -3,7 +3,7 @@
 // records), SIGKILL when it has not exited within the grace period.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ownerAlive, readOwnerFile, removeOwnerFileIfDeadOr, type FileOwner } from './owner-file';
+import { assertSameHost, ownerAlive, readOwnerFile, removeOwnerFileIfDeadOr, type FileOwner } from '../base/pid-lock';
 
 export const PIDFILE_NAME = 'sockwatch-snat.pid';
 const LOCK_NAME = /^(dump|trace)_taken_.+\.lock$/;
@@ -56,6 +56,7 @@ function signal(pid: number, sig: 'SIGTERM' | 'SIGKILL'): void {
 export async function stopRunningInstance(dir: string, options: StopInstanceOptions = {}): Promise<StopInstanceResult> {
   const pidfile = path.join(path.resolve(dir), PIDFILE_NAME);
   const owner = readOwnerFile(pidfile);
+  if (owner) assertSameHost(pidfile, owner); // another host's run cannot be signalled from here
   const result: StopInstanceResult = { pidfile, wasRunning: false, signals: [], stopped: true, removed: [] };
   if (owner && owner.pid > 0) {
     result.owner = owner;

@@ -1,7 +1,8 @@
 // Errors that leave the upload module. The SDK's RestError carries the request (URL with the SAS
 // signature) and may quote the URL in its message, so it never leaves as is: it becomes an
 // UploadError holding only redacted text, the status and the service error code.
-import { REDACTED, redactText } from '../redact';
+import { parseRetryAfter } from '../base/backoff';
+import { REDACTED, redactText } from '../base/redact';
 import { ERROR_CODES } from '../base/errors';
 
 export interface UploadErrorInit {
@@ -109,15 +110,6 @@ function networkCode(e: SdkErrorShape): string | undefined {
   return undefined;
 }
 
-function retryAfter(e: SdkErrorShape): number | undefined {
-  const value = e.response?.headers?.get?.('retry-after');
-  if (value === undefined) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
 /** What a status means for the operator; 403 and 404 are final. */
 function hint(status: number, code: string | undefined): string {
   if (status === 403) return ': the SAS is wrong, expired, revoked or lacks permission (needs r and w)';
@@ -144,7 +136,7 @@ export function toUploadError(err: unknown, operation: string, secrets: readonly
       statusCode: status,
       code,
       retryable: isRetryableStatus(status),
-      retryAfterMs: retryAfter(e),
+      retryAfterMs: parseRetryAfter(e.response?.headers?.get?.('retry-after')),
     });
   }
   const net = networkCode(e) ?? (e.code === 'PARSE_ERROR' ? 'PARSE_ERROR' : undefined); // PARSE_ERROR: a truncated reply
