@@ -228,17 +228,19 @@ describe('normalizeUploadOptions', () => {
     });
   });
   it.each([
-    [{ blockSize: 0 }, RangeError, /^blockSize must be between 1 and/],
-    [{ blockSize: 1.5 }, TypeError, /^blockSize must be an integer/],
-    [{ concurrency: 0 }, RangeError, /^concurrency must be between 1 and 64/],
-    [{ maxAttempts: '5' }, TypeError, /^maxAttempts must be an integer \(got string\)/],
-    [{ retryDelayMs: 5000, maxRetryDelayMs: 1000 }, RangeError, /^maxRetryDelayMs \(1000\) must not be below retryDelayMs/],
-    [{ tryTimeoutMs: 10 }, RangeError, /^tryTimeoutMs must be between 1000/],
-    [{ blobName: '' }, TypeError, /^blobName must be a non-empty string/],
-    [{ keepLocal: 'yes' }, TypeError, /^keepLocal must be a boolean/],
+    [{ blockSize: 0 }, RangeError, /^options.blockSize must be an integer from 1 to/],
+    [{ blockSize: 1.5 }, RangeError, /^options.blockSize must be an integer from 1 to .* \(got 1.5\)/],
+    [{ concurrency: 0 }, RangeError, /^options.concurrency must be an integer from 1 to 64/],
+    [{ maxAttempts: '5' }, TypeError, /^options.maxAttempts must be an integer from 1 to 1000 \(got "5"\)/],
+    [{ retryDelayMs: 5000, maxRetryDelayMs: 1000 }, RangeError, /^options.maxRetryDelayMs \(1000\) must not be below options.retryDelayMs/],
+    [{ tryTimeoutMs: 10 }, RangeError, /^options.tryTimeoutMs must be an integer from 1000/],
+    [{ blobName: '' }, RangeError, /^options.blobName must be a non-empty string/],
+    [{ blobName: 5 }, TypeError, /^options.blobName must be a non-empty string \(got 5\)/],
+    [{ keepLocal: 'yes' }, TypeError, /^options.keepLocal must be true or false \(got "yes"\)/],
+    [{ keepLokal: true }, TypeError, /^options: unknown option "keepLokal" \(did you mean "keepLocal"\?\)/],
     [{ metadata: { '1host': 'a' } }, TypeError, /^metadata name "1host" must be a C# identifier/],
     [{ metadata: { host: 'caf\u00e9' } }, TypeError, /^metadata\.host must be a string of printable ASCII/],
-    [{ signal: {} }, TypeError, /^signal must be an AbortSignal/],
+    [{ signal: {} }, TypeError, /^options.signal must be an AbortSignal/],
   ])('rejects %o', (extra, type, message) => {
     expect(() => normalizeUploadOptions({ ...base, ...(extra as object) })).toThrow(type);
     expect(() => normalizeUploadOptions({ ...base, ...(extra as object) })).toThrow(message);

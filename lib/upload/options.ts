@@ -1,6 +1,7 @@
-// Validation and defaults of uploadFile options: precise TypeError / RangeError messages that name
-// the option.
+// Validation and defaults of uploadFile options, by the rule of lib/base/validate.ts: wrong type
+// TypeError, out of range RangeError, unknown keys rejected, messages naming options.x.
 import * as path from 'node:path';
+import * as v from '../base/validate';
 import { MAX_BLOCK_SIZE } from './blocks';
 import type { UploadEventListener } from './events';
 import { uploadSas, type ContainerSasUrl } from './sas-url';
@@ -57,18 +58,30 @@ export interface NormalizedUploadOptions {
 
 export const DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024;
 
+const UPLOAD_OPTION_KEYS = [
+  'containerSasUrl',
+  'filePath',
+  'blobName',
+  'metadata',
+  'contentType',
+  'blockSize',
+  'concurrency',
+  'maxAttempts',
+  'retryDelayMs',
+  'maxRetryDelayMs',
+  'tryTimeoutMs',
+  'stateDir',
+  'keepLocal',
+  'signal',
+  'onEvent',
+];
+
 function integer(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`${name} must be an integer (got ${typeof value === 'number' ? value : typeof value})`);
-  }
-  if (value < min || value > max) throw new RangeError(`${name} must be between ${min} and ${max} (got ${value})`);
-  return value;
+  return v.optInteger(value, `options.${name}`, fallback, { min, max });
 }
 
 function nonEmptyString(name: string, value: unknown): string {
-  if (typeof value !== 'string' || value === '') throw new TypeError(`${name} must be a non-empty string`);
-  return value;
+  return v.nonEmptyString(value, `options.${name}`);
 }
 
 function validateMetadata(value: unknown): Record<string, string> {
@@ -90,22 +103,23 @@ function validateMetadata(value: unknown): Record<string, string> {
 }
 
 export function normalizeUploadOptions(opts: UploadFileOptions): NormalizedUploadOptions {
-  if (typeof opts !== 'object' || opts === null) throw new TypeError('uploadFile options must be an object');
+  if (opts === undefined) throw new TypeError('options must be an object (got undefined)');
+  v.optionsObject<UploadFileOptions>(opts, 'options', UPLOAD_OPTION_KEYS);
   const containerSas = uploadSas(
     typeof opts.containerSasUrl === 'object' ? opts.containerSasUrl : nonEmptyString('containerSasUrl', opts.containerSasUrl),
   );
   const filePath = path.resolve(nonEmptyString('filePath', opts.filePath));
   const blobName = opts.blobName === undefined ? path.basename(filePath) : nonEmptyString('blobName', opts.blobName);
-  if (blobName.length > 1024) throw new RangeError(`blobName must be at most 1024 characters (got ${blobName.length})`);
+  if (blobName.length > 1024) throw new RangeError(`options.blobName must be at most 1024 characters (got ${blobName.length})`);
   if (opts.contentType !== undefined) nonEmptyString('contentType', opts.contentType);
   if (opts.stateDir !== undefined) nonEmptyString('stateDir', opts.stateDir);
-  if (opts.keepLocal !== undefined && typeof opts.keepLocal !== 'boolean') throw new TypeError('keepLocal must be a boolean');
-  if (opts.onEvent !== undefined && typeof opts.onEvent !== 'function') throw new TypeError('onEvent must be a function');
-  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+  const keepLocal = v.boolean(opts.keepLocal, 'options.keepLocal');
+  if (opts.onEvent !== undefined) v.func(opts.onEvent, 'options.onEvent');
+  if (opts.signal !== undefined) v.instanceOf(opts.signal, 'options.signal', AbortSignal, 'an AbortSignal');
   const retryDelayMs = integer('retryDelayMs', opts.retryDelayMs, 2000, 0, 3_600_000);
   const maxRetryDelayMs = integer('maxRetryDelayMs', opts.maxRetryDelayMs, Math.max(60_000, retryDelayMs), 0, 3_600_000);
   if (maxRetryDelayMs < retryDelayMs) {
-    throw new RangeError(`maxRetryDelayMs (${maxRetryDelayMs}) must not be below retryDelayMs (${retryDelayMs})`);
+    throw new RangeError(`options.maxRetryDelayMs (${maxRetryDelayMs}) must not be below options.retryDelayMs (${retryDelayMs})`);
   }
   return {
     containerSas,
@@ -120,7 +134,7 @@ export function normalizeUploadOptions(opts: UploadFileOptions): NormalizedUploa
     maxRetryDelayMs,
     tryTimeoutMs: integer('tryTimeoutMs', opts.tryTimeoutMs, 300_000, 1000, 24 * 3_600_000),
     stateDir: opts.stateDir,
-    keepLocal: opts.keepLocal ?? false,
+    keepLocal,
     signal: opts.signal,
     onEvent: opts.onEvent ?? (() => undefined),
   };
