@@ -27,4 +27,4 @@ export type {
 } from './delivery';
 export { StateDirLockedError, LOCK_FILE } from '../base/pid-lock';
 export { alertUrl } from './alert-url';
-export { fullJitterDelay, backoffDelay, parseRetryAfter, type BackoffOptions } from '../base/backoff';
+export { fullJitterDelay, parseRetryAfter } from '../base/backoff';
