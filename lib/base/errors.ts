@@ -83,6 +83,11 @@ export const ERROR_CODES = {
 
 export type SockwatchErrorCode = keyof typeof ERROR_CODES;
 
+/** The 0.1.0 code of a project code, for the `legacyCode` of classes that carry other codes too. */
+export function legacyCodeOf(code: string): string | undefined {
+  return Object.hasOwn(ERROR_CODES, code) ? ERROR_CODES[code as SockwatchErrorCode].legacy : undefined;
+}
+
 export interface SockwatchErrorOptions {
   cause?: unknown;
 }

@@ -9,8 +9,9 @@
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { SockwatchError } from '../base/errors';
+import { SockwatchError, systemError } from '../base/errors';
 import { startTimeFromStat } from '../base/proc';
 
 const SOCKET_NAME = /^dotnet-diagnostic-(\d+)-(\d+)-socket$/;
@@ -75,11 +76,13 @@ export function readProcessEnv(pid: number): Map<string, string> {
     return parseEnviron(fs.readFileSync(`/proc/${pid}/environ`));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ESRCH') throw Object.assign(new Error(`process ${pid} does not exist`), { code: 'ESRCH' });
+    if (code === 'ENOENT' || code === 'ESRCH') {
+      throw systemError(os.constants.errno.ESRCH, 'open', `process ${pid} does not exist`, { cause: err });
+    }
     if (code === 'EACCES' || code === 'EPERM') {
-      throw Object.assign(new Error(`cannot read the environment of process ${pid}: permission denied (run as its user or as root)`), {
-        code,
-      });
+      const e = err as NodeJS.ErrnoException;
+      const why = `cannot read the environment of process ${pid}: permission denied (run as its user or as root)`;
+      throw systemError(e.errno ?? os.constants.errno.EACCES, e.syscall ?? 'open', why, { cause: err });
     }
     throw err;
   }
@@ -254,8 +257,12 @@ export async function findDiagnosticSocket(pid: number): Promise<DotnetProcess> 
   const facts = await procFacts(pid);
   if (!facts) {
     throw Object.assign(
-      new Error(`process ${pid} does not exist (or is not visible from this pid namespace: run with the host pid namespace)`),
-      { code: 'ESRCH', pid },
+      systemError(
+        os.constants.errno.ESRCH,
+        'open',
+        `process ${pid} does not exist (or is not visible from this pid namespace: run with the host pid namespace)`,
+      ),
+      { pid },
     );
   }
   const dir = facts.rootPrefix + facts.tmpDir;

@@ -13,7 +13,9 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { systemError } from '../base/errors';
 import { openUnderRoot } from '../base/fs';
 import { DiagnosticsIpcError, isUnknownCommand } from './hresult';
 import { sendCommand } from './ipc';
@@ -84,7 +86,7 @@ async function requireDirectory(dir: string): Promise<void> {
   } catch {
     isDir = false;
   }
-  if (!isDir) throw Object.assign(new Error(`dump directory ${dir} does not exist`), { code: 'ENOENT' });
+  if (!isDir) throw systemError(os.constants.errno.ENOENT, 'stat', `dump directory ${dir} does not exist`);
 }
 
 /**

@@ -2,7 +2,7 @@
 // Codes from the diagnostics IPC spec (dotnet/diagnostics documentation/design-docs/ipc-protocol.md).
 // The HRESULT names are the runtime's vocabulary: they ride in `hresultName`, while `code` follows the
 // project's scheme (lib/base/errors.ts): ERR_SOCKWATCH_DIAGNOSTICS* or the errno name of a socket failure.
-import { ERROR_CODES } from '../base/errors';
+import { legacyCodeOf } from '../base/errors';
 
 /** Known diagnostics-server HRESULTs (unsigned 32-bit) → stable code name and a readable meaning. */
 const KNOWN_HRESULTS: ReadonlyMap<number, { code: string; meaning: string }> = new Map([
@@ -84,7 +84,7 @@ export class DiagnosticsIpcError extends Error {
     this.hresult = hresult;
     this.code = code;
     if (described) this.hresultName = described.code;
-    const legacy = opts.legacyCode ?? described?.code ?? (code in ERROR_CODES ? ERROR_CODES[code as keyof typeof ERROR_CODES].legacy : undefined);
+    const legacy = opts.legacyCode ?? described?.code ?? legacyCodeOf(code);
     if (legacy !== undefined) this.legacyCode = legacy;
     this.command = opts.command;
     if (opts.detail) this.detail = opts.detail;

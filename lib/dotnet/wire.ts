@@ -61,7 +61,12 @@ export function decodeHeader(buf: Buffer, command: string): IpcHeader {
     throw new DiagnosticsIpcError({ command, message: `${command}: reply header is ${buf.length} bytes, expected ${IPC_HEADER_SIZE}` });
   }
   if (!buf.subarray(0, IPC_MAGIC.length).equals(IPC_MAGIC)) {
-    throw new DiagnosticsIpcError({ command, code: 'ERR_SOCKWATCH_DIAGNOSTICS_PROTOCOL', legacyCode: 'UNKNOWN_MAGIC', message: `${command}: reply does not start with DOTNET_IPC_V1` });
+    throw new DiagnosticsIpcError({
+      command,
+      code: 'ERR_SOCKWATCH_DIAGNOSTICS_PROTOCOL',
+      legacyCode: 'UNKNOWN_MAGIC',
+      message: `${command}: reply does not start with DOTNET_IPC_V1`,
+    });
   }
   const size = buf.readUInt16LE(14);
   if (size < IPC_HEADER_SIZE) {

@@ -3,6 +3,8 @@
 // records), SIGKILL when it has not exited within the grace period.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { systemError } from '../base/errors';
 import { assertSameHost, ownerAlive, readOwnerFile, removeOwnerFileIfDeadOr, type FileOwner } from '../base/pid-lock';
 
 export const PIDFILE_NAME = 'sockwatch-snat.pid';
@@ -46,7 +48,9 @@ function signal(pid: number, sig: 'SIGTERM' | 'SIGKILL'): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
     if ((err as NodeJS.ErrnoException).code === 'EPERM') {
-      throw Object.assign(new Error(`cannot stop process ${pid}: permission denied (run as its user or as root)`), { code: 'EPERM' });
+      const e = err as NodeJS.ErrnoException;
+      const why = `cannot stop process ${pid}: permission denied (run as its user or as root)`;
+      throw systemError(e.errno ?? osConstants.errno.EPERM, 'kill', why, { cause: err });
     }
     throw err;
   }

@@ -3,7 +3,7 @@
 // UploadError holding only redacted text, the status and the service error code.
 import { parseRetryAfter } from '../base/backoff';
 import { REDACTED, redactText } from '../base/redact';
-import { ERROR_CODES } from '../base/errors';
+import { legacyCodeOf } from '../base/errors';
 
 export interface UploadErrorInit {
   /** The operation that failed: stageBlock, commitBlockList, getBlockList, getProperties, verify, file. */
@@ -41,7 +41,7 @@ export class UploadError extends Error {
     this.retryable = init.retryable;
     if (init.statusCode !== undefined) this.statusCode = init.statusCode;
     if (init.code !== undefined) this.code = init.code;
-    const legacy = init.code !== undefined && init.code in ERROR_CODES ? ERROR_CODES[init.code as keyof typeof ERROR_CODES].legacy : undefined;
+    const legacy = init.code === undefined ? undefined : legacyCodeOf(init.code);
     if (legacy !== undefined) this.legacyCode = legacy;
     if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
   }
