@@ -130,9 +130,10 @@ describe('SocketOwners scanning rules (fake procfs)', () => {
   });
 
   it('validates its options', () => {
-    expect(() => new SocketOwners({ scanBudget: 0 })).toThrow(/"scanBudget" must be a number in \(0, 1\]/);
-    expect(() => new SocketOwners({ ttlMs: -1 })).toThrow(/"ttlMs" must be a non-negative number/);
-    expect(() => new SocketOwners({ maxEntries: 0 })).toThrow(/"maxEntries" must be a positive integer/);
-    expect(() => new SocketOwners({ procRoot: '' })).toThrow(/"procRoot" must be a non-empty path/);
+    expect(() => new SocketOwners({ scanBudget: 0 })).toThrow(/options.scanBudget must be a finite number greater than 0 and at most 1/);
+    expect(() => new SocketOwners({ ttlMs: -1 })).toThrow(/options.ttlMs must be a number of ms, not negative \(got -1\)/);
+    expect(() => new SocketOwners({ maxEntries: 0 })).toThrow(/options.maxEntries must be an integer of at least 1/);
+    expect(() => new SocketOwners({ procRoot: '' })).toThrow(/options.procRoot must be a non-empty string/);
+    expect(() => new SocketOwners({ ttlMS: 5 } as never)).toThrow(/unknown option "ttlMS" \(did you mean "ttlMs"\?\)/);
   });
 });

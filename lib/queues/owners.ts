@@ -17,6 +17,7 @@
 // An inode is unique across network namespaces (sockfs), so this works with --netns too.
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import * as v from '../base/validate';
 
 export interface SocketOwner {
   pid: number;
@@ -101,24 +102,17 @@ export class SocketOwners {
   private counters = { scans: 0, fdsRead: 0, lastScanMs: 0 };
 
   constructor(options: SocketOwnersOptions = {}) {
-    if (options === null || typeof options !== 'object') throw new TypeError('SocketOwners options must be an object');
-    if (options.procRoot !== undefined && (typeof options.procRoot !== 'string' || options.procRoot === '')) {
-      throw new TypeError('SocketOwners option "procRoot" must be a non-empty path');
-    }
-    this.procRoot = options.procRoot ?? '/proc';
+    options = v.optionsObject<SocketOwnersOptions>(options, 'options', SOCKET_OWNERS_OPTION_KEYS);
+    this.procRoot = options.procRoot === undefined ? '/proc' : v.nonEmptyString(options.procRoot, 'options.procRoot');
     this.ttlMs = nonNegative('ttlMs', options.ttlMs, SOCKET_OWNERS_DEFAULTS.ttlMs);
     this.negativeTtlMs = nonNegative('negativeTtlMs', options.negativeTtlMs, SOCKET_OWNERS_DEFAULTS.negativeTtlMs);
     this.minScanIntervalMs = nonNegative('minScanIntervalMs', options.minScanIntervalMs, SOCKET_OWNERS_DEFAULTS.minScanIntervalMs);
     this.sliceMs = nonNegative('sliceMs', options.sliceMs, SOCKET_OWNERS_DEFAULTS.sliceMs);
-    const budget = options.scanBudget ?? SOCKET_OWNERS_DEFAULTS.scanBudget;
-    if (typeof budget !== 'number' || !(budget > 0 && budget <= 1)) {
-      throw new RangeError(`SocketOwners option "scanBudget" must be a number in (0, 1] (got ${String(budget)})`);
-    }
-    this.scanBudget = budget;
-    const max = options.maxEntries ?? SOCKET_OWNERS_DEFAULTS.maxEntries;
-    if (!Number.isSafeInteger(max) || max < 1)
-      throw new RangeError(`SocketOwners option "maxEntries" must be a positive integer (got ${String(max)})`);
-    this.maxEntries = max;
+    this.scanBudget =
+      options.scanBudget === undefined
+        ? SOCKET_OWNERS_DEFAULTS.scanBudget
+        : v.finiteNumber(options.scanBudget, 'options.scanBudget', { min: 0, minExclusive: true, max: 1 });
+    this.maxEntries = v.optInteger(options.maxEntries, 'options.maxEntries', SOCKET_OWNERS_DEFAULTS.maxEntries, { min: 1 });
   }
 
   /** The cached owner of an inode, re-validated if old; never scans. */
@@ -297,10 +291,8 @@ function readComm(procRoot: string, pid: number): string | undefined {
   }
 }
 
-function nonNegative(name: string, v: unknown, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new RangeError(`SocketOwners option "${name}" must be a non-negative number of ms (got ${String(v)})`);
-  }
-  return v;
+const SOCKET_OWNERS_OPTION_KEYS = ['procRoot', 'ttlMs', 'negativeTtlMs', 'minScanIntervalMs', 'scanBudget', 'sliceMs', 'maxEntries'];
+
+function nonNegative(name: string, value: unknown, fallback: number): number {
+  return v.duration(value, `options.${name}`, fallback);
 }
