@@ -12,8 +12,6 @@ import { AnonymousCredential, ContainerClient, type BlockBlobClient } from '@azu
 import { backoffDelay, sleep } from '../base/backoff';
 import { constants as osConstants } from 'node:os';
 import { systemError } from '../base/errors';
-import { constants as osConstants } from 'node:os';
-import { systemError } from '../base/errors';
 import { md5OfFile, newUploadId, planBlocks } from './blocks';
 import { confirmUpload } from './confirm';
 import { UploadAbortedError, UploadError, scrub } from './errors';
