@@ -440,13 +440,10 @@ export class Sampler {
       v.nonEmptyString(options.netns, 'options.netns');
       try {
         fs.accessSync(options.netns, fs.constants.R_OK);
-      } catch {
-        throw Object.assign(
-          new Error(`netns ${options.netns}: no such namespace file (expected /proc/PID/ns/net or /var/run/netns/NAME)`),
-          {
-            code: 'ENOENT',
-          },
-        );
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        const why = e.code === 'ENOENT' ? 'no such namespace file (expected /proc/PID/ns/net or /var/run/netns/NAME)' : 'not readable';
+        throw systemError(e.errno ?? osConstants.errno.ENOENT, 'access', `netns ${options.netns}: ${why}`, { cause: err });
       }
     }
     this.netns = options.netns;
