@@ -407,11 +407,8 @@ function explainNetnsError(err: NativeError, netns: string): Error {
         : err.code === 'EINVAL'
           ? 'not a network namespace file'
           : err.message;
-  const e = new Error(`netns ${netns}: ${why}`) as NativeError;
-  e.code = err.code;
-  e.errno = err.errno;
-  e.syscall = err.syscall;
-  return e;
+  if (err.errno === undefined || err.syscall === undefined) return err; // not a system error
+  return systemError(err.errno, err.syscall, `netns ${netns}: ${why}`, { cause: err });
 }
 
 export interface LookupOptions {

@@ -134,7 +134,7 @@ ${HOLD_AND_PRINT_PORT}`);
       { encoding: 'utf8' },
     );
     expect(child.stdout).toMatch(
-      /EPERM netns \/var\/run\/netns\/sw-test-\d+: permission denied: entering a network namespace needs CAP_SYS_ADMIN/,
+      /EPERM setns EPERM: netns \/var\/run\/netns\/sw-test-\d+: permission denied: entering a network namespace needs CAP_SYS_ADMIN/,
     );
   });
 });
