@@ -373,6 +373,7 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
       /--state-dir: \/sys\/sockwatch-state is not writable \((EPERM|EACCES|EROFS)\)/,
     ],
     [['--state-dir', '/tmp/x'], /--state-dir needs --url/],
+    [['--url', URL_OK, '--state-dir', ''], /--state-dir: expected a directory, got ""/],
     [['--quiet'], /--quiet needs --url/],
     [['--confirm', '3/2'], /--confirm: N must be from 1 to M \(2\), got 3/],
     [['--confirm', '0/1'], /--confirm: N must be from 1 to M \(1\), got 0/],

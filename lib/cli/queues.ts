@@ -215,6 +215,7 @@ function parseDeliveryFlags(values: Parsed['values'], url: URL): NonNullable<Que
   if (backoffCapMs !== undefined && backoffCapMs < (backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs)) {
     throw new UsageError(`--backoff-cap: ${backoffCapMs} is below the backoff base ${backoffBaseMs ?? DELIVERY_DEFAULTS.backoffBaseMs}`);
   }
+  if (values['state-dir'] === '') throw new UsageError('--state-dir: expected a directory, got ""');
   return {
     url,
     stateDir: (values['state-dir'] as string | undefined) ?? defaultStateDir(),
