@@ -96,7 +96,8 @@ describe('sockwatch snat (no .NET needed)', () => {
     expect(text).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}: Connection threshold exceeded$/m);
     expect(text).toMatch(/^Current timestamp: \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/m);
     expect(text).toContain('Duration timer expired after 0.0004 hour(s). Initiating automatic cleanup...');
-    expect(text).toContain(`counting only the sockets of process ${holder.pid}`);
+    expect(text).toContain(`counting only the connections of process ${holder.pid}`);
+    expect(text).toMatch(/: counting mode: (network namespace|process sockets): /);
     // the SAS URL is named without its signature, nowhere in full
     expect(text).toContain('uploads to https://acct.blob.core.windows.net/diag');
     for (const out of [text, r.stdout, r.stderr, readLogs(logDir, 'cli-inst', 'jsonl')]) expect(out).not.toContain(SECRET_SIG);

@@ -250,7 +250,7 @@ export class SnatSession {
     if (ctx.takenOverFrom !== undefined)
       this.note(`took over the stale pidfile of process ${ctx.takenOverFrom}, which is no longer running`);
     if (ctx.target.endpoint) this.note(`target: ${ctx.target.reason}`);
-    else if (o.pid !== undefined) this.note(`counting only the sockets of process ${o.pid}; ${ctx.target.reason}`);
+    else if (o.pid !== undefined) this.note(`counting only the connections of process ${o.pid}; ${ctx.target.reason}`);
     else this.note(`${ctx.target.reason}; monitoring only`);
     const from = (source: string): string => (source === 'target' ? `process ${ctx.targetPid}` : 'the environment');
     if (ctx.instanceSource === 'none') {
@@ -374,7 +374,14 @@ export class SnatSession {
   private followPolls(watcher: OutboundWatcher, collector: DiagnosticsCollector): void {
     let pidExitNoted = false;
     let wasExceeded = false;
+    let attributionMode: string | undefined;
     watcher.on('poll', (poll: OutboundPoll) => {
+      // How the pid's connections are counted: one line at the first poll and whenever it changes.
+      if (poll.attribution && poll.attribution.mode !== attributionMode) {
+        attributionMode = poll.attribution.mode;
+        const mode = attributionMode === 'namespace' ? 'network namespace' : 'process sockets';
+        this.note(`counting mode: ${mode}: ${poll.attribution.reason}`);
+      }
       this.log!.write(formatPollBlock(poll), pollRecord(poll), poll.time);
       // The terminal hears of changes only; the log has every poll.
       if (poll.exceeded !== wasExceeded) {

@@ -5,10 +5,15 @@
 // of every counted socket; here the cookies feed the sliding window of distinct connections. The
 // threshold is exceeded when a destination's count (current sockets, or distinct connections in the
 // window) is strictly greater than it. Options follow lib/base/validate.ts.
+// With a pid, what counts as its connections follows lib/outbound/attribution.ts: its whole network
+// namespace where it has one of its own (entered when it is not ours), else its live sockets and the
+// cookies remembered from earlier polls; the mode is re-checked at most once a minute.
+import * as fs from 'node:fs';
 import { unmapV4 } from '../address';
 import { TypedEmitter } from '../base/emitter';
 import * as v from '../base/validate';
 import { compileSampleOptions, Sampler, type Aggregate, type PortSpec, type SampleOptions } from '../sampler';
+import { decideAttribution, netnsPath, type Attribution, type AttributionMode } from './attribution';
 import { ProcessSockets } from './process-sockets';
 import { DistinctWindow } from './window';
 
@@ -20,6 +25,8 @@ export const DEFAULT_THRESHOLD = 100;
 export const DEFAULT_INTERVAL_MS = 10_000;
 /** Azure keeps a SNAT port 4 minutes after its connection closed. */
 export const DEFAULT_WINDOW_MS = 240_000;
+/** How often the attribution mode of a pid is re-checked (other processes come and go). */
+const ATTRIBUTION_CHECK_MS = 60_000;
 
 export type ThresholdBasis = 'current' | 'window';
 
@@ -32,8 +39,14 @@ export interface OutboundWatcherOptions {
   excludeLocalPorts?: readonly PortSpec[];
   /** TCP states counted (default OUTBOUND_STATES). */
   states?: readonly string[];
-  /** Count only the sockets of this process (its TIME_WAIT sockets included). */
+  /** Count only the connections of this process (how: `attribution`). */
   pid?: number;
+  /**
+   * With a pid: 'auto' (default) counts its network namespace where it has one of its own, else its
+   * sockets; 'namespace' always counts its whole namespace; 'process' only its live sockets and the
+   * cookies seen at earlier polls (misses connections opened and closed between two polls).
+   */
+  attribution?: 'auto' | AttributionMode;
   /** Length of the distinct-connections window in ms (default 240 000). */
   windowMs?: number;
   /** What the threshold applies to: sockets now ('current', default) or distinct connections in the window. */
@@ -77,6 +90,8 @@ export interface OutboundPoll {
   /** With a pid: that process, and whether it was still running. */
   pid?: number;
   pidAlive?: boolean;
+  /** With a pid: how its connections were counted this poll. */
+  attribution?: Attribution;
   /** Time the kernel pass took, in ms. */
   scanMs: number;
 }
@@ -93,6 +108,7 @@ const OUTBOUND_WATCHER_OPTION_KEYS = [
   'excludeLocalPorts',
   'states',
   'pid',
+  'attribution',
   'windowMs',
   'thresholdOn',
   'netns',
@@ -160,6 +176,11 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
   private readonly ownSampler: boolean;
   private readonly window: DistinctWindow;
   private readonly owner: ProcessSockets | undefined;
+  private readonly attributionChoice: 'auto' | AttributionMode;
+  private attribution: Attribution | undefined;
+  private attributionCheckedAt = -Infinity;
+  /** A sampler inside the target's namespace when it is not the one `sampler` sees. */
+  private targetSampler: Sampler | undefined;
   private readonly now: () => number;
   private readonly baseOptions: SampleOptions;
   private timer: NodeJS.Timeout | undefined;
@@ -181,6 +202,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     if (options.pid !== undefined) v.integer(options.pid, 'options.pid', { min: 1 });
     this.pid = options.pid;
     this.owner = options.pid === undefined ? undefined : new ProcessSockets(options.pid);
+    this.attributionChoice = v.oneOf(options.attribution, 'options.attribution', ['auto', 'namespace', 'process'], 'auto');
     this.now = options.now === undefined ? Date.now : v.func<() => number>(options.now, 'options.now');
     if (options.sampler !== undefined) v.instanceOf(options.sampler, 'options.sampler', Sampler);
     this.ownSampler = options.sampler === undefined;
@@ -206,26 +228,51 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     return run;
   }
 
+  /** How the pid's connections are counted now: decided at the first poll, re-checked once a minute. */
+  private async currentAttribution(): Promise<Attribution> {
+    const pid = this.pid!;
+    const at = Date.now();
+    if (this.attribution && at - this.attributionCheckedAt < ATTRIBUTION_CHECK_MS) return this.attribution;
+    this.attributionCheckedAt = at;
+    let decided = await decideAttribution({ pid, sampler: this.sampler, states: this.states, excludeLocalPorts: this.excludeLocalPorts });
+    if (this.attributionChoice !== 'auto' && decided.mode !== this.attributionChoice) {
+      decided = { ...decided, mode: this.attributionChoice, reason: `options.attribution is '${this.attributionChoice}'` };
+    }
+    // Once inside the target's namespace, stay there: the sampler's socket keeps the namespace alive
+    // after the process exits, and its remaining TIME_WAIT sockets are still counted.
+    if (decided.foreign && !this.targetSampler) this.targetSampler = new Sampler({ netns: netnsPath(pid) });
+    if (!decided.foreign && this.attribution?.foreign && this.targetSampler) decided = this.attribution;
+    this.attribution = decided;
+    return decided;
+  }
+
   private async pollOnce(): Promise<OutboundPoll> {
     let options = this.baseOptions;
     let pidAlive: boolean | undefined;
+    let sampler = this.sampler;
+    let attribution: Attribution | undefined;
     if (this.owner) {
-      const f = this.owner.filter();
-      pidAlive = f.alive;
-      options = {
-        ...this.baseOptions,
-        aggregate: { states: this.states, cookies: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies },
-      };
+      attribution = await this.currentAttribution();
+      if (attribution.foreign && this.targetSampler) sampler = this.targetSampler;
+      pidAlive = fs.existsSync(`/proc/${this.pid}`);
+      if (attribution.mode === 'process') {
+        const f = this.owner.filter();
+        pidAlive = f.alive;
+        options = {
+          ...this.baseOptions,
+          aggregate: { states: this.states, cookies: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies },
+        };
+      }
     }
-    const result = await this.sampler.sample(options);
+    const result = await sampler.sample(options);
     const nowMs = this.now();
-    this.owner?.remember(result.aggCookies);
+    if (attribution?.mode === 'process') this.owner?.remember(result.aggCookies);
     const { merged, indexMap } = foldMappedAggregates(result.aggregates);
     const cookies = result.aggCookies ?? new BigUint64Array(0);
     const index = (result.aggCookieIndex ?? new Uint32Array(0)).map((i) => indexMap[i] ?? i);
     this.window.observe(nowMs, cookies, index, merged);
     const distinct = this.window.counts(nowMs);
-    return this.buildPoll(new Date(nowMs), merged, distinct, result.elapsedNs / 1e6, pidAlive);
+    return this.buildPoll(new Date(nowMs), merged, distinct, result.elapsedNs / 1e6, pidAlive, attribution);
   }
 
   private buildPoll(
@@ -234,6 +281,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     distinct: Map<string, number>,
     scanMs: number,
     pidAlive: boolean | undefined,
+    attribution: Attribution | undefined,
   ): OutboundPoll {
     const list: DestinationCount[] = [];
     const seen = new Set<string>();
@@ -272,6 +320,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
       exceeded: busiestCount > this.threshold,
       socketsCounted,
       ...(this.pid !== undefined ? { pid: this.pid, pidAlive } : {}),
+      ...(attribution !== undefined ? { attribution } : {}),
       scanMs,
     };
   }
@@ -302,5 +351,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     clearTimeout(this.timer);
     await this.current;
     if (this.ownSampler) await this.sampler.close();
+    await this.targetSampler?.close();
+    this.targetSampler = undefined;
   }
 }
