@@ -8,7 +8,7 @@ import {
   Outbox,
   DEAD_LETTER_FILE,
   alertUrl,
-  fullJitterDelay,
+  backoffDelay,
   parseRetryAfter,
   type DeadLetteredEvent,
   type DeliveredEvent,
@@ -294,10 +294,12 @@ describe('delivery helpers', () => {
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
   });
 
-  it('draws full-jitter delays within [0, min(cap, base * 2^(n-1))]', () => {
-    expect(fullJitterDelay(1, 500, 60_000, () => 0.999)).toBe(499);
-    expect(fullJitterDelay(4, 500, 60_000, () => 0.5)).toBe(2000);
-    expect(fullJitterDelay(30, 500, 60_000, () => 0.5)).toBe(30_000);
-    expect(fullJitterDelay(3, 500, 60_000, () => 0)).toBe(0);
+  // One backoff rule for the project (lib/base/backoff.ts): equal jitter, no longer full jitter.
+  it('draws equal-jitter delays within [bound/2, bound], bound = min(cap, base * 2^(n-1))', () => {
+    const opts = { baseMs: 500, capMs: 60_000 };
+    expect(backoffDelay(1, opts, undefined, () => 0.999)).toBe(499);
+    expect(backoffDelay(4, opts, undefined, () => 0.5)).toBe(3000);
+    expect(backoffDelay(30, opts, undefined, () => 0.5)).toBe(45_000);
+    expect(backoffDelay(3, opts, undefined, () => 0)).toBe(1000);
   });
 });

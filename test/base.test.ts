@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backoffDelay, fullJitterDelay, parseRetryAfter, sleep } from '../lib/base/backoff';
+import { backoffBound, backoffDelay, parseRetryAfter, sleep } from '../lib/base/backoff';
 import { safeInstanceName } from '../lib/base/instance-name';
 import {
   LOCK_FORMAT_VERSION,
@@ -182,15 +182,18 @@ describe('instance name', () => {
 
 describe('backoff', () => {
   const opts = { baseMs: 500, capMs: 60_000 };
-  it('draws full-jitter delays within [0, min(cap, base * 2^(n-1))]', () => {
-    expect(fullJitterDelay(1, 500, 60_000, () => 0.999)).toBe(499);
-    expect(backoffDelay(4, opts, undefined, () => 0.5)).toBe(2000);
-    expect(backoffDelay(30, opts, undefined, () => 0.5)).toBe(30_000);
-    expect(backoffDelay(3, opts, undefined, () => 0)).toBe(0);
+  it('draws equal-jitter delays within [bound/2, bound], bound = min(cap, base * 2^(n-1))', () => {
+    expect([1, 2, 3, 4].map((n) => backoffBound(n, 500, 60_000))).toEqual([500, 1000, 2000, 4000]);
+    expect(backoffBound(30, 500, 60_000)).toBe(60_000);
+    expect(backoffDelay(1, opts, undefined, () => 0)).toBe(250);
+    expect(backoffDelay(4, opts, undefined, () => 0.5)).toBe(3000);
+    expect(backoffDelay(30, opts, undefined, () => 1)).toBe(60_000);
+    expect(backoffDelay(30, opts, undefined, () => 0)).toBe(30_000);
   });
 
   it('lets Retry-After raise the delay, up to its cap', () => {
     expect(backoffDelay(1, opts, 5000, () => 0)).toBe(5000);
+    expect(backoffDelay(4, opts, 0, () => 0)).toBe(2000); // Retry-After: 0 never shortens the backoff
     expect(backoffDelay(1, opts, 3_600_000, () => 0)).toBe(60_000);
     expect(backoffDelay(1, { ...opts, retryAfterCapMs: 10_000 }, 3_600_000, () => 0)).toBe(10_000);
     expect(backoffDelay(10, opts, 0, () => 1)).toBe(60_000);

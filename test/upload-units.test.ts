@@ -165,18 +165,16 @@ describe('toUploadError', () => {
 });
 
 describe('backoff', () => {
-  // The upload retry loop uses the project's one backoff rule (lib/base/backoff.ts): full jitter.
   const opts = { baseMs: 1000, capMs: 8000 };
-  it('doubles the bound per failure, draws the whole delay at random (full jitter), capped', () => {
-    expect([1, 2, 3, 4, 5].map((n) => backoffDelay(n, opts, undefined, () => 0))).toEqual([0, 0, 0, 0, 0]);
-    expect([1, 2, 3, 4, 5].map((n) => backoffDelay(n, opts, undefined, () => 0.5))).toEqual([500, 1000, 2000, 4000, 4000]);
+  it('doubles per failure, with half of it jittered, capped', () => {
+    expect([1, 2, 3, 4, 5].map((n) => backoffDelay(n, opts, undefined, () => 0))).toEqual([500, 1000, 2000, 4000, 4000]);
     expect([1, 2, 3, 4, 5].map((n) => backoffDelay(n, opts, undefined, () => 1))).toEqual([1000, 2000, 4000, 8000, 8000]);
   });
   it('waits at least Retry-After, never past the cap', () => {
     expect(backoffDelay(1, opts, 3000, () => 0)).toBe(3000);
     expect(backoffDelay(1, opts, 60_000, () => 0)).toBe(8000);
     expect(backoffDelay(1, { ...opts, retryAfterCapMs: 20_000 }, 60_000, () => 0)).toBe(20_000);
-    expect(backoffDelay(4, opts, 0, () => 1)).toBe(8000); // Retry-After: 0 never shortens the backoff
+    expect(backoffDelay(4, opts, 0, () => 0)).toBe(4000); // Retry-After: 0 never shortens the backoff
   });
   it('sleep rejects at once when aborted', async () => {
     const ac = new AbortController();

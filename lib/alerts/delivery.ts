@@ -1,7 +1,7 @@
 // Delivers outbox records as HTTP GET requests: the alert's params appended to the URL's query.
 //
 // - 2xx: delivered (acked in the outbox).
-// - Network error, timeout, 408, 429, 5xx: retried with exponential backoff and full jitter, per
+// - Network error, timeout, 408, 429, 5xx: retried with exponential backoff and equal jitter, per
 //   record. Retry-After (seconds or date) is honoured, capped by retryAfterCapMs.
 // - Any other status: dead-lettered with the status and a body snippet.
 //

@@ -27,4 +27,4 @@ export type {
 } from './delivery';
 export { StateDirLockedError, LOCK_FILE } from '../base/pid-lock';
 export { alertUrl } from './alert-url';
-export { fullJitterDelay, parseRetryAfter } from '../base/backoff';
+export { backoffDelay, parseRetryAfter } from '../base/backoff';

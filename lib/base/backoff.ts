@@ -1,10 +1,12 @@
 // Retry timing, one rule for every retry loop (alert delivery, blob upload):
-// - exponential backoff with FULL jitter: after the n-th failure wait a uniformly random delay in
-//   [0, min(cap, base × 2^(n−1))], so clients that failed together spread out instead of retrying
-//   together (equal jitter keeps half of the delay fixed and keeps them bunched);
+// - exponential backoff with EQUAL jitter: after the n-th failure the bound is
+//   min(cap, base × 2^(n−1)) and the delay a uniformly random value in [bound/2, bound]. Half of it
+//   random spreads clients that failed together; half of it fixed gives every attempt budget a known
+//   floor (5 upload attempts at the 2 s default ride out at least 15 s of outage, which full jitter,
+//   able to draw ~0 every time, does not) and rules out near-zero delays, so no loop ever spins;
 // - a server's Retry-After (delay-seconds or an HTTP date) is a lower bound on that delay, itself
 //   capped (retryAfterCapMs, by default the backoff cap): a hostile or confused server cannot park a
-//   client for a day, and "Retry-After: 0" still gets the jittered delay, never a tight loop;
+//   client for a day, and "Retry-After: 0" never shortens the backoff;
 // - waiting is an abortable sleep: it rejects as soon as the caller's AbortSignal fires.
 
 export interface BackoffOptions {
@@ -16,10 +18,9 @@ export interface BackoffOptions {
   retryAfterCapMs?: number;
 }
 
-/** A full-jitter draw: a random delay in [0, min(cap, base × 2^(failures−1))], in whole ms. */
-export function fullJitterDelay(failures: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
-  const exp = Math.min(capMs, baseMs * 2 ** Math.min(Math.max(failures - 1, 0), 52));
-  return Math.floor(Math.min(Math.max(random(), 0), 1) * exp);
+/** The upper bound of the delay after `failures` failures: min(cap, base × 2^(failures−1)). */
+export function backoffBound(failures: number, baseMs: number, capMs: number): number {
+  return Math.min(capMs, baseMs * 2 ** Math.min(Math.max(failures - 1, 0), 52));
 }
 
 /** The delay before the next attempt after `failures` failures, given a Retry-After hint (ms) if any. */
@@ -30,7 +31,9 @@ export function backoffDelay(
   random: () => number = Math.random,
 ): number {
   const hinted = retryAfterMs === undefined ? 0 : Math.min(Math.max(retryAfterMs, 0), options.retryAfterCapMs ?? options.capMs);
-  return Math.max(hinted, fullJitterDelay(failures, options.baseMs, options.capMs, random));
+  const bound = backoffBound(failures, options.baseMs, options.capMs);
+  const jittered = Math.floor(bound / 2 + Math.min(Math.max(random(), 0), 1) * (bound / 2));
+  return Math.max(hinted, Math.min(jittered, options.capMs));
 }
 
 /**
