@@ -50,7 +50,7 @@ function summarizeScan(r) {
 function addonScan(row, sync) {
   const { Sampler } = loadLibrary();
   const sampler = new Sampler();
-  const options = row.options; // one object: the library compiles it once and caches it
+  const options = row.options; // validated and compiled on every call (the library keeps no cache)
   return {
     call: sync ? () => sampler.sampleSync(options) : () => sampler.sample(options),
     sync,
