@@ -2,8 +2,8 @@
 // numbers, bitmasks, strings, Buffers and typed arrays. Validation happens in lib/sampler.ts.
 // Native failures cross as an errno number and a syscall; they are named and shaped here, once,
 // with Node's own errno names (lib/base/errors.ts systemError).
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import nodeGypBuild from 'node-gyp-build';
 import { systemError } from './base/errors';
 
 /** Kernel constants that cross the boundary as numbers (linux/socket.h, netinet/in.h). */
@@ -233,8 +233,39 @@ function wrapBinding(raw: NativeBinding): NativeBinding {
 
 let cached: NativeBinding | undefined;
 
-/** Loads the addon (prebuild first, then build/Release). Throws with the loader's reason. */
+/**
+ * The addon file loadBinding() loads. By default the committed prebuild for this platform, so a stale
+ * local build/ never shadows it; build/Release only when no prebuild fits (npm install's node-gyp-build
+ * then compiled one). SOCKWATCH_NATIVE=build loads build/Release alone (CI runs the native tests
+ * against the addon compiled from source this way); SOCKWATCH_NATIVE=prebuild, the prebuild alone.
+ */
+export function addonPath(): string {
+  const mode = process.env.SOCKWATCH_NATIVE ?? '';
+  const release = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
+  const prebuild = path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.node');
+  if (mode === 'build') return release;
+  if (mode === 'prebuild') return prebuild;
+  if (mode !== '') throw new RangeError(`SOCKWATCH_NATIVE must be "build" or "prebuild", not ${JSON.stringify(mode)}`);
+  return fs.existsSync(prebuild) ? prebuild : release;
+}
+
+/** Loads the addon from addonPath() (a prebuild that does not load falls back to build/Release). */
 export function loadBinding(): NativeBinding {
-  if (!cached) cached = wrapBinding(nodeGypBuild(packageRoot) as NativeBinding);
+  if (cached) return cached;
+  const file = addonPath();
+  const release = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
+  let raw: NativeBinding;
+  try {
+    raw = require(file) as NativeBinding;
+  } catch (e) {
+    const reason = `cannot load the sockwatch addon ${file}: ${(e as Error).message.split('\n')[0]}`;
+    if (file === release || process.env.SOCKWATCH_NATIVE) throw new Error(reason);
+    try {
+      raw = require(release) as NativeBinding;
+    } catch (e2) {
+      throw new Error(`${reason}; nor ${release}: ${(e2 as Error).message.split('\n')[0]}`);
+    }
+  }
+  cached = wrapBinding(raw);
   return cached;
 }
