@@ -1,6 +1,6 @@
 // The only file that includes napi.h: argument unpacking, JS conversion, AsyncWorker + Promise,
-// errors with code/errno/syscall. Options arrive validated and normalised from lib/sampler.ts;
-// here types are re-checked only.
+// errors as an errno number and a syscall (named in lib/native.ts). Options arrive validated and
+// normalised from lib/sampler.ts; here types are re-checked only.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <napi.h>
