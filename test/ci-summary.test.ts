@@ -1,0 +1,163 @@
+// .ci/run's summary line (scripts/ci-summary.mjs) against crafted vitest JSON reports: every kind of
+// failure counts, once per root cause, and the last line is always exactly "N passed, M failed".
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const script = path.join(__dirname, '..', 'scripts', 'ci-summary.mjs');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-ci-summary-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+type Status = 'passed' | 'failed' | 'skipped' | 'pending' | 'todo';
+interface Test {
+  path: string[]; // describe titles then the test title
+  status: Status;
+}
+interface File {
+  name: string;
+  tests: Test[];
+  /** The file's own status; 'failed' with no failed test means a hook failed or it did not load. */
+  status?: 'passed' | 'failed';
+  message?: string;
+}
+
+/** A report shaped like vitest's JSON reporter, including its suite counts (which count describes). */
+function report(files: File[]): object {
+  const tests = files.flatMap((f) => f.tests);
+  const failedTests = tests.filter((t) => t.status === 'failed').length;
+  return {
+    numTotalTestSuites: files.length + files.length * 2,
+    numFailedTestSuites: files.filter((f) => f.status === 'failed' || f.tests.some((t) => t.status === 'failed')).length * 3,
+    numTotalTests: tests.length,
+    numPassedTests: tests.filter((t) => t.status === 'passed').length,
+    numFailedTests: failedTests,
+    numPendingTests: tests.filter((t) => t.status === 'skipped').length,
+    numTodoTests: tests.filter((t) => t.status === 'todo').length,
+    success: false,
+    testResults: files.map((f) => ({
+      name: path.join('/checkout', 'test', f.name),
+      status: f.status ?? (f.tests.some((t) => t.status === 'failed') ? 'failed' : 'passed'),
+      message: f.message ?? '',
+      assertionResults: f.tests.map((t) => ({
+        ancestorTitles: t.path.slice(0, -1),
+        title: t.path.at(-1),
+        fullName: t.path.join(' '),
+        status: t.status,
+        failureMessages: t.status === 'failed' ? ['AssertionError: expected 1 to be 2'] : [],
+      })),
+    })),
+  };
+}
+
+let n = 0;
+interface Run {
+  report?: object; // undefined: no report file at all
+  errors?: { name: string; message: string }[];
+  status: number;
+}
+function summary(runs: Run[], strict = false): { lines: string[]; last: string; status: number | null } {
+  const args = [script, ...(strict ? ['--strict'] : [])];
+  runs.forEach((run, i) => {
+    const reportFile = path.join(dir, `report-${++n}.json`);
+    const errorsFile = path.join(dir, `errors-${n}.json`);
+    if (run.report) fs.writeFileSync(reportFile, JSON.stringify(run.report));
+    if (run.errors) fs.writeFileSync(errorsFile, JSON.stringify({ reason: 'failed', unhandledErrors: run.errors }));
+    args.push('--run', `run${i + 1}`, reportFile, errorsFile, String(run.status));
+  });
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  const lines = r.stdout.trimEnd().split('\n');
+  return { lines, last: lines.at(-1)!, status: r.status };
+}
+
+const pass = (...p: string[]): Test => ({ path: p, status: 'passed' });
+
+describe('ci-summary', () => {
+  it('counts an unhandled error (vitest exits 1 though every test passed)', () => {
+    const s = summary([
+      {
+        report: report([{ name: 'a.test.ts', tests: [pass('a'), pass('b')] }]),
+        errors: [{ name: 'Error', message: 'boom late' }],
+        status: 1,
+      },
+    ]);
+    expect(s.last).toBe('2 passed, 1 failed');
+    expect(s.lines).toContain('run1: unhandled error: Error: boom late');
+    expect(s.status).toBe(1);
+  });
+
+  it('counts a non-zero vitest exit whose report names no failure', () => {
+    const s = summary([{ report: report([{ name: 'a.test.ts', tests: [pass('a')] }]), status: 1 }]);
+    expect(s.last).toBe('1 passed, 1 failed');
+  });
+
+  it('counts a failing global setup (no test ran) and a missing report', () => {
+    expect(summary([{ report: report([]), errors: [], status: 1 }]).last).toBe('0 passed, 1 failed');
+    expect(summary([{ status: 1 }]).last).toBe('0 passed, 1 failed');
+    expect(summary([{ report: report([]), status: 0 }]).last).toBe('0 passed, 1 failed');
+  });
+
+  it('counts one failing test in nested describes once', () => {
+    const files = [
+      { name: 'n.test.ts', tests: [{ path: ['outer', 'inner', 'deep', 'fails'], status: 'failed' as const }, pass('outer', 'ok')] },
+    ];
+    const s = summary([{ report: report(files), status: 1 }]);
+    expect(s.last).toBe('1 passed, 1 failed');
+    expect(s.lines).toContain('failed: run1: /checkout/test/n.test.ts > outer inner deep fails');
+  });
+
+  it('counts a suite whose hook failed once, not its skipped tests again (even on the CI machine)', () => {
+    const skipped = ['a', 'b', 'c'].map((t): Test => ({ path: ['dotnet', t], status: 'skipped' }));
+    const s = summary([{ report: report([{ name: 'd.test.ts', status: 'failed', tests: skipped }]), status: 1 }], true);
+    expect(s.last).toBe('0 passed, 1 failed');
+    expect(s.lines.some((l) => l.includes('suite failed') && l.includes('3 test(s) in it did not run'))).toBe(true);
+  });
+
+  it('counts a file that failed to load once, with its reason', () => {
+    const s = summary([
+      {
+        report: report([
+          { name: 'l.test.ts', status: 'failed', message: "Cannot find module './gone'", tests: [] },
+          { name: 'ok.test.ts', tests: [pass('x')] },
+        ]),
+        status: 1,
+      },
+    ]);
+    expect(s.last).toBe('1 passed, 1 failed');
+    expect(s.lines).toContain("suite failed: run1: /checkout/test/l.test.ts: Cannot find module './gone'");
+  });
+
+  it('names skipped and todo tests; only --strict counts them as failed', () => {
+    const files = [
+      {
+        name: 's.test.ts',
+        tests: [pass('p'), { path: ['netns', 'isolated'], status: 'skipped' as const }, { path: ['later'], status: 'todo' as const }],
+      },
+    ];
+    const loose = summary([{ report: report(files), status: 0 }]);
+    expect(loose.last).toBe('1 passed, 0 failed');
+    expect(loose.lines).toContain('did not run: skipped: run1: /checkout/test/s.test.ts > netns isolated');
+    expect(loose.lines).toContain('did not run: todo: run1: /checkout/test/s.test.ts > later');
+    expect(loose.status).toBe(0);
+    const strict = summary([{ report: report(files), status: 0 }], true);
+    expect(strict.last).toBe('1 passed, 2 failed');
+    expect(strict.lines.filter((l) => l.startsWith('did not run (nothing may skip on the CI machine)'))).toHaveLength(2);
+    expect(strict.status).toBe(1);
+  });
+
+  it('adds several runs (suite, then native tests against build/Release) into one line', () => {
+    const s = summary([
+      { report: report([{ name: 'a.test.ts', tests: [pass('a'), pass('b')] }]), errors: [], status: 0 },
+      { report: report([{ name: 'k.test.ts', tests: [pass('k'), { path: ['k2'], status: 'failed' }] }]), errors: [], status: 1 },
+    ]);
+    expect(s.last).toBe('3 passed, 1 failed');
+    expect(s.lines.filter((l) => /^\d+ passed, \d+ failed$/.test(l))).toEqual([s.last]);
+  });
+
+  it('green is green', () => {
+    const s = summary([{ report: report([{ name: 'a.test.ts', tests: [pass('a')] }]), errors: [], status: 0 }], true);
+    expect(s.lines).toEqual(['1 passed, 0 failed']);
+    expect(s.status).toBe(0);
+  });
+});
