@@ -205,17 +205,9 @@ describe.skipIf(!unshareOk)('a real .NET app in its own pid + mount namespace (c
     out = await fsp.mkdtemp(path.join(os.tmpdir(), 'sw-dotnet-ns-'));
     server = await holdingServer();
     // A private /tmp (tmpfs) and pid namespace: the socket is /tmp/dotnet-diagnostic-1-*-socket inside.
-    const wrapper = [
-      'unshare',
-      '--mount',
-      '--pid',
-      '--kill-child',
-      '--mount-proc',
-      'sh',
-      '-c',
-      'mount -t tmpfs tmpfs /tmp && exec "$0" "$@"',
-    ];
-    app = await startDotnetApp('127.0.0.1', server.port, 1, { wrapper });
+    // (privateTmp keeps the app visible when the checkout itself lives under /tmp)
+    const wrapper = ['unshare', '--mount', '--pid', '--kill-child', '--mount-proc'];
+    app = await startDotnetApp('127.0.0.1', server.port, 1, { wrapper, privateTmp: true });
   });
 
   afterAll(async () => {

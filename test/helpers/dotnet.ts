@@ -173,6 +173,9 @@ export interface StartDotnetAppOptions {
   env?: NodeJS.ProcessEnv;
   /** A command prefix the app is run under, e.g. ['unshare', '--pid', '--fork', ...]. */
   wrapper?: string[];
+  /** Inside the wrapper (which must give a private mount namespace), mount a fresh tmpfs over /tmp,
+   *  keeping the app's own directory visible when it lies under /tmp (a checkout under /tmp). */
+  privateTmp?: boolean;
   /** How long to wait for READY (default 60 s). */
   readyTimeoutMs?: number;
 }
@@ -186,6 +189,22 @@ async function removeStaleSockets(pid: number, tmpDir: string): Promise<void> {
     }
   }
 }
+
+/**
+ * The privateTmp wrapper script (sh -c SCRIPT sh APPDIR COMMAND...): a tmpfs over /tmp hides everything
+ * below it, the app's directory too when the checkout lives under /tmp, so that directory is opened
+ * first and bind-mounted back at the same path. Says why when the app cannot be made visible.
+ */
+const PRIVATE_TMP = [
+  'dir="$1"; shift',
+  'exec 3<"$dir" || { echo "sockwatch test: cannot open the app directory $dir" >&2; exit 126; }',
+  'mount -t tmpfs tmpfs /tmp || { echo "sockwatch test: cannot mount a tmpfs over /tmp" >&2; exit 126; }',
+  'case "$dir" in /tmp/*) mkdir -p "$dir" && mount --no-canonicalize --bind /proc/self/fd/3 "$dir" ||',
+  '  { echo "sockwatch test: the tmpfs over /tmp hides $dir and it cannot be bind-mounted back" >&2; exit 126; } ;; esac',
+  'exec 3<&-',
+  '[ -x "$1" ] || { echo "sockwatch test: $1 is not visible after mounting a tmpfs over /tmp" >&2; exit 127; }',
+  'exec "$@"',
+].join('\n');
 
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -230,7 +249,7 @@ export async function startDotnetApp(host: string, port: number, count: number, 
   const dir = await buildDotnetApp();
   const appArgs = [host, String(port), String(count), ...(opts.http ? ['--http'] : [])];
   const apphost = path.join(dir, 'dotnet-app');
-  const command = [...(opts.wrapper ?? []), apphost, ...appArgs];
+  const command = [...(opts.wrapper ?? []), ...(opts.privateTmp ? ['sh', '-c', PRIVATE_TMP, 'sh', dir] : []), apphost, ...appArgs];
   const child = spawn(command[0]!, command.slice(1), {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -277,8 +296,14 @@ export async function startDotnetApp(host: string, port: number, count: number, 
         resolve(Number(m[1]));
       }
     };
-    const onExit = (code: number | null, sig: string | null) =>
-      fail(new Error(`dotnet-app exited before READY (code ${code}, signal ${sig})`));
+    const onExit = (code: number | null, sig: string | null) => {
+      // 126/127: the shell or wrapper could not run the app at all (often: its path is hidden inside the wrapper)
+      const why =
+        code === 126 || code === 127
+          ? `; the wrapper could not run ${apphost}: is that path hidden or missing inside the wrapper's mount namespace?`
+          : '';
+      fail(new Error(`dotnet-app exited before READY (code ${code}, signal ${sig})${why}`));
+    };
     const onError = (err: Error) => fail(err);
     function cleanup() {
       clearTimeout(timer);
