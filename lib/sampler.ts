@@ -171,7 +171,8 @@ const DEFAULT_MAX_RECORDS = 10_000;
 
 /** The public options of each call, as validate.optionsObject checks them. */
 export const SAMPLER_OPTION_KEYS = ['netns'] as const;
-export const SAMPLE_OPTION_KEYS = [
+/** The socket-selection keys (what `sockwatch list` selects by; QueueWatcher's `filter`). */
+export const FILTER_OPTION_KEYS = [
   'tcp',
   'udp',
   'ipv4',
@@ -181,6 +182,9 @@ export const SAMPLE_OPTION_KEYS = [
   'excludeLocalPorts',
   'remotePorts',
   'excludeRemotePorts',
+] as const;
+export const SAMPLE_OPTION_KEYS = [
+  ...FILTER_OPTION_KEYS,
   'recvThreshold',
   'sendThreshold',
   'acceptThreshold',

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { TypedEmitter } from '../base/emitter';
 import { SocketOwners } from './owners';
 import * as v from '../base/validate';
-import { compileSampleOptions, endpoints, Sampler, type SampleOptions } from '../sampler';
+import { compileSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler, type SampleOptions } from '../sampler';
 import { AlertStream } from './alert-stream';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
 import type {
@@ -89,17 +89,6 @@ const QUEUE_WATCHER_OPTION_KEYS = [
   'sampler',
   'netns',
   'maxBuffered',
-] as const;
-const FILTER_KEYS = [
-  'tcp',
-  'udp',
-  'ipv4',
-  'ipv6',
-  'states',
-  'localPorts',
-  'excludeLocalPorts',
-  'remotePorts',
-  'excludeRemotePorts',
 ] as const;
 
 export const QUEUE_DEFAULTS = {
@@ -410,5 +399,5 @@ function confirmOption(value: unknown): { n: number; m: number } {
 
 /** The filter's keys and types; its values are checked with the sample options (compileSampleOptions). */
 function checkFilter(value: unknown): QueueFilter {
-  return { ...v.optionsObject<QueueFilter>(value, 'options.filter', FILTER_KEYS) };
+  return { ...v.optionsObject<QueueFilter>(value, 'options.filter', FILTER_OPTION_KEYS) };
 }
