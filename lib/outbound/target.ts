@@ -56,7 +56,13 @@ export async function countNamespaceConnections(
   const states = options.states ?? OUTBOUND_STATES;
   const sampler = new Sampler({ netns });
   try {
-    const r = await sampler.sample({ tcp: true, states, excludeLocalPorts: options.excludeLocalPorts, maxRecords: 0, aggregate: { states } });
+    const r = await sampler.sample({
+      tcp: true,
+      states,
+      excludeLocalPorts: options.excludeLocalPorts,
+      maxRecords: 0,
+      aggregate: { states },
+    });
     return r.aggregates.reduce((sum, a) => sum + a.total, 0);
   } finally {
     await sampler.close();
