@@ -37,11 +37,20 @@ function fakeProc(tree: Record<number, { comm: string; fds: Record<number, strin
   return root;
 }
 
-async function inodeOf(localPort: number, remotePort?: number): Promise<number> {
-  const rows = await listSockets({ localPorts: [localPort] });
-  const r = rows.find((x) => remotePort === undefined || x.remotePort === remotePort);
-  expect(r?.inode).toBeGreaterThan(0);
-  return r!.inode;
+/** The inode of our loopback socket: protocol, address and port, and for TCP the remote port, all
+ *  match (a port number alone can be another process's socket of the other protocol or address). */
+async function inodeOf(protocol: 'tcp' | 'udp', localPort: number, remotePort?: number): Promise<number> {
+  const rows = await listSockets({ [protocol]: true, ipv4: true, localPorts: [localPort] });
+  const r = rows.filter(
+    (x) =>
+      x.protocol === protocol &&
+      x.localAddress === '127.0.0.1' &&
+      x.localPort === localPort &&
+      (remotePort === undefined || x.remotePort === remotePort),
+  );
+  expect(r).toHaveLength(1);
+  expect(r[0]!.inode).toBeGreaterThan(0);
+  return r[0]!.inode;
 }
 
 describe('SocketOwners on the real /proc', () => {
@@ -49,8 +58,8 @@ describe('SocketOwners on the real /proc', () => {
     const { port, accepted } = await pausedServer('127.0.0.1');
     const c = await connect('127.0.0.1', port);
     const udp = await nonReadingUdp('127.0.0.1');
-    const mine = await inodeOf(c.localPort!, port);
-    const theirs = await inodeOf(udp.port);
+    const mine = await inodeOf('tcp', c.localPort!, port);
+    const theirs = await inodeOf('udp', udp.port);
     const o = make();
     const found = await o.resolve([mine, theirs]);
     expect(found.get(mine)).toMatchObject({ pid: process.pid, comm: fs.readFileSync('/proc/self/comm', 'utf8').trim() });
@@ -67,7 +76,7 @@ describe('SocketOwners on the real /proc', () => {
   it('drops a cached owner whose descriptor is gone (re-validated once older than ttlMs)', async () => {
     const { port } = await pausedServer('127.0.0.1');
     const c = await connect('127.0.0.1', port);
-    const inode = await inodeOf(c.localPort!, port);
+    const inode = await inodeOf('tcp', c.localPort!, port);
     const o = make({ ttlMs: 0 });
     expect((await o.resolve([inode])).get(inode)?.pid).toBe(process.pid);
     expect(o.get(inode)?.pid).toBe(process.pid);
@@ -125,8 +134,11 @@ describe('SocketOwners scanning rules (fake procfs)', () => {
 
   it('evicts the oldest entries beyond maxEntries', async () => {
     const o = make({ procRoot: fakeProc(tree), maxEntries: 2, minScanIntervalMs: 0 });
-    await o.resolve([5001, 5002, 5003]);
+    for (const inode of [5001, 5002, 5004]) await o.resolve([inode]); // found in this order
     expect(o.stats().cached).toBe(2);
+    expect(o.get(5001)).toBeUndefined(); // the oldest went
+    expect(o.get(5002)).toEqual({ pid: 200, comm: 'beta', fd: 3 });
+    expect(o.get(5004)).toEqual({ pid: 300, comm: 'gamma', fd: 5 }); // the newest stayed
   });
 
   it('validates its options', () => {
