@@ -1,7 +1,8 @@
 // Typed, validated API over the addon. Options are checked with lib/base/validate.ts (its rule:
 // wrong type TypeError, out of range RangeError, unknown keys rejected) and compiled into a plain
 // request (bitmasks, thresholds, bytecode) on every call (no cache: a result never depends on what an
-// options object held earlier); only offenders and aggregates come back from native code.
+// options object held earlier), or once into an immutable CompiledSampleOptions for a scan loop; only
+// offenders and aggregates come back from native code.
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { formatEndpoint, addressBytes, parseEndpoint } from './address';
@@ -288,6 +289,21 @@ export function compileSampleOptions(options: SampleOptions = {}, path = 'option
   return req;
 }
 
+const compiledRequests = new WeakMap<CompiledSampleOptions, Readonly<NativeScanRequest>>();
+
+/**
+ * Sample options validated and compiled once, for a caller that scans with the same options in a
+ * loop (the queue watcher): immutable, so reusing it can never change a result. Plain options
+ * objects are validated and compiled on every call instead.
+ */
+export class CompiledSampleOptions {
+  constructor(options: SampleOptions, path = 'options') {
+    const req = compileSampleOptions(options, path);
+    compiledRequests.set(this, req);
+    Object.freeze(this);
+  }
+}
+
 const SKMEM_KEYS: (keyof SkMemInfo)[] = [
   'rmemAlloc',
   'rcvbuf',
@@ -460,8 +476,8 @@ export class Sampler {
     return this.native === undefined;
   }
 
-  private request(options: SampleOptions): NativeScanRequest {
-    return compileSampleOptions(options);
+  private request(options: SampleOptions | CompiledSampleOptions): NativeScanRequest {
+    return compiledRequests.get(options as CompiledSampleOptions) ?? compileSampleOptions(options as SampleOptions);
   }
 
   private handle(): NativeSampler {
@@ -470,7 +486,7 @@ export class Sampler {
   }
 
   /** One scan on the calling thread. Throws EBUSY while an async scan is in flight. */
-  sampleSync(options: SampleOptions = {}): SampleResult {
+  sampleSync(options: SampleOptions | CompiledSampleOptions = {}): SampleResult {
     const req = this.request(options);
     const native = this.handle();
     if (this.pending > 0) {
@@ -481,7 +497,7 @@ export class Sampler {
   }
 
   /** One scan on the libuv pool; the event loop stays free. Calls queue one behind another. */
-  sample(options: SampleOptions = {}): Promise<SampleResult> {
+  sample(options: SampleOptions | CompiledSampleOptions = {}): Promise<SampleResult> {
     let req: NativeScanRequest;
     try {
       req = this.request(options);

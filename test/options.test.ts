@@ -1,7 +1,8 @@
 // Option validation in TypeScript: messages name the bad option.
+import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ACCEPT_AT_LIMIT, THRESHOLD_OFF } from '../lib/native';
-import { compileSampleOptions, listSockets, parsePortSpec, Sampler, type SampleOptions } from '../lib/sampler';
+import { CompiledSampleOptions, compileSampleOptions, listSockets, parsePortSpec, Sampler, type SampleOptions } from '../lib/sampler';
 import { parseEndpoint, formatEndpoint, addressBytes } from '../lib/address';
 import { stateMask } from '../lib/states';
 
@@ -64,6 +65,26 @@ describe('sample options', () => {
       expect(s.sampleSync(o).records.length).toBeLessThanOrEqual(1);
     } finally {
       void s.close();
+    }
+  });
+
+  it('CompiledSampleOptions: validated once, immutable, scans as the plain options do', async () => {
+    expect(() => new CompiledSampleOptions({ recvThreshold: -1 })).toThrow(RangeError);
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const o: SampleOptions = { tcp: true, states: ['listen'], localPorts: [port], all: true };
+    const compiled = new CompiledSampleOptions(o);
+    expect(Object.isFrozen(compiled)).toBe(true);
+    o.states = ['time-wait']; // the compiled options do not follow their source object
+    const s = new Sampler();
+    try {
+      const records = s.sampleSync(compiled).records;
+      expect(records.map((r) => [r.stateName, r.localPort])).toEqual([['listen', port]]);
+      expect(s.sampleSync(o).records).toEqual([]); // the plain object is read as it is now
+    } finally {
+      await s.close();
+      server.close();
     }
   });
 

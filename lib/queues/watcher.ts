@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { TypedEmitter } from '../base/emitter';
 import { SocketOwners } from './owners';
 import * as v from '../base/validate';
-import { compileSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler, type SampleOptions } from '../sampler';
+import { compileSampleOptions, CompiledSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler } from '../sampler';
 import { AlertStream } from './alert-stream';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
 import type {
@@ -127,7 +127,8 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
   private readonly ownerWaitMs: number;
   private readonly maxBuffered: number;
   private readonly tracker: QueueTracker;
-  private readonly sampleOptions: SampleOptions;
+  /** Validated and compiled once: each tick scans with it as is. */
+  private readonly sampleOptions: CompiledSampleOptions;
   private readonly filter: QueueFilter;
   private readonly streams = new Set<AlertStream<QueueAlert>>();
   private timer: NodeJS.Timeout | undefined;
@@ -167,14 +168,14 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     this.maxBuffered = v.optInteger(options.maxBuffered, 'options.maxBuffered', QUEUE_DEFAULTS.maxBuffered, { min: 1 });
     this.hostname = options.hostname === undefined ? os.hostname() : v.nonEmptyString(options.hostname, 'options.hostname');
     this.filter = checkFilter(options.filter);
-    this.sampleOptions = {
+    compileSampleOptions(this.filter, 'options.filter'); // the filter's values, named as options.filter.x
+    this.sampleOptions = new CompiledSampleOptions({
       ...this.filter,
       recvThreshold: this.thresholds.recv,
       sendThreshold: this.thresholds.send,
       acceptThreshold: this.thresholds.accept,
       maxRecords: this.maxRecords,
-    };
-    compileSampleOptions(this.filter, 'options.filter'); // the filter's values, checked as the sampler will
+    });
     if (options.owners instanceof SocketOwners) {
       this.owners = options.owners;
       this.ownOwners = false;
