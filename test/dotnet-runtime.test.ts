@@ -53,6 +53,8 @@ describe.skipIf(!hasDotnet())('dumps and traces of a real .NET app', () => {
   let port: number;
   let app: DotnetApp;
   let out: string;
+  /** Size of the Full dump of `app`, for the Normal dump to be compared with. */
+  let fullDumpBytes: number | undefined;
   const extraApps: DotnetApp[] = [];
 
   beforeAll(async () => {
@@ -82,6 +84,7 @@ describe.skipIf(!hasDotnet())('dumps and traces of a real .NET app', () => {
       expectElfCore(file);
       expect(result.bytes).toBe(fs.statSync(file).size);
       expect(result.bytes).toBeGreaterThan(8 * 1024 * 1024);
+      fullDumpBytes = result.bytes;
       // the disk-space check asks for at least as much as the dump really took
       expect(result.estimatedBytes! + DUMP_SPACE_MARGIN_BYTES).toBeGreaterThanOrEqual(result.bytes);
       // the process survives being dumped
@@ -98,6 +101,15 @@ describe.skipIf(!hasDotnet())('dumps and traces of a real .NET app', () => {
     expectElfCore(file);
     expect(result.bytes).toBeGreaterThan(1024 * 1024);
     expect(result.bytes).toBeLessThan(result.estimatedBytes! + DUMP_SPACE_MARGIN_BYTES);
+    // "much smaller": at most half of a Full dump of the same process (measured by the test above,
+    // or here when that one did not get that far)
+    let full = fullDumpBytes;
+    if (full === undefined) {
+      const fullFile = path.join(out, 'compare-full.dmp');
+      full = (await writeDump(app.pid, fullFile, { type: 'Full' })).bytes;
+      await fsp.rm(fullFile, { force: true });
+    }
+    expect(result.bytes).toBeLessThan(full / 2);
   });
 
   it('collects a nettrace that ends cleanly and holds System.Net events', async () => {
