@@ -66,9 +66,16 @@ describe('TCP send queue', () => {
     const sent = Number(sender.line.split(' ')[1]);
     const cport = sender.port;
     await waitAccepted(accepted, 1);
+    // Wait (up to 15 s, a loaded machine is slow to settle) until the bytes sit in both queues: on
+    // loopback they move from the client's send queue to the server's receive queue over time.
     const recs = await eventually(
       () => all({ tcp: true, ipv4: true, localPorts: [port, cport], states: ['established'] }),
-      (rs) => rs.length === 2 && rs.reduce((s, r) => s + r.recvQ + r.sendQ, 0) === sent,
+      (rs) =>
+        rs.length === 2 &&
+        rs.reduce((s, r) => s + r.recvQ + r.sendQ, 0) === sent &&
+        rs.find((r) => r.localPort === cport)!.sendQ > 0 &&
+        rs.find((r) => r.localPort === port)!.recvQ > 0,
+      1500,
     );
     const server = recs.find((r) => r.localPort === port)!;
     const cli = recs.find((r) => r.localPort === cport)!;
