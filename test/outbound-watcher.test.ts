@@ -48,8 +48,14 @@ async function open(n: number, host = '127.0.0.1'): Promise<net.Socket[]> {
   return out;
 }
 
+/**
+ * A watcher stopped after each test. With a pid it counts that process's own sockets ('process')
+ * unless a test asks otherwise: in the host's namespace, shared with every other test on the machine,
+ * 'auto' may count the whole namespace (lib/outbound/attribution.ts) when no other process holds a
+ * counted connection at that moment.
+ */
 function watcher(o: ConstructorParameters<typeof OutboundWatcher>[0]): OutboundWatcher {
-  const w = new OutboundWatcher(o);
+  const w = new OutboundWatcher(o?.pid !== undefined && o.attribution === undefined ? { attribution: 'process', ...o } : o);
   watchers.push(w);
   return w;
 }
@@ -171,7 +177,7 @@ describe('OutboundWatcher', () => {
     expect(find(await w.poll())).toBeUndefined();
   });
 
-  it('with a pid counts only that process, its TIME_WAIT sockets included after it closed them or exited', async () => {
+  it('with a pid in a shared namespace counts only that process, its TIME_WAIT sockets included after it closed them or exited', async () => {
     await open(3); // ours: must not be counted for the child
     const child = spawn(
       process.execPath,
@@ -186,11 +192,23 @@ describe('OutboundWatcher', () => {
     );
     children.push(child);
     await new Promise<void>((resolve) => child.stdout!.on('data', (d) => String(d).includes('READY') && resolve()));
-    const w = watcher({ pid: child.pid!, excludeLocalPorts: [port], threshold: 3 });
+    // Another process of this namespace holds counted connections (this test process is the watcher,
+    // which does not count as another app): the namespace is shared.
+    const other = spawn(
+      process.execPath,
+      ['-e', `const c = require('net').connect(${port}, '127.0.0.1', () => console.log('READY')); setInterval(() => {}, 1000);`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    children.push(other);
+    await new Promise<void>((resolve) => other.stdout!.on('data', (d) => String(d).includes('READY') && resolve()));
+    const w = watcher({ pid: child.pid!, excludeLocalPorts: [port], threshold: 3, attribution: 'auto' });
     const open4 = await w.poll();
     expect(find(open4)).toMatchObject({ total: 4, states: { established: 4 } });
     expect(open4.exceeded).toBe(true);
     expect(open4.destinations).toHaveLength(1);
+    // Attribution falls back to the child's own sockets, and says why (naming other processes).
+    expect(open4.attribution).toMatchObject({ mode: 'process', foreign: false });
+    expect(open4.attribution!.reason).toMatch(/is shared with other processes holding \d+ counted connection\(s\) \(pid \d+/);
 
     // The child closes first: its sockets end in TIME_WAIT, which has no inode (no fd) but the same cookie.
     child.stdin!.write('close\n');
