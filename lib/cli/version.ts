@@ -2,7 +2,7 @@
 // addon file actually loaded (a prebuild or a local build, and the prebuild's source stamp) and Node.js.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import nodeGypBuild from 'node-gyp-build';
+import { addonPath } from '../native';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -14,14 +14,15 @@ function readJson(file: string): Record<string, unknown> | undefined {
   }
 }
 
-/** Which addon file node-gyp-build resolves to, relative to the package, with the prebuild's stamp. */
+/** Which addon file the library loads (lib/native.ts addonPath), relative to the package, with the prebuild's stamp. */
 function addonText(): string {
   let file: string;
   try {
-    file = nodeGypBuild.resolve(PACKAGE_ROOT);
+    file = addonPath();
   } catch (e) {
     return `not found (${(e as Error).message.split('\n')[0]})`;
   }
+  if (!fs.existsSync(file)) return `not found (${file})`;
   const rel = path.relative(PACKAGE_ROOT, file);
   const stamp = readJson(path.join(path.dirname(file), 'sockwatch.stamp.json'));
   const hash = typeof stamp?.hash === 'string' ? `, sources ${stamp.hash.slice(0, 12)}` : '';
