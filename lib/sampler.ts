@@ -223,12 +223,10 @@ function pickBits(o: Record<string, unknown>, path: string, members: Record<stri
     if (b !== false) notOff |= bit;
   }
   if (on !== 0) return on;
-  if (notOff === 0)
-    throw new RangeError(
-      `${Object.keys(members)
-        .map((k) => `${path}.${k}`)
-        .join(' and ')} are all false: neither ${what}`,
-    );
+  if (notOff === 0) {
+    const names = Object.keys(members).map((k) => `${path}.${k}`);
+    throw new RangeError(`${names.join(' and ')} are both false: neither ${what} would be scanned`);
+  }
   return notOff;
 }
 

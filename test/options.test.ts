@@ -24,7 +24,7 @@ describe('sample options', () => {
     [{ maxRecords: '5' as unknown as number }, TypeError, /options.maxRecords/],
     [{ all: 'false' as unknown as boolean }, TypeError, /options.all must be true or false \(got "false"\)/],
     [{ aggregate: 'yes' as unknown as boolean }, TypeError, /options.aggregate must be true, false or an object/],
-    [{ tcp: false, udp: false }, RangeError, /options.tcp and options.udp are all false: neither protocol/],
+    [{ tcp: false, udp: false }, RangeError, /options.tcp and options.udp are both false: neither protocol would be scanned/],
     [{ ipv4: false, ipv6: false }, RangeError, /neither family/],
     [{ recvTreshold: 5 } as SampleOptions, TypeError, /options: unknown option "recvTreshold" \(did you mean "recvThreshold"\?\)/],
     [{ localPort: [41100] } as SampleOptions, TypeError, /unknown option "localPort" \(did you mean "localPorts"\?\)/],
