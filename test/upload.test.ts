@@ -4,22 +4,14 @@
 // signature in no event, error or record.
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  SasExpiredError,
-  UploadAbortedError,
-  UploadError,
-  uploadFile,
-  type UploadEvent,
-  type UploadFileOptions,
-} from '../lib/upload';
+import { SasExpiredError, UploadAbortedError, UploadError, uploadFile, type UploadEvent, type UploadFileOptions } from '../lib/upload';
 import { readUploadRecord, uploadRecordPath } from '../lib/upload/upload-record';
 import { startAzurite, createContainerSas, keyContainerClient, type Azurite } from './helpers/azurite';
+import { faultyFront, type FaultyFront } from './helpers/faulty-front';
 
 const BLOCK = 256 * 1024;
 let azurite: Azurite;
@@ -318,59 +310,6 @@ describe('uploadFile on Azurite', () => {
   });
 });
 
-// A real HTTP front on 127.0.0.1 that forwards to Azurite, but answers the requests it is told to
-// break: 503, 429 with Retry-After, a hang (for the per-try timeout) or a reset connection.
-type Fault = 'pass' | '503' | '429' | 'hang' | 'reset';
-interface FaultyFront {
-  url: string;
-  faults: Map<string, Fault[]>;
-  close(): Promise<void>;
-}
-
-async function faultyFront(target: URL): Promise<FaultyFront> {
-  const faults = new Map<string, Fault[]>();
-  const server = http.createServer((req, res) => {
-    const comp = new URL(req.url!, 'http://x').searchParams.get('comp') ?? req.method!;
-    const fault = faults.get(comp)?.shift() ?? 'pass';
-    if (fault === 'reset') {
-      req.socket.destroy();
-      return;
-    }
-    if (fault === 'hang') {
-      req.resume();
-      return; // never answers; the client's per-try timeout ends it
-    }
-    if (fault === '503' || fault === '429') {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(Number(fault), fault === '429' ? { 'retry-after': '0' } : {});
-        res.end();
-      });
-      return;
-    }
-    const upstream = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        res.writeHead(up.statusCode!, up.headers);
-        up.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    faults,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe('retries through a faulty front', () => {
   let front: FaultyFront;
   let frontSas: string;
@@ -389,7 +328,12 @@ describe('retries through a faulty front', () => {
     const result = await run({ filePath: file, containerSasUrl: frontSas, concurrency: 1, maxAttempts: 8, tryTimeoutMs: 1000 }, events);
     expect((await download('core.9009')).equals(data)).toBe(true);
     const retries = events.filter((e) => e.type === 'retry');
-    expect(retries.map((e) => (e.type === 'retry' ? e.reason : ''))).toEqual(['HTTP 503', 'ECONNRESET', 'HTTP 429', 'ERR_SOCKWATCH_UPLOAD_TIMEOUT']);
+    expect(retries.map((e) => (e.type === 'retry' ? e.reason : ''))).toEqual([
+      'HTTP 503',
+      'ECONNRESET',
+      'HTTP 429',
+      'ERR_SOCKWATCH_UPLOAD_TIMEOUT',
+    ]);
     expect(retries.map((e) => (e.type === 'retry' ? `${e.attempt}/${e.maxAttempts}` : ''))).toEqual(['2/8', '3/8', '4/8', '5/8']);
     expect(result.attempts).toBe(5);
     // Each retry resumed: every block was staged exactly once in the end (5 blocks, 5 staged).

@@ -5,6 +5,9 @@
 // over), collect through the diagnostics socket, record the file as a pending upload, upload it to
 // the container SAS URL (resumable, retried, confirmed), then drop the record. Without a SAS URL
 // the file is kept locally. Everything is reported as `step` events; nothing here prints.
+// An upload keeps retrying transient failures within the run (capped backoff, base/backoff.ts) until
+// it succeeds or the run stops; a terminal failure (403, 404, expired SAS) ends it with the reason.
+// Its pending record stays in every case but success.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TypedEmitter } from '../base/emitter';
@@ -48,10 +51,11 @@ export interface CollectorOptions {
   keepLocal?: boolean;
   /** Upload attempts (default 5, at least 5 as the script). */
   maxAttempts?: number;
-  /** Upload tuning (tests): block size in bytes, blocks in flight, first retry delay. */
+  /** Upload tuning (tests): block size in bytes, blocks in flight, first retry delay, its cap. */
   blockSize?: number;
   concurrency?: number;
   retryDelayMs?: number;
+  maxRetryDelayMs?: number;
   /** Extra blob metadata. */
   metadata?: Record<string, string>;
   /** Clock (file names). */
@@ -298,7 +302,14 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
   private async upload(pending: PendingUpload, owns: CollectionKind | undefined, resumed: boolean): Promise<void> {
     const kind = pending.kind;
     const { filePath } = pending;
-    this.step({ kind, step: 'uploading', filePath, blobName: pending.blobName, container: this.opts.containerSas?.containerName ?? '', resumed });
+    this.step({
+      kind,
+      step: 'uploading',
+      filePath,
+      blobName: pending.blobName,
+      container: this.opts.containerSas?.containerName ?? '',
+      resumed,
+    });
     let decile = -1;
     try {
       const r = await uploadFile({
@@ -311,7 +322,9 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
         blockSize: pending.blockSize,
         ...(this.opts.concurrency !== undefined ? { concurrency: this.opts.concurrency } : {}),
         ...(this.opts.retryDelayMs !== undefined ? { retryDelayMs: this.opts.retryDelayMs } : {}),
+        ...(this.opts.maxRetryDelayMs !== undefined ? { maxRetryDelayMs: this.opts.maxRetryDelayMs } : {}),
         maxAttempts: this.opts.maxAttempts ?? 5,
+        retryUntilAborted: true,
         signal: this.abort.signal,
         onEvent: (event) => {
           if (event.type === 'block-staged') {

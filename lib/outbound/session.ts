@@ -58,6 +58,7 @@ export interface SnatSessionOptions {
   blockSize?: number;
   concurrency?: number;
   retryDelayMs?: number;
+  maxRetryDelayMs?: number;
   /** Stops the run (SIGTERM/SIGINT). */
   signal?: AbortSignal;
   /** Terminal lines (info, exceeded, collection steps). */
@@ -315,6 +316,7 @@ export class SnatSession {
       blockSize: o.blockSize,
       concurrency: o.concurrency,
       retryDelayMs: o.retryDelayMs,
+      maxRetryDelayMs: o.maxRetryDelayMs,
     });
     collector.on('step', (s: CollectionStep) => {
       const line = formatStep(s);
@@ -354,7 +356,7 @@ export class SnatSession {
     collector.on('stalled', ({ failed }) => {
       this.note(
         `Not every enabled diagnostic could be collected and uploaded (failed: ${failed.join(', ')}); monitoring goes on. ` +
-          'Failed uploads resume at the next start; stop with -c, -d or a signal.',
+          'Uploads that failed for good (refused by the storage) resume at the next start; stop with -c, -d or a signal.',
         'warning',
       );
     });

@@ -53,7 +53,7 @@ export function describeStep(s: CollectionStep): string | undefined {
       );
     case 'upload-failed':
       return (
-        `ERROR: failed to upload the ${LOWER[s.kind]}${s.attempts !== undefined ? ` after ${s.attempts} attempts` : ''}: ${s.error}. ` +
+        `ERROR: failed to upload the ${LOWER[s.kind]}${s.attempts !== undefined ? ` after ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}` : ''}: ${s.error}. ` +
         `The file is kept (${s.filePath}); the upload resumes at the next start.`
       );
     case 'upload-interrupted':

@@ -4,8 +4,10 @@
 // holds (Get Block List) → stage the missing ones (bounded concurrency, per-block MD5) → commit
 // the list in order with the whole file's MD5 and the metadata → check size and MD5 with Get Blob
 // Properties → delete the local file (unless keepLocal) and the record.
-// The whole attempt is retried with backoff; the SDK's own per-request retry is off (maxTries 1)
-// so that this loop alone decides, reports and counts retries.
+// The whole attempt is retried with backoff (lib/base/backoff.ts); the SDK's own per-request retry is
+// off (maxTries 1) so that this loop alone decides, reports and counts retries. With
+// retryUntilAborted, transient failures are retried past maxAttempts until success or the signal;
+// terminal ones (403, 404, an expired SAS) end the upload at once. The record stays either way.
 // The SAS arrives parsed (options.ts → sas-url.ts); only the SDK client is handed the signed URL.
 import type * as fs from 'node:fs';
 import { AnonymousCredential, ContainerClient, type BlockBlobClient } from '@azure/storage-blob';
@@ -58,6 +60,8 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
 
   for (let attempt = 1; ; attempt++) {
     checkAborted(up);
+    // A SAS that expired while we were retrying: terminal, with its reason (not a 403 to decode).
+    if (attempt > 1) sas.checkNotExpired();
     up.emit({ type: 'attempt', attempt, maxAttempts: opts.maxAttempts });
     try {
       const result = await runAttempt(up);
@@ -65,7 +69,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
     } catch (err) {
       if (opts.signal?.aborted) throw new UploadAbortedError(opts.filePath);
       if (!(err instanceof UploadError)) throw err;
-      if (!err.retryable || attempt >= opts.maxAttempts) {
+      if (!err.retryable || (attempt >= opts.maxAttempts && !opts.retryUntilAborted)) {
         err.attempts = attempt;
         throw err;
       }
@@ -74,6 +78,7 @@ export async function uploadFile(options: UploadFileOptions): Promise<UploadResu
         type: 'retry',
         attempt: attempt + 1,
         maxAttempts: opts.maxAttempts,
+        ...(attempt >= opts.maxAttempts ? { untilAborted: true as const } : {}),
         delayMs,
         reason: err.reason,
         ...(err.statusCode === undefined ? {} : { statusCode: err.statusCode }),

@@ -7,6 +7,8 @@ export type UploadEvent =
       /** The attempt about to start after the delay (2 for the first retry). */
       attempt: number;
       maxAttempts: number;
+      /** Past maxAttempts with retryUntilAborted: retried until it succeeds or is aborted. */
+      untilAborted?: true;
       delayMs: number;
       /** Short and redacted: "ECONNREFUSED", "HTTP 503 ServerBusy", "timeout". */
       reason: string;
@@ -48,7 +50,9 @@ function seconds(ms: number): string {
 export function formatUploadEvent(event: UploadEvent): string | undefined {
   switch (event.type) {
     case 'retry':
-      return `retry ${event.attempt}/${event.maxAttempts} in ${seconds(event.delayMs)}: ${event.reason}`;
+      return event.untilAborted
+        ? `retry ${event.attempt} in ${seconds(event.delayMs)}: ${event.reason} (${event.attempt - 1} attempts failed; retrying until it succeeds or the run ends)`
+        : `retry ${event.attempt}/${event.maxAttempts} in ${seconds(event.delayMs)}: ${event.reason}`;
     case 'record-discarded':
       return `upload record discarded (${event.reason}); starting over`;
     case 'plan':

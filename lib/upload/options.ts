@@ -23,6 +23,12 @@ export interface UploadFileOptions {
   concurrency?: number;
   /** Attempts of the whole upload, the first included (default 5). */
   maxAttempts?: number;
+  /**
+   * Past maxAttempts, keep retrying transient failures (network errors, timeouts, 408, 429, 5xx)
+   * with the same capped backoff until the upload succeeds or `signal` fires (default false).
+   * Terminal failures (403, 404, an expired SAS) still end it at once.
+   */
+  retryUntilAborted?: boolean;
   /** Backoff after the first failure (default 2000 ms), doubling up to maxRetryDelayMs (default 60000 ms). */
   retryDelayMs?: number;
   maxRetryDelayMs?: number;
@@ -47,6 +53,7 @@ export interface NormalizedUploadOptions {
   blockSize: number;
   concurrency: number;
   maxAttempts: number;
+  retryUntilAborted: boolean;
   retryDelayMs: number;
   maxRetryDelayMs: number;
   tryTimeoutMs: number;
@@ -67,6 +74,7 @@ const UPLOAD_OPTION_KEYS = [
   'blockSize',
   'concurrency',
   'maxAttempts',
+  'retryUntilAborted',
   'retryDelayMs',
   'maxRetryDelayMs',
   'tryTimeoutMs',
@@ -130,6 +138,7 @@ export function normalizeUploadOptions(opts: UploadFileOptions): NormalizedUploa
     blockSize: integer('blockSize', opts.blockSize, DEFAULT_BLOCK_SIZE, 1, MAX_BLOCK_SIZE),
     concurrency: integer('concurrency', opts.concurrency, 4, 1, 64),
     maxAttempts: integer('maxAttempts', opts.maxAttempts, 5, 1, 1000),
+    retryUntilAborted: v.boolean(opts.retryUntilAborted, 'options.retryUntilAborted'),
     retryDelayMs,
     maxRetryDelayMs,
     tryTimeoutMs: integer('tryTimeoutMs', opts.tryTimeoutMs, 300_000, 1000, 24 * 3_600_000),
