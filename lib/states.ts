@@ -45,6 +45,9 @@ const GROUPS: Record<string, number> = {
   synchronized: ALL_STATES_MASK & ~(1 << 10) & ~(1 << 7) & ~(1 << 2) & ~(1 << 3) & ~(1 << 12),
 };
 
+/** Every name a state list accepts (aliases aside), as error messages and the CLI help list them. */
+export const STATE_LIST_NAMES: readonly string[] = Object.freeze([...Object.keys(TCP_STATES), 'unconn', ...Object.keys(GROUPS)]);
+
 /** Mask of a list of state names (case-insensitive, `_` or `-`). Throws RangeError naming the bad one. */
 export function stateMask(names: readonly string[], option = 'states'): number {
   let mask = 0;
@@ -54,7 +57,7 @@ export function stateMask(names: readonly string[], option = 'states'): number {
     else if (n in ALIASES) mask |= 1 << ALIASES[n];
     else
       throw new RangeError(
-        `${option}: unknown socket state "${raw}" (known: ${[...Object.keys(TCP_STATES), 'unconn', ...Object.keys(GROUPS)].join(', ')})`,
+        `${option}: unknown socket state "${raw}" (known: ${STATE_LIST_NAMES.join(', ')})`,
       );
   }
   // Asking for SYN_RECV includes request sockets (NEW_SYN_RECV, 12), as ss does.

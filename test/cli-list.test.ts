@@ -68,6 +68,16 @@ describe('sockwatch list', () => {
     expect(top.stdout).toMatch(/list\s+list TCP and UDP sockets/);
   });
 
+  it('the help lists exactly the state names an unknown state error lists', async () => {
+    const bad = await run(['list', '--state', 'nonsense']);
+    expect(bad.code).toBe(2);
+    const known = /\(known: ([^)]*)\)/.exec(bad.stderr)![1]!.split(', ');
+    expect(known).toContain('synchronized');
+    const help = (await run(['list', '--help'])).stdout;
+    const section = /--state LIST[^:]*:([\s\S]*?)\n  --sport/.exec(help)![1]!;
+    expect(section.split(/[\s,]+/).filter(Boolean)).toEqual(known);
+  });
+
   it.each([
     [['list', '--bogus'], /Unknown option '--bogus'/],
     [['list', '--state', 'sleepy'], /--state: unknown socket state "sleepy"/],

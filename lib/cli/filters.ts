@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { portSpec } from '../base/validate';
 import type { SampleOptions } from '../sampler';
-import { stateMask } from '../states';
+import { STATE_LIST_NAMES, stateMask } from '../states';
 import { listFlag, usage, type OptionSpec, type Parsed } from './args';
 import { UsageError } from './errors';
 
@@ -20,14 +20,30 @@ export const FILTER_OPTIONS: OptionSpec = {
   netns: { type: 'string' },
 };
 
+/** `head` followed by the comma-separated words, wrapped at `width` with continuation lines indented. */
+function wrapList(head: string, words: readonly string[], indent: number, width = 100): string {
+  const lines: string[] = [];
+  let line = head;
+  words.forEach((w, i) => {
+    const piece = i < words.length - 1 ? `${w},` : w;
+    if (line.length + 1 + piece.length > width) {
+      lines.push(line);
+      line = ' '.repeat(indent) + piece;
+    } else line += ` ${piece}`;
+  });
+  lines.push(line);
+  return lines.join('\n');
+}
+
+// One list: the names the help shows are the names the state parser knows (and its errors list).
+const STATE_HELP = wrapList('  --state LIST           states, comma-separated (default all):', STATE_LIST_NAMES, 25);
+
 export const FILTER_HELP = `Selection:
   -t, --tcp              TCP sockets (default: TCP and UDP)
   -u, --udp              UDP sockets
   -4, --ipv4             IPv4 only (default: both families; v4-mapped IPv6 sockets count as IPv6)
   -6, --ipv6             IPv6 only
-  --state LIST           states, comma-separated: established, syn-sent, syn-recv, fin-wait-1,
-                         fin-wait-2, time-wait, close-wait, last-ack, closing, listen, unconn,
-                         or the groups all, connected (default: all)
+${STATE_HELP}
   --sport LIST           local ports or ranges to include (80,443,1024-2048); filtered in the kernel
   --dport LIST           remote ports or ranges to include
   --exclude-sport LIST   local ports or ranges to leave out
