@@ -19,6 +19,7 @@ import { systemError } from '../base/errors';
 import { openUnderRoot } from '../base/fs';
 import { DiagnosticsIpcError, isUnknownCommand } from './hresult';
 import { sendCommand } from './ipc';
+import { explainExisting, requireFreeOutputPath } from './output-file';
 import { resolveTarget, type DotnetEndpoint, type DotnetTarget } from './discovery';
 import { DUMP_TYPE_CODES, parseDumpType, type DumpTypeName } from './dump-types';
 import { ensureDiskSpace, estimateDumpBytes, readMemoryFootprint, type StatfsFn } from './dump-space';
@@ -106,7 +107,11 @@ async function bringOutStagedDump(rootPrefix: string, inner: string, to: string,
       );
     }
     // COPYFILE_EXCL: the destination is created with O_CREAT|O_EXCL, which never follows a link.
-    await fsp.copyFile(`/proc/self/fd/${staged.fd}`, to, fs.constants.COPYFILE_EXCL);
+    try {
+      await fsp.copyFile(`/proc/self/fd/${staged.fd}`, to, fs.constants.COPYFILE_EXCL);
+    } catch (err) {
+      throw explainExisting(err, to, 'dump');
+    }
     await fsp.unlink(`/proc/self/fd/${staged.dirFd}/${staged.name}`).catch(() => undefined);
     return staged.stat.size;
   } finally {
@@ -168,6 +173,8 @@ export async function writeDump(target: DotnetTarget, dumpPath: string, opts: Wr
   const endpoint = await resolveTarget(target);
   const finalPath = path.resolve(dumpPath);
   await requireDirectory(path.dirname(finalPath));
+  // A dump is always a new file: nothing (a planted link above all) may be at its path.
+  requireFreeOutputPath(finalPath, 'dump');
 
   // In another mount namespace, createdump's path is resolved in the target's filesystem.
   const staged = endpoint.sameMountNamespace === false && !!endpoint.rootPrefix;
@@ -210,11 +217,15 @@ export async function writeDump(target: DotnetTarget, dumpPath: string, opts: Wr
   if (staged) {
     bytes = await bringOutStagedDump(endpoint.rootPrefix!, pathForTarget, finalPath, await targetUid(endpoint.pid));
   } else {
+    let st: fs.Stats;
     try {
-      bytes = (await fsp.stat(writtenPath)).size;
+      st = await fsp.lstat(writtenPath);
     } catch {
       throw new Error(`the runtime reported a dump at ${pathForTarget} but no file is there (${writtenPath})`);
     }
+    if (!st.isFile())
+      throw new Error(`the runtime reported a dump at ${writtenPath} but it is not a regular file (a link was planted there?)`);
+    bytes = st.size;
   }
   return { path: finalPath, bytes, type, command, ...(estimatedBytes !== undefined ? { estimatedBytes } : {}) };
 }

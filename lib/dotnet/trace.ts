@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { DiagnosticsIpcError } from './hresult';
 import { checkReply, IpcConnection, sendCommand } from './ipc';
 import { resolveTarget, type DotnetTarget } from './discovery';
+import { openNewOutput } from './output-file';
 import { abortError } from './unix-socket';
 import { Commands, encodeMessage, PayloadReader, PayloadWriter } from './wire';
 
@@ -143,8 +144,9 @@ async function inspectTraceFile(file: string): Promise<{ bytes: number; magicOk:
   }
 }
 
+/** The trace file is always new: a link or a file at its path is refused (output-file.ts). */
 function openForWrite(file: string): Promise<number> {
-  return new Promise((resolve, reject) => fs.open(file, 'w', 0o600, (err, fd) => (err ? reject(err) : resolve(fd))));
+  return Promise.resolve().then(() => openNewOutput(file, 'trace'));
 }
 
 /** The FastSerialization NullReference tag that ends a nettrace stream. */

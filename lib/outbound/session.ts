@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { findDiagnosticSocket, type DotnetProcess, type DotnetTarget } from '../dotnet/discovery';
+import { ensureDir } from '../base/fs';
 import { redactText } from '../base/redact';
 import { Sampler, type PortSpec } from '../sampler';
 import { parseContainerSasUrl, SAS_URL_VARIABLE, type ContainerSasUrl } from '../upload/sas-url';
@@ -158,7 +159,7 @@ export class SnatSession {
       const instance = instanceSetting.value ?? os.hostname();
       const sas = this.resolveSas(env, targetPid);
 
-      fs.mkdirSync(logDir, { recursive: true });
+      ensureDir(logDir);
       const pidfile = path.join(logDir, PIDFILE_NAME);
       const claim = acquireOwnerFile(pidfile, { what: 'sockwatch snat', instance });
       if (!claim.acquired) {
