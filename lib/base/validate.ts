@@ -20,6 +20,8 @@ import type { PortRange } from '../bytecode';
 
 export const UINT32_MAX = 0xffffffff;
 export const UINT64_MAX = 0xffffffffffffffffn;
+/** Longest delay setTimeout honours (longer ones fire at once). */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
 
 /** Off switch of a threshold, as the public API and the CLI spell it. */
 export const OFF = 'off';
