@@ -24,7 +24,7 @@ import { uploadFile } from '../upload/blob-upload';
 import { UploadAbortedError } from '../upload/errors';
 import type { UploadEvent } from '../upload/events';
 import { acquireOwnerFile, releaseOwnerFile } from '../base/pid-lock';
-import { listPending, removePending, writePending, type CollectionKind, type PendingUpload } from './pending';
+import { listPending, PENDING_VERSION, removePending, writePending, type CollectionKind, type PendingUpload } from './pending';
 
 export type { CollectionKind };
 
@@ -280,7 +280,7 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
       ...(info.threshold !== undefined ? { threshold: String(info.threshold) } : {}),
     };
     const pending: PendingUpload = {
-      version: 1,
+      version: PENDING_VERSION,
       kind,
       instance: this.instance,
       filePath,
@@ -374,8 +374,8 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
    * instance counts as this run's collection of that kind (it is not collected again). Without a
    * SAS URL, pending records are kept and reported (keptForLater).
    */
-  resumePending(): { resumed: PendingUpload[]; keptForLater: PendingUpload[]; unreadable: string[] } {
-    const { records, unreadable } = listPending(this.opts.stateDir);
+  resumePending(): { resumed: PendingUpload[]; keptForLater: PendingUpload[]; unreadable: string[]; refused: Error[] } {
+    const { records, unreadable, refused } = listPending(this.opts.stateDir);
     const resumed: PendingUpload[] = [];
     const keptForLater: PendingUpload[] = [];
     for (const p of records) {
@@ -391,7 +391,7 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
       resumed.push(p);
       this.track(this.upload(p, owns, true));
     }
-    return { resumed, keptForLater, unreadable };
+    return { resumed, keptForLater, unreadable, refused };
   }
 
   /** Waits for every collection and upload in flight. */

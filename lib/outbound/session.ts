@@ -371,6 +371,7 @@ export class SnatSession {
     for (const p of pending.keptForLater)
       this.note(`pending upload of ${p.filePath} kept: no ${SAS_URL_VARIABLE} to upload it with`, 'warning');
     for (const f of pending.unreadable) this.note(`ignoring the unreadable pending-upload record ${f}`, 'warning');
+    for (const e of pending.refused) this.note(e.message, 'warning');
   }
 
   /** Each poll to the log; threshold changes to the terminal; an exceeded poll triggers collection. */

@@ -20,7 +20,7 @@ import { UploadAbortedError, UploadError, scrub } from './errors';
 import { normalizeUploadOptions, type UploadFileOptions } from './options';
 import { stageBlocks } from './stage-blocks';
 import { checkAborted, fileChanged, remote, statFile, type Upload, type UploadResult } from './upload-context';
-import { readUploadRecord, uploadRecordPath, writeUploadRecord, type UploadRecord } from './upload-record';
+import { readUploadRecord, UPLOAD_RECORD_VERSION, uploadRecordPath, writeUploadRecord, type UploadRecord } from './upload-record';
 
 export type { UploadResult };
 
@@ -128,7 +128,7 @@ async function runAttempt(up: Upload): Promise<Omit<UploadResult, 'attempts'>> {
 
   if (record === undefined) {
     record = {
-      version: 1,
+      version: UPLOAD_RECORD_VERSION,
       filePath: opts.filePath,
       size: stat.size,
       mtimeMs: stat.mtimeMs,

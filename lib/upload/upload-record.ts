@@ -1,13 +1,44 @@
 // The upload record: what a later run needs to resume an upload after a crash or SIGKILL.
 // Written atomically (temp file, fsync, rename, fsync of the directory), so a reader sees the old
 // record or the new one, never a torn one.
+// Format versions (rule for every state record, pending-upload records too): `version` is the format
+// this sockwatch writes (UPLOAD_RECORD_VERSION, 1 since 0.1.0); an older known form is read, a newer
+// one is refused with one line (StateVersionError) and left as is: never misread, never deleted.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { SockwatchError } from '../base/errors';
 import { ensureDir, writeFileAtomic } from '../base/fs';
 import * as path from 'node:path';
 
+/** The format of the upload records this sockwatch writes and reads (0.1.0 wrote the same). */
+export const UPLOAD_RECORD_VERSION = 1;
+
+/** The `version` of a parsed state record when it is a format newer than `known`, else undefined. */
+export function newerFormatVersion(parsed: unknown, known: number): number | undefined {
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const v = (parsed as { version?: unknown }).version;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > known ? v : undefined;
+}
+
+/** A state record written by a newer sockwatch: refused, left in place. */
+export class StateVersionError extends SockwatchError {
+  constructor(
+    readonly file: string,
+    readonly version: number,
+    readonly known: number,
+    what: string,
+  ) {
+    super(
+      'ERR_SOCKWATCH_STATE_VERSION',
+      `${what} ${file} has format v${version}, written by a newer sockwatch (this one knows v${known}); ` +
+        'left as is: finish with that version, or remove it to start over',
+    );
+    this.name = 'StateVersionError';
+  }
+}
+
 export interface UploadRecord {
-  version: 1;
+  version: typeof UPLOAD_RECORD_VERSION;
   /** Absolute path of the local file. */
   filePath: string;
   size: number;
@@ -40,7 +71,7 @@ function isRecord(v: unknown): v is UploadRecord {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Record<string, unknown>;
   return (
-    r.version === 1 &&
+    r.version === UPLOAD_RECORD_VERSION &&
     typeof r.filePath === 'string' &&
     Number.isSafeInteger(r.size) &&
     typeof r.mtimeMs === 'number' &&
@@ -56,7 +87,10 @@ function isRecord(v: unknown): v is UploadRecord {
 
 export type ReadRecordResult = { record: UploadRecord } | { record: undefined; unreadable: boolean };
 
-/** Reads a record; a missing file gives `unreadable: false`, a damaged one `unreadable: true`. */
+/**
+ * Reads a record; a missing file gives `unreadable: false`, a damaged one `unreadable: true`. A
+ * record of a newer format throws StateVersionError (the caller must not start over on top of it).
+ */
 export async function readUploadRecord(file: string): Promise<ReadRecordResult> {
   let text: string;
   try {
@@ -65,13 +99,15 @@ export async function readUploadRecord(file: string): Promise<ReadRecordResult> 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { record: undefined, unreadable: false };
     throw err;
   }
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
-    if (isRecord(parsed)) return { record: parsed };
+    parsed = JSON.parse(text);
   } catch {
-    // fall through: damaged
+    return { record: undefined, unreadable: true };
   }
-  return { record: undefined, unreadable: true };
+  const newer = newerFormatVersion(parsed, UPLOAD_RECORD_VERSION);
+  if (newer !== undefined) throw new StateVersionError(file, newer, UPLOAD_RECORD_VERSION, 'upload record');
+  return isRecord(parsed) ? { record: parsed } : { record: undefined, unreadable: true };
 }
 
 /** Writes the record so that a crash at any point leaves either the old or the new version. */
