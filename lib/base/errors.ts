@@ -24,6 +24,11 @@ export const ERROR_CODES = {
     action: 'run the newer version, or stop it and remove the lock file it left',
     legacy: undefined,
   },
+  ERR_SOCKWATCH_STATE_VERSION: {
+    meaning: 'a state record (upload or pending-upload record) was written by a newer sockwatch; it is left as is, never misread',
+    action: 'finish the work with the newer version, or remove the record to start over',
+    legacy: undefined,
+  },
   ERR_SOCKWATCH_NO_DOTNET: {
     meaning: 'the process has no .NET diagnostics socket (not .NET, diagnostics disabled, other TMPDIR or container)',
     action: 'read the causes listed in the message; run as root in the host pid namespace',
