@@ -15,6 +15,7 @@ import {
   type ByteThreshold,
   type QueueAlert,
 } from '../queues';
+import { ensureDir } from '../base/fs';
 import { redactText, redactUrl } from '../base/redact';
 import { UINT32_MAX } from '../base/validate';
 import { decimalFlag, intFlag, parse, sizeFlag, type Parsed } from './args';
@@ -303,6 +304,12 @@ interface Delivery {
 /** Step 3 (with --url): the durable outbox in the state dir and the HTTP delivery from it. */
 function openDelivery(d: NonNullable<QueueConfig['delivery']>): Delivery {
   const dir = path.resolve(d.stateDir);
+  try {
+    // One component at a time: refuses /proc and /sys (a recursive mkdir loops there), names EROFS.
+    ensureDir(dir);
+  } catch (e) {
+    throw new UsageError(`--state-dir: ${(e as Error).message}`);
+  }
   let outbox: Outbox;
   try {
     outbox = Outbox.open({ dir, maxRecords: d.outboxMaxRecords, maxBytes: d.outboxMaxBytes });
