@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { HttpDelivery, Outbox, DELIVERY_DEFAULTS, StateDirLockedError } from '../alerts';
 import {
+  EPISODES_FILE,
   QUEUE_DEFAULTS,
   QueueWatcher,
   alertToJson,
@@ -277,9 +278,10 @@ class Notices {
 
 type Line = (line: string) => void;
 
-/** Step 2: the watcher (validates the library options; opens its sampler). */
-function buildWatcher(c: QueueConfig): QueueWatcher {
+/** Step 3: the watcher (validates the library options; opens its sampler). With --url, its open episodes live in the state dir. */
+function buildWatcher(c: QueueConfig, sink: Delivery | undefined): QueueWatcher {
   return new QueueWatcher({
+    episodeFile: sink ? path.join(sink.outbox.dir, EPISODES_FILE) : undefined,
     recvThreshold: c.recvThreshold,
     sendThreshold: c.sendThreshold,
     acceptThreshold: c.acceptThreshold,
@@ -301,7 +303,7 @@ interface Delivery {
   delivery: HttpDelivery;
 }
 
-/** Step 3 (with --url): the durable outbox in the state dir and the HTTP delivery from it. */
+/** Step 2 (with --url): the durable outbox in the state dir and the HTTP delivery from it. */
 function openDelivery(d: NonNullable<QueueConfig['delivery']>): Delivery {
   const dir = path.resolve(d.stateDir);
   try {
@@ -411,6 +413,27 @@ function wireDeliveryNotices({ url, outbox, delivery }: Delivery, notices: Notic
   if (rec.dropped > 0) stderr(`the outbox was over its bounds: dropped ${rec.dropped} oldest undelivered alert(s)`);
 }
 
+/** Step 4d: what the episode file held (continued, resolved, not continued), and drops over its cap. */
+function reportEpisodes(watcher: QueueWatcher, notices: Notices, stderr: Line): void {
+  const r = watcher.episodesRestored;
+  if (r) {
+    if (r.restored > 0) stderr(`continuing ${r.restored} open alert episode(s) from an earlier run (no new alert for them)`);
+    if (r.previousBoot.length > 0)
+      stderr(
+        `${r.previousBoot.length} open alert episode(s) from before the last reboot: ` +
+          (watcher.notifyResolved ? 'sending resolved for them' : 'closed (no --notify-resolved)'),
+      );
+    if (r.discarded > 0) stderr(`${r.discarded} alert episode(s) in ${r.file} not continued: ${r.discardedReason}`);
+    if (r.unreadable) stderr(`${r.file} could not be read; it is replaced (open episodes alert again)`);
+  }
+  watcher.on('episodesDropped', (d) =>
+    notices.note(
+      'episodes',
+      () => `more than ${d.maxEpisodes} open alert episodes: ${d.droppedTotal} oldest not saved in ${d.file} (a restart alerts them again)`,
+    ),
+  );
+}
+
 /** Step 5: one line on stderr saying what is watched and where alerts go. */
 function announce(watcher: QueueWatcher, sink: Delivery | undefined, stderr: Line): void {
   const t = watcher.thresholds;
@@ -477,18 +500,20 @@ export async function runQueues(argv: string[], out: NodeJS.WritableStream): Pro
   const stderr: Line = (line) => void process.stderr.write(`sockwatch: ${redactText(line)}\n`);
   const notices = new Notices(stderr);
 
-  const watcher = buildWatcher(config);
-  let sink: Delivery | undefined;
+  // The state dir's lock is taken (openDelivery) before the watcher reads its episodes there.
+  const sink = config.delivery ? openDelivery(config.delivery) : undefined;
+  let watcher: QueueWatcher;
   try {
-    sink = config.delivery ? openDelivery(config.delivery) : undefined;
+    watcher = buildWatcher(config, sink);
   } catch (e) {
-    await watcher.stop();
+    sink?.outbox.close();
     throw e;
   }
 
   wireAlerts(watcher, sink, config.quiet, (line) => void out.write(line + '\n'), notices);
   wireWatcherNotices(watcher, notices);
   if (sink) wireDeliveryNotices(sink, notices, stderr);
+  reportEpisodes(watcher, notices, stderr);
   announce(watcher, sink, stderr);
 
   const reason = await runUntilStopped(watcher, sink, out);

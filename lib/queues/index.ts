@@ -3,7 +3,9 @@
 // Rule: this is the layer's barrel for lib/ and the tests; the public API picks its names from here
 // one by one in lib/index.ts (QueueWatcher, SocketOwners, alertToParams and their types).
 export { QueueWatcher, QUEUE_DEFAULTS } from './watcher';
-export type { QueueWatcherOptions } from './watcher';
+export type { QueueWatcherOptions, QueueEpisodesRestored } from './watcher';
+export { EpisodeStore, EPISODES_FILE, EPISODES_FORMAT_VERSION, currentScope, netnsInode } from './episodes';
+export type { Episode, EpisodeScope, EpisodesLoad } from './episodes';
 export { QueueTracker, exceeds, queueSize, thresholdFor } from './tracker';
 export type { Thresholds, TrackerOptions, TrackedQueue, TickPlan, TickOutcome, RecheckResults } from './tracker';
 export { alertId, alertToParams, alertToJson, alertToLine, isoMicros } from './alert-params';
@@ -12,6 +14,7 @@ export type {
   AcceptThreshold,
   ByteThreshold,
   QueueAlert,
+  QueueEpisodesDroppedEvent,
   QueueEventKind,
   QueueFilter,
   QueueSuppressedEvent,

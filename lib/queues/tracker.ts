@@ -13,11 +13,17 @@
 // - a pair that is neither alerted nor offending in its window is forgotten.
 // Events beyond maxEventsPerTick are deferred: the transition is not taken and is re-evaluated on
 // the next tick. New offenders beyond maxTracked are counted as untracked, never stored.
+// Restarts: episodes() lists the open (alerted) pairs for lib/queues/episodes.ts; restore() puts them
+// back as alerted, so the next run sends no new alert, repeats on the same schedule and resolves
+// them. A restored pair is checked against its 4-tuple the first time its cookie is seen again: a
+// different socket with the same cookie ends the old episode (closed) and starts its own.
 import type { AcceptThreshold, ByteThreshold } from '../base/validate';
 import { endpoints, type SampleResult, type SocketRecord } from '../sampler';
 import { TCP_STATES } from '../states';
 import { alertId } from './alert-params';
+import type { Episode } from './episodes';
 import type { QueueAlert, QueueEventKind, QueueType } from './types';
+import { withToJson } from './alert-json';
 
 /** Thresholds after validation (lib/base/validate.ts: a number or 'off'). */
 export interface Thresholds {
@@ -51,6 +57,8 @@ export interface TrackedQueue {
   repeats: number;
   /** Consecutive re-checks that did not find the socket. */
   misses: number;
+  /** Restored from an earlier run and not seen since: its 4-tuple is checked when its cookie is. */
+  restored?: boolean;
 }
 
 export interface TickPlan {
@@ -95,6 +103,17 @@ export function thresholdFor(type: QueueType, r: SocketRecord, t: Thresholds): n
   return t0 === 'off' ? 0 : t0;
 }
 
+/** Same protocol and 4-tuple: the cookie still names the socket it named. */
+function sameSocket(a: SocketRecord, b: SocketRecord): boolean {
+  return (
+    a.protocol === b.protocol &&
+    a.localAddress === b.localAddress &&
+    a.localPort === b.localPort &&
+    a.remoteAddress === b.remoteAddress &&
+    a.remotePort === b.remotePort
+  );
+}
+
 function popcount(v: number): number {
   let n = 0;
   for (let x = v >>> 0; x !== 0; x &= x - 1) n++;
@@ -105,6 +124,8 @@ export class QueueTracker {
   private readonly entries = new Map<string, TrackedQueue>();
   private readonly mask: number;
   private activeCount = 0;
+  /** Increases whenever the set of open episodes or a repeat number changes. */
+  private changeCount = 0;
 
   constructor(private readonly o: TrackerOptions) {
     this.mask = o.confirm.m >= 32 ? 0xffffffff : (1 << o.confirm.m) - 1;
@@ -116,6 +137,79 @@ export class QueueTracker {
 
   get active(): number {
     return this.activeCount;
+  }
+
+  /** Increases whenever the open episodes change (what episodes() returns). */
+  get changes(): number {
+    return this.changeCount;
+  }
+
+  /** The open (alerted, unresolved) episodes, to persist across restarts. */
+  episodes(): Episode[] {
+    const out: Episode[] = [];
+    for (const e of this.entries.values()) {
+      if (!e.active) continue;
+      out.push({
+        type: e.type,
+        cookie: e.cookie,
+        since: e.since,
+        id: alertId(this.o.host, e.cookie, e.type, e.since, 'alert', 0),
+        repeat: e.repeats,
+        lastAt: this.o.repeatMs > 0 ? e.since + (e.repeats * this.o.repeatMs) / 1000 : e.since,
+        record: e.record,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Puts open episodes of an earlier run (same host, boot and namespace) back as alerted pairs.
+   * Returns how many were restored; those beyond maxTracked or already tracked are not.
+   */
+  restore(episodes: Episode[]): number {
+    let n = 0;
+    for (const ep of episodes) {
+      const key = `${ep.cookie}/${ep.type}`;
+      if (this.entries.has(key) || this.entries.size >= this.o.maxTracked) continue;
+      this.entries.set(key, {
+        key,
+        cookie: ep.cookie,
+        type: ep.type,
+        record: ep.record,
+        history: this.mask,
+        active: true,
+        since: ep.since,
+        repeats: ep.repeat,
+        misses: 0,
+        restored: true,
+      });
+      this.activeCount++;
+      n++;
+    }
+    if (n > 0) this.changeCount++;
+    return n;
+  }
+
+  /** 'resolved' events (closed) for episodes whose sockets are gone (an earlier boot's), at `ts`. */
+  closedEvents(episodes: Episode[], ts: number): QueueAlert[] {
+    return episodes.map((ep) =>
+      this.event(
+        {
+          key: '',
+          cookie: ep.cookie,
+          type: ep.type,
+          record: ep.record,
+          history: 0,
+          active: true,
+          since: ep.since,
+          repeats: ep.repeat,
+          misses: 0,
+        },
+        'resolved',
+        ts,
+        true,
+      ),
+    );
   }
 
   /** Every tracked pair (for inspection and tests). */
@@ -177,6 +271,7 @@ export class QueueTracker {
         if (emit(e, 'alert')) {
           e.active = true;
           this.activeCount++;
+          this.changeCount++;
         } else Object.assign(e, before);
       } else if (this.o.repeatMs > 0) {
         const due = Math.floor(((ts - e.since) * 1000 + 0.001) / this.o.repeatMs);
@@ -184,6 +279,7 @@ export class QueueTracker {
           const was = e.repeats;
           e.repeats = due;
           if (!emit(e, 'repeat')) e.repeats = was;
+          else this.changeCount++;
         }
       }
     };
@@ -206,8 +302,24 @@ export class QueueTracker {
       else calm(e);
     };
 
+    /** A restored pair whose cookie now belongs to another socket: its episode ends (closed). */
+    const replaced = (e: TrackedQueue, record: SocketRecord): boolean => {
+      if (!e.restored) return false;
+      if (sameSocket(e.record, record)) {
+        e.restored = false;
+        return false;
+      }
+      if (e.active && this.o.notifyResolved && !emit(e, 'resolved', true)) return true;
+      this.forget(e);
+      return true;
+    };
+
     for (const { key, type, record } of plan.seen) {
       let e = this.entries.get(key);
+      if (e && replaced(e, record)) {
+        if (this.entries.has(key)) continue; // resolution deferred: the new socket waits a tick
+        e = undefined;
+      }
       if (!e) {
         if (this.entries.size >= this.o.maxTracked) {
           untrackedCookies.add(record.cookie);
@@ -220,19 +332,22 @@ export class QueueTracker {
       e.misses = 0;
       offending(e);
     }
-    for (const { entry, record } of plan.fresh) if (this.entries.has(entry.key)) observed(entry, record);
+    for (const { entry, record } of plan.fresh) if (this.entries.has(entry.key) && !replaced(entry, record)) observed(entry, record);
     for (const entry of plan.recheck) {
       if (!this.entries.has(entry.key)) continue;
       const r = rechecks.get(entry.cookie);
       if (r === undefined) continue; // not checked this tick
       if (r === null) gone(entry);
-      else observed(entry, r);
+      else if (!replaced(entry, r)) observed(entry, r);
     }
     return { events, deferred, untracked: plan.beyondRecords + untrackedCookies.size };
   }
 
   private forget(e: TrackedQueue): void {
-    if (this.entries.delete(e.key) && e.active) this.activeCount--;
+    if (this.entries.delete(e.key) && e.active) {
+      this.activeCount--;
+      this.changeCount++;
+    }
   }
 
   private shift(history: number, bit: 0 | 1): number {
@@ -262,6 +377,6 @@ export class QueueTracker {
       host: this.o.host,
     };
     if (closed) alert.closed = true;
-    return alert;
+    return withToJson(alert);
   }
 }

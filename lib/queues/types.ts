@@ -1,4 +1,4 @@
-import type { QueueType, SampleOptions } from '../sampler';
+import type { QueueType, SampleOptions, SocketStateName } from '../sampler';
 
 export type { QueueType };
 /** Thresholds: one representation, defined once in lib/base/validate.ts (a number, 'off'; accept also 'limit'). */
@@ -12,7 +12,11 @@ export type QueueFilter = Pick<
   'tcp' | 'udp' | 'ipv4' | 'ipv6' | 'states' | 'localPorts' | 'excludeLocalPorts' | 'remotePorts' | 'excludeRemotePorts'
 >;
 
-/** One queue event of one socket (by cookie) and one queue type. */
+/**
+ * One queue event of one socket (by cookie) and one queue type. Alerts the watcher emits have a
+ * (non-enumerable) toJSON: `JSON.stringify(alert)` works, the bigint cookie written as a decimal
+ * string (see QueueAlertJson).
+ */
 export interface QueueAlert {
   /** Stable id: the same alert always has the same id (hash of host, cookie, type, crossing time, event, repeat). */
   id: string;
@@ -32,10 +36,11 @@ export interface QueueAlert {
   protocol: 'tcp' | 'udp';
   family: 4 | 6;
   /** ss-style state name (established, listen, unconn…). */
-  state: string;
+  state: SocketStateName;
   /** `ip:port`, IPv6 as `[addr]:port`. */
   local: string;
   remote: string;
+  /** The socket's cookie. JSON.stringify(alert) writes it as a decimal string (the alert's toJSON). */
   cookie: bigint;
   /** 0 for orphaned sockets. */
   inode: number;
@@ -86,8 +91,17 @@ export interface QueueSuppressedEvent {
   deferred: number;
 }
 
+/** Open episodes beyond maxEpisodes were not saved (a restart would alert them again). */
+export interface QueueEpisodesDroppedEvent {
+  dropped: number;
+  droppedTotal: number;
+  maxEpisodes: number;
+  file: string;
+}
+
 export interface QueueWatcherEvents {
   alert: QueueAlert;
+  episodesDropped: QueueEpisodesDroppedEvent;
   tick: QueueTickStats;
   suppressed: QueueSuppressedEvent;
   /** A sample failed (the watcher keeps going). With no listener the watcher stops and this throws. */

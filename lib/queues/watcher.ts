@@ -11,6 +11,11 @@
 // Scheduling is fixed-rate: tick k starts at start + k × interval; when a tick runs past the next
 // start, the ticks missed are skipped and counted (missedTicks), never run in a burst.
 //
+// Restarts (episodeFile): open episodes are read back when the watcher is built and continued
+// (lib/queues/episodes.ts); after each batch of events has been emitted, the episodes as of that
+// batch's tick are saved. Saved after emitting, never before: a crash in between re-sends an alert,
+// it never loses one.
+//
 // Options follow lib/base/validate.ts (wrong type TypeError, out of range RangeError, unknown keys
 // rejected); thresholds keep its one representation (a number or 'off') down to the sampler.
 import * as os from 'node:os';
@@ -20,6 +25,7 @@ import { SocketOwners } from './owners';
 import * as v from '../base/validate';
 import { compileSampleOptions, CompiledSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler } from '../sampler';
 import { AlertStream } from './alert-stream';
+import { currentScope, EpisodeStore, EPISODES_DEFAULT_MAX, type Episode, type EpisodesLoad } from './episodes';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
 import type {
   AcceptThreshold,
@@ -68,6 +74,13 @@ export interface QueueWatcherOptions {
   netns?: string;
   /** Alerts buffered per async iterator before the oldest are dropped (default 10 000). */
   maxBuffered?: number;
+  /**
+   * Keep open episodes in this file (e.g. STATE_DIR/episodes.json), so that a restart continues them:
+   * no new alert, repeats on schedule, resolved for sockets closed meanwhile. One watcher per file.
+   */
+  episodeFile?: string;
+  /** Most episodes kept in episodeFile (default 10 000); beyond, the oldest are dropped and counted. */
+  maxEpisodes?: number;
 }
 
 const QUEUE_WATCHER_OPTION_KEYS = [
@@ -89,6 +102,8 @@ const QUEUE_WATCHER_OPTION_KEYS = [
   'sampler',
   'netns',
   'maxBuffered',
+  'episodeFile',
+  'maxEpisodes',
 ] as const;
 
 export const QUEUE_DEFAULTS = {
@@ -109,6 +124,15 @@ export const QUEUE_DEFAULTS = {
 interface Batch {
   events: QueueAlert[];
   deadline: number;
+  /** The open episodes once these events are out, when they changed (saved after emitting). */
+  episodes?: Episode[];
+}
+
+/** What the watcher found in its episode file when it was built. */
+export interface QueueEpisodesRestored extends EpisodesLoad {
+  file: string;
+  /** Episodes continued (at most maxTracked). */
+  restored: number;
 }
 
 export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
@@ -131,6 +155,11 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
   private readonly sampleOptions: CompiledSampleOptions;
   private readonly filter: QueueFilter;
   private readonly streams = new Set<AlertStream<QueueAlert>>();
+  private readonly episodeStore: EpisodeStore | undefined;
+  /** Episodes found in episodeFile when the watcher was built (undefined without one). */
+  readonly episodesRestored: QueueEpisodesRestored | undefined;
+  private previousBoot: Episode[] = [];
+  private savedChanges = -1;
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<void> = Promise.resolve();
   private emitting: Promise<void> = Promise.resolve();
@@ -196,6 +225,17 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       host: this.hostname,
     });
     if (options.sampler !== undefined) v.instanceOf(options.sampler, 'options.sampler', Sampler);
+    const maxEpisodes = v.optInteger(options.maxEpisodes, 'options.maxEpisodes', EPISODES_DEFAULT_MAX, { min: 1 });
+    if (options.episodeFile !== undefined) {
+      v.nonEmptyString(options.episodeFile, 'options.episodeFile');
+      const nsFile = options.sampler?.netns ?? options.netns;
+      this.episodeStore = new EpisodeStore(options.episodeFile, currentScope(this.hostname, nsFile), maxEpisodes);
+      const load = this.episodeStore.load(); // a newer format throws here, before anything runs
+      const restored = this.tracker.restore(load.continued);
+      this.previousBoot = load.previousBoot;
+      this.savedChanges = this.tracker.changes;
+      this.episodesRestored = { ...load, file: this.episodeStore.file, restored };
+    }
     this.ownSampler = options.sampler === undefined;
     this.sampler = options.sampler ?? new Sampler({ netns: options.netns });
   }
@@ -210,6 +250,13 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     if (this.started) return this;
     this.started = true;
     this.nextAt = performance.now();
+    if (this.episodeStore && (this.previousBoot.length > 0 || this.episodesRestored!.discarded > 0 || this.episodesRestored!.unreadable)) {
+      // An earlier boot's sockets are gone: resolved (when asked for), then the file holds this run's.
+      const events = this.notifyResolved ? this.tracker.closedEvents(this.previousBoot, Date.now() / 1000) : [];
+      this.totals.resolved += events.length;
+      this.previousBoot = [];
+      this.queueBatch({ events, deadline: performance.now(), episodes: this.tracker.episodes() });
+    }
     this.timer = setTimeout(() => this.run(), 0);
     return this;
   }
@@ -306,7 +353,11 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       tickMs: performance.now() - started,
     };
     this.last = stats;
-    if (outcome.events.length > 0) this.queueBatch({ events: outcome.events, deadline: started + this.ownerWaitMs });
+    const episodes = this.episodeStore && this.tracker.changes !== this.savedChanges ? this.tracker.episodes() : undefined;
+    if (episodes) this.savedChanges = this.tracker.changes;
+    if (outcome.events.length > 0 || episodes) {
+      this.queueBatch({ events: outcome.events, deadline: started + this.ownerWaitMs, episodes });
+    }
     this.emit('tick', stats);
     if (outcome.deferred > 0 || outcome.untracked > 0) {
       this.emit('suppressed', {
@@ -359,6 +410,14 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       this.emit('alert', e);
       for (const s of this.streams) s.push(e);
     }
+    if (batch.episodes && this.episodeStore) this.saveEpisodes(batch.episodes);
+  }
+
+  private saveEpisodes(episodes: Episode[]): void {
+    const store = this.episodeStore!;
+    const dropped = store.save(episodes);
+    if (dropped > 0)
+      this.emit('episodesDropped', { dropped, droppedTotal: store.droppedTotal, maxEpisodes: store.maxEntries, file: store.file });
   }
 
   private fail(err: unknown): void {
