@@ -52,7 +52,7 @@ async function open(n: number, host = '127.0.0.1'): Promise<net.Socket[]> {
  * A watcher stopped after each test. With a pid it counts that process's own sockets ('process')
  * unless a test asks otherwise: in the host's namespace, shared with every other test on the machine,
  * 'auto' may count the whole namespace (lib/outbound/attribution.ts) when no other process holds a
- * counted connection at that moment.
+ * TCP socket on a port not excluded at that moment.
  */
 function watcher(o: ConstructorParameters<typeof OutboundWatcher>[0]): OutboundWatcher {
   const w = new OutboundWatcher(o?.pid !== undefined && o.attribution === undefined ? { attribution: 'process', ...o } : o);
@@ -208,7 +208,7 @@ describe('OutboundWatcher', () => {
     expect(open4.destinations).toHaveLength(1);
     // Attribution falls back to the child's own sockets, and says why (naming other processes).
     expect(open4.attribution).toMatchObject({ mode: 'process', foreign: false });
-    expect(open4.attribution!.reason).toMatch(/is shared with other processes holding \d+ counted connection\(s\) \(pid \d+/);
+    expect(open4.attribution!.reason).toMatch(/is shared with other processes holding \d+ TCP socket\(s\) on ports not excluded \(pid \d+/);
 
     // The child closes first: its sockets end in TIME_WAIT, which has no inode (no fd) but the same cookie.
     child.stdin!.write('close\n');
@@ -247,7 +247,7 @@ describe('OutboundWatcher', () => {
     expect(() => new OutboundWatcher({ windowMs: Number.NaN })).toThrow(/windowMs/);
     expect(() => new OutboundWatcher({ thresholdOn: 'later' as never })).toThrow(/thresholdOn/);
     expect(() => new OutboundWatcher({ excludeLocalPorts: ['http'] })).toThrow(/excludeLocalPorts/);
-    expect(() => new OutboundWatcher({ states: ['opening'] })).toThrow(/states/);
+    expect(() => new OutboundWatcher({ states: ['opening'] as never })).toThrow(/states/);
     expect(() => new OutboundWatcher({ pid: 0 })).toThrow(/pid/);
   });
 

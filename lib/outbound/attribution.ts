@@ -6,10 +6,12 @@
 //   When the target has a namespace of its own, the namespace count IS its count:
 //   * target in another namespace than the sampler's (a container seen from the host): enter it
 //     (/proc/PID/ns/net) and count the whole namespace;
-//   * target in the sampler's namespace and no other process there holds a counted socket (sockwatch
-//     in the app's container: App Service SSH session, a sidecar): count the whole namespace.
-// - Only when other processes in the sampler's namespace hold counted sockets does it fall back to
-//   'process': live sockets (fd inodes) + the cookies seen at earlier polls.
+//   * target in the sampler's namespace and no other process there holds a TCP socket (listening or
+//     connected) on a local port that is not excluded (sockwatch in the app's container: App Service
+//     SSH session, whose sshd is on the excluded 2222; a sidecar): count the whole namespace.
+// - Only when other processes in the sampler's namespace hold such sockets (other apps, and on a host
+//   always: sshd, resolvers...) does it fall back to 'process': live sockets (fd inodes) + the
+//   cookies seen at earlier polls. sockwatch itself is not another app.
 // Namespaces are compared by the inode of /proc/PID/ns/net (and its device), as `ip netns identify`.
 import * as fs from 'node:fs';
 import type { PortSpec, Sampler } from '../sampler';
@@ -89,7 +91,6 @@ export interface AttributionInput {
   pid: number;
   /** Sampler of the namespace sockwatch sees (the shared-namespace check scans through it). */
   sampler: Sampler;
-  states: readonly string[];
   excludeLocalPorts: readonly PortSpec[];
 }
 
@@ -124,27 +125,23 @@ export async function decideAttribution(input: AttributionInput): Promise<Attrib
     for (const i of o.inodes) if (!own.has(i)) inodes.push(i);
   }
   let counted = 0;
-  if (inodes.length > 0) {
+  const anyTcp = async (owners: number[]): Promise<number> => {
     const r = await sampler.sample({
       tcp: true,
-      states: input.states,
+      states: ['all'],
       excludeLocalPorts: input.excludeLocalPorts,
       maxRecords: 0,
-      aggregate: { states: input.states, ownerInodes: inodes },
+      aggregate: { states: ['all'], ownerInodes: owners },
     });
-    counted = r.aggregates.reduce((sum, a) => sum + a.total, 0);
+    return r.aggregates.reduce((sum, a) => sum + a.total, 0);
+  };
+  if (inodes.length > 0) {
+    counted = await anyTcp(inodes);
     if (counted > 0) {
       // Name (a few of) the processes that hold them, for the log.
       for (const o of others) {
         if (holders.size >= 5 || o.inodes === undefined || o.inodes.length === 0) continue;
-        const rr = await sampler.sample({
-          tcp: true,
-          states: input.states,
-          excludeLocalPorts: input.excludeLocalPorts,
-          maxRecords: 0,
-          aggregate: { states: input.states, ownerInodes: o.inodes.filter((i) => !own.has(i)) },
-        });
-        if (rr.aggregates.some((a) => a.total > 0)) holders.add(o.pid);
+        if ((await anyTcp(o.inodes.filter((i) => !own.has(i)))) > 0) holders.add(o.pid);
       }
     }
   }
@@ -154,7 +151,7 @@ export async function decideAttribution(input: AttributionInput): Promise<Attrib
       mode: 'process',
       foreign: false,
       reason:
-        `the network namespace of process ${pid} is shared with other processes holding ${counted} counted connection(s) ` +
+        `the network namespace of process ${pid} is shared with other processes holding ${counted} TCP socket(s) on ports not excluded ` +
         `(pid ${[...holders].join(', ')}${holders.size >= 5 ? ', ...' : ''}): counting only its live sockets and the ones seen ` +
         `at earlier polls (connections opened and closed between two polls, and their TIME_WAIT, are missed)${notReadable}`,
     };
@@ -162,6 +159,6 @@ export async function decideAttribution(input: AttributionInput): Promise<Attrib
   return {
     mode: 'namespace',
     foreign: false,
-    reason: `no other process in the network namespace of process ${pid} holds a counted connection: counting that whole namespace, TIME_WAIT included${notReadable}`,
+    reason: `no other process in the network namespace of process ${pid} holds a TCP socket on a port not excluded: counting that whole namespace, TIME_WAIT included${notReadable}`,
   };
 }

@@ -234,7 +234,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     const at = Date.now();
     if (this.attribution && at - this.attributionCheckedAt < ATTRIBUTION_CHECK_MS) return this.attribution;
     this.attributionCheckedAt = at;
-    let decided = await decideAttribution({ pid, sampler: this.sampler, states: this.states, excludeLocalPorts: this.excludeLocalPorts });
+    let decided = await decideAttribution({ pid, sampler: this.sampler, excludeLocalPorts: this.excludeLocalPorts });
     if (this.attributionChoice !== 'auto' && decided.mode !== this.attributionChoice) {
       decided = { ...decided, mode: this.attributionChoice, reason: `options.attribution is '${this.attributionChoice}'` };
     }
