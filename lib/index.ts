@@ -15,7 +15,10 @@ export type {
   QueueType,
   SkMemInfo,
   PortSpec,
+  SocketStateName,
+  StateListName,
 } from './sampler';
+export type { QueueAlertJson } from './queues/alert-json';
 export { QueueWatcher, SocketOwners, alertToParams } from './queues';
 export type {
   QueueWatcherOptions,

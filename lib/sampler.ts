@@ -41,9 +41,9 @@ import {
   RecordField,
   SKMEM_SLOTS,
 } from './native';
-import { ALL_STATES_MASK, TCP_STATES, UDP_STATES_MASK, stateMask, stateName } from './states';
+import { ALL_STATES_MASK, TCP_STATES, UDP_STATES_MASK, stateMask, stateName, type SocketStateName, type StateListName } from './states';
 
-export type { AcceptThreshold, ByteThreshold, PortSpec };
+export type { AcceptThreshold, ByteThreshold, PortSpec, SocketStateName, StateListName };
 
 export interface SamplerOptions {
   /** Sample inside another network namespace: /proc/PID/ns/net or /var/run/netns/NAME (needs CAP_SYS_ADMIN). */
@@ -52,7 +52,7 @@ export interface SamplerOptions {
 
 export interface AggregateOptions {
   /** TCP states counted per remote endpoint (default: every state but LISTEN). */
-  states?: readonly string[];
+  states?: readonly StateListName[];
   /** Return the cookie of every aggregated socket (for windows of distinct connections). */
   cookies?: boolean;
   /** Only sockets whose inode or cookie is listed are aggregated (e.g. one process's sockets). */
@@ -72,7 +72,7 @@ export interface SampleOptions {
   ipv4?: boolean;
   ipv6?: boolean;
   /** ss-style state names (established, listen, time-wait, unconn, all, connected…). Default: all. */
-  states?: readonly string[];
+  states?: readonly StateListName[];
   /** Kernel-side port rules (bytecode). A spec is a port, "from-to", or {from, to}. */
   localPorts?: readonly PortSpec[];
   excludeLocalPorts?: readonly PortSpec[];
@@ -114,7 +114,7 @@ export interface SocketRecord {
   protocol: 'tcp' | 'udp';
   family: 4 | 6;
   state: number;
-  stateName: string;
+  stateName: SocketStateName;
   localAddress: string;
   localPort: number;
   remoteAddress: string;
@@ -295,6 +295,8 @@ const compiledRequests = new WeakMap<CompiledSampleOptions, Readonly<NativeScanR
  * objects are validated and compiled on every call instead.
  */
 export class CompiledSampleOptions {
+  /** Type-only brand: without a member this class would be `{}`, and any object (a misspelled key too) would pass for it. */
+  private declare readonly compiledBrand: never;
   constructor(options: SampleOptions, path = 'options') {
     const req = compileSampleOptions(options, path);
     compiledRequests.set(this, req);
@@ -364,7 +366,8 @@ function stateCounts(counts: Uint32Array, offset: number, protocol: 'tcp' | 'udp
   const out: Record<string, number> = {};
   for (let state = 0; state < 16; state++) {
     const n = counts[offset + state];
-    if (n > 0) out[stateName(state, protocol)] = n;
+    const name = stateName(state, protocol);
+    if (n > 0) out[name] = (out[name] ?? 0) + n; // request sockets (12) add to syn-recv (3)
   }
   return out;
 }
@@ -378,7 +381,8 @@ function unpackAggregates(a: NativeAggregates): Aggregate[] {
     const states: Record<string, number> = {};
     for (let st = 0; st < 16; st++) {
       const c = a.counts[base + 1 + st];
-      if (c > 0) states[stateName(st)] = c;
+      const name = stateName(st);
+      if (c > 0) states[name] = (states[name] ?? 0) + c;
     }
     out[i] = {
       family: a.families[i] === AF_INET6 ? 6 : 4,

@@ -81,7 +81,7 @@ describe('exceeds', () => {
     expect(exceeds('RECV', rec({ recvQ: 100 }), T)).toBe(false);
     expect(exceeds('RECV', rec({ recvQ: 101 }), T)).toBe(true);
     expect(exceeds('SEND', rec({ sendQ: 101 }), T)).toBe(true);
-    const listener = { state: 10, stateName: 'listen', recvQ: 5, sendQ: 5 };
+    const listener = { state: 10, stateName: 'listen' as const, recvQ: 5, sendQ: 5 };
     expect(exceeds('ACCEPT', rec(listener), T)).toBe(true);
     expect(exceeds('ACCEPT', rec({ ...listener, recvQ: 4 }), T)).toBe(false);
     expect(exceeds('RECV', rec({ ...listener, recvQ: 500 }), T)).toBe(false);

@@ -2,7 +2,7 @@
 // validators (lib/base/validate.ts), their errors turned into usage errors naming the flag.
 import * as fs from 'node:fs';
 import { portSpec } from '../base/validate';
-import type { SampleOptions } from '../sampler';
+import type { SampleOptions, StateListName } from '../sampler';
 import { STATE_LIST_NAMES, stateMask } from '../states';
 import { listFlag, usage, type OptionSpec, type Parsed } from './args';
 import { UsageError } from './errors';
@@ -77,7 +77,7 @@ export function filterOptions(values: Parsed['values']): SampleOptions {
     udp: flag('udp'),
     ipv4: flag('ipv4'),
     ipv6: flag('ipv6'),
-    states,
+    states: states as StateListName[] | undefined, // checked by stateMask above
     localPorts: portList('sport', values.sport),
     remotePorts: portList('dport', values.dport),
     excludeLocalPorts: portList('exclude-sport', values['exclude-sport']),

@@ -7,7 +7,7 @@
 // scored by that whole namespace (TIME_WAIT included: the classic new-HttpClient-per-request app),
 // the others by the sockets they own (their /proc/PID/fd inodes against the per-destination scan).
 import { listDotnetProcesses, readProcessEnv, type DotnetProcess } from '../dotnet/discovery';
-import { Sampler, type PortSpec } from '../sampler';
+import { Sampler, type PortSpec, type StateListName } from '../sampler';
 import { netnsIdOf, netnsIdOfPath, netnsPath, type AttributionMode } from './attribution';
 import { socketInodes } from './process-sockets';
 import { OUTBOUND_STATES } from './watcher';
@@ -51,7 +51,7 @@ export interface TargetChoice {
 /** Outbound connections of a whole network namespace (a sampler entered into it). */
 export async function countNamespaceConnections(
   netns: string,
-  options: { excludeLocalPorts: readonly PortSpec[]; states?: readonly string[] },
+  options: { excludeLocalPorts: readonly PortSpec[]; states?: readonly StateListName[] },
 ): Promise<number> {
   const states = options.states ?? OUTBOUND_STATES;
   const sampler = new Sampler({ netns });
@@ -73,7 +73,7 @@ export async function countNamespaceConnections(
 export async function countOwnedConnections(
   sampler: Sampler,
   pid: number,
-  options: { excludeLocalPorts: readonly PortSpec[]; states?: readonly string[] },
+  options: { excludeLocalPorts: readonly PortSpec[]; states?: readonly StateListName[] },
 ): Promise<number> {
   const inodes = socketInodes(pid);
   if (inodes === undefined || inodes.length === 0) return 0;
@@ -100,7 +100,7 @@ function describe(p: DotnetProcess): string {
 /** Picks among the .NET processes found by their diagnostics sockets. */
 export async function chooseDotnetTarget(
   sampler: Sampler,
-  options: { excludeLocalPorts: readonly PortSpec[]; states?: readonly string[]; processes?: DotnetProcess[] },
+  options: { excludeLocalPorts: readonly PortSpec[]; states?: readonly StateListName[]; processes?: DotnetProcess[] },
 ): Promise<TargetChoice> {
   const processes = (options.processes ?? (await listDotnetProcesses())).filter((p) => p.pid !== process.pid);
   if (processes.length === 0) return { chosen: undefined, candidates: [], reason: 'no .NET process found (no dotnet-diagnostic-*-socket)' };

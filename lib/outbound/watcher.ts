@@ -12,13 +12,19 @@ import * as fs from 'node:fs';
 import { unmapV4 } from '../address';
 import { TypedEmitter } from '../base/emitter';
 import * as v from '../base/validate';
-import { compileSampleOptions, Sampler, type Aggregate, type PortSpec, type SampleOptions } from '../sampler';
+import { compileSampleOptions, Sampler, type Aggregate, type PortSpec, type SampleOptions, type StateListName } from '../sampler';
 import { decideAttribution, netnsPath, type Attribution, type AttributionMode } from './attribution';
 import { ProcessSockets } from './process-sockets';
 import { DistinctWindow } from './window';
 
 /** The states that hold a SNAT port, as the original script counted them (netstat's ESTABLISHED, TIME_WAIT, CLOSE_WAIT, FIN_WAIT1/2). */
-export const OUTBOUND_STATES: readonly string[] = Object.freeze(['established', 'time-wait', 'close-wait', 'fin-wait-1', 'fin-wait-2']);
+export const OUTBOUND_STATES: readonly StateListName[] = Object.freeze([
+  'established',
+  'time-wait',
+  'close-wait',
+  'fin-wait-1',
+  'fin-wait-2',
+]);
 /** Local ports of inbound traffic on App Service (HTTP, HTTPS, SSH): connections on them are not outbound. */
 export const DEFAULT_EXCLUDED_PORTS: readonly number[] = Object.freeze([80, 443, 2222]);
 export const DEFAULT_THRESHOLD = 100;
@@ -38,7 +44,7 @@ export interface OutboundWatcherOptions {
   /** Local ports (or "from-to" ranges) whose connections are not counted (default 80, 443, 2222). */
   excludeLocalPorts?: readonly PortSpec[];
   /** TCP states counted (default OUTBOUND_STATES). */
-  states?: readonly string[];
+  states?: readonly StateListName[];
   /** Count only the connections of this process (how: `attribution`). */
   pid?: number;
   /**
@@ -171,7 +177,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
   readonly thresholdOn: ThresholdBasis;
   readonly pid: number | undefined;
   private readonly excludeLocalPorts: PortSpec[];
-  private readonly states: string[];
+  private readonly states: StateListName[];
   private readonly sampler: Sampler;
   private readonly ownSampler: boolean;
   private readonly window: DistinctWindow;
@@ -196,7 +202,9 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
     this.windowMs = v.positiveDuration(options.windowMs, 'options.windowMs', DEFAULT_WINDOW_MS);
     this.thresholdOn = v.oneOf(options.thresholdOn, 'options.thresholdOn', ['current', 'window'], 'current');
     this.excludeLocalPorts = [...(options.excludeLocalPorts ?? DEFAULT_EXCLUDED_PORTS)];
-    this.states = [...(options.states === undefined ? OUTBOUND_STATES : v.stringList(options.states, 'options.states'))];
+    this.states = [
+      ...(options.states === undefined ? OUTBOUND_STATES : (v.stringList(options.states, 'options.states') as StateListName[])),
+    ]; // names checked just below
     // The sample options built from them are checked as the sampler checks them (ports, states).
     compileSampleOptions({ excludeLocalPorts: this.excludeLocalPorts, states: this.states }, 'options');
     if (options.pid !== undefined) v.integer(options.pid, 'options.pid', { min: 1 });
