@@ -133,6 +133,34 @@ describe('HttpDelivery', () => {
     expect(dl.reason.url).toContain('/missing?');
   });
 
+  it('does not follow a 3xx: dead-letters it with its Location (redacted), and the other host never sees the query', async () => {
+    const elsewhere = await receiver();
+    const location = `http://user:pw@127.0.0.1:${elsewhere.port}/moved?token=t0ps3cret&x=1`;
+    const rx = await receiver({
+      replies: [
+        { status: 307, headers: { location } },
+        { status: 301, headers: { location: '/relative?sig=s3' } },
+      ],
+    });
+    const { delivery, events, dir } = setup(`${rx.url}/hook?token=mine`);
+    delivery.start();
+    delivery.enqueue({ type: 'recv', id: 'm1' });
+    delivery.enqueue({ type: 'recv', id: 'm2' });
+    await delivery.whenIdle();
+    expect(elsewhere.requests).toHaveLength(0);
+    expect(events.dead.map((d) => d.status)).toEqual([307, 301]);
+    const lines = fs
+      .readFileSync(path.join(dir, DEAD_LETTER_FILE), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines[0].reason.location).toBe(`http://REDACTED:REDACTED@127.0.0.1:${elsewhere.port}/moved?token=REDACTED&x=1`);
+    expect(lines[1].reason.location).toBe(`${rx.url}/relative?sig=REDACTED`);
+    expect(events.dead[0]!.location).toBe(lines[0].reason.location);
+    const text = fs.readFileSync(path.join(dir, DEAD_LETTER_FILE), 'utf8');
+    for (const secret of ['t0ps3cret', 'pw@', 's3"', 'mine']) expect(text).not.toContain(secret);
+  });
+
   it('keeps every alert while the receiver is down and delivers all once it listens on the port', async () => {
     const port = await freePort();
     const { delivery, events, outbox } = setup(`http://127.0.0.1:${port}/a`);

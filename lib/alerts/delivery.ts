@@ -3,7 +3,9 @@
 // - 2xx: delivered (acked in the outbox).
 // - Network error, timeout, 408, 429, 5xx: retried with exponential backoff and equal jitter, per
 //   record. Retry-After (seconds or date) is honoured, capped by retryAfterCapMs.
-// - Any other status: dead-lettered with the status and a body snippet.
+// - Any other status: dead-lettered with the status and a body snippet. Redirects (3xx) are not
+//   followed: a redirect must not carry the query (the alert, a token in the URL) to another host;
+//   the Location it names is kept, redacted, with the dead letter.
 //
 // While the receiver is failing, the whole channel backs off too (one probe at a time, the pause
 // growing with consecutive failures), so a dead receiver costs one request per backoff interval, not
@@ -85,6 +87,8 @@ export interface DeadLetteredEvent {
   body: string;
   attempts: number;
   url: string;
+  /** A redirect's (3xx) Location, redacted: redirects are never followed. */
+  location?: string;
 }
 
 export interface HttpDeliveryEvents {
@@ -116,7 +120,7 @@ export interface StopOptions {
   graceMs?: number;
 }
 
-type Outcome = { status: number; body: string; retryAfterMs?: number } | { error: Error & { code?: string } };
+type Outcome = { status: number; body: string; retryAfterMs?: number; location?: string } | { error: Error & { code?: string } };
 
 interface Flight {
   abort(err: Error): void;
@@ -340,9 +344,15 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
     let status: number | undefined;
     let retryAfterMs: number | undefined;
+    let location: string | undefined;
     const chunks: Buffer[] = [];
     let bodyBytes = 0;
-    const answered = (): Outcome => ({ status: status!, body: Buffer.concat(chunks).toString('utf8'), retryAfterMs });
+    const answered = (): Outcome => ({
+      status: status!,
+      body: Buffer.concat(chunks).toString('utf8'),
+      retryAfterMs,
+      ...(location !== undefined ? { location } : {}),
+    });
     const finish = (outcome: Outcome): void => {
       if (settled) return;
       settled = true;
@@ -361,6 +371,8 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
     req.on('response', (res) => {
       status = res.statusCode ?? 0;
       retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+      if (status >= 300 && status < 400 && typeof res.headers.location === 'string')
+        location = redactedLocation(res.headers.location, target);
       res.on('data', (chunk: Buffer) => {
         if (bodyBytes < DELIVERY_DEFAULTS.bodySnippetBytes) {
           const part = chunk.subarray(0, DELIVERY_DEFAULTS.bodySnippetBytes - bodyBytes);
@@ -393,14 +405,15 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
       if (!this.stopped && !this.outbox.isClosed && this.outbox.get(seq)) this.scheduleRetry(record, attempt, url, outcome);
       else if (!this.stopped) this.attempts.delete(seq);
     } else {
-      const { status, body } = outcome as { status: number; body: string };
+      const { status, body, location } = outcome as { status: number; body: string; location?: string };
       this.failStreak = 0;
       this.channelNotBefore = 0;
       this.attempts.delete(seq);
       const snippet = redactText(body.replace(/\s+/g, ' ').trim());
-      this.withOutbox(() => this.outbox.deadLetter(seq, { status, body: snippet, url }));
+      const loc = location !== undefined ? { location } : {};
+      this.withOutbox(() => this.outbox.deadLetter(seq, { status, body: snippet, url, ...loc }));
       this.counters.dead++;
-      this.emit('dead-letter', { record, status, body: snippet, attempts: attempt, url });
+      this.emit('dead-letter', { record, status, body: snippet, attempts: attempt, url, ...loc });
     }
     this.schedulePump();
     this.checkIdle();
@@ -454,6 +467,17 @@ export class HttpDelivery extends TypedEmitter<HttpDeliveryEvents> {
   private resolveIdle(): void {
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
+}
+
+/** A redirect's Location resolved against the request URL, redacted; at most 2 KiB of it. */
+function redactedLocation(value: string, base: URL): string {
+  let shown: string;
+  try {
+    shown = redactUrl(new URL(value, base));
+  } catch {
+    shown = redactText(value);
+  }
+  return shown.slice(0, 2048);
 }
 
 function isRetryable(outcome: Outcome): boolean {

@@ -76,6 +76,8 @@ export interface DeadLetterReason {
   body?: string;
   message?: string;
   url?: string;
+  /** A redirect's target (3xx): recorded, never followed. Redacted when written. */
+  location?: string;
 }
 
 export type DropReason = 'maxRecords' | 'maxBytes';
@@ -253,6 +255,7 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
         ...(reason.message !== undefined ? { message: redactText(reason.message) } : {}),
         ...(reason.body !== undefined ? { body: redactText(reason.body) } : {}),
         ...(reason.url !== undefined ? { url: redactUrl(reason.url) } : {}),
+        ...(reason.location !== undefined ? { location: redactUrl(reason.location) } : {}),
       },
     })}\n`;
     this.appendDeadLetter(line);

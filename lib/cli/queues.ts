@@ -401,7 +401,7 @@ function wireDeliveryNotices({ url, outbox, delivery }: Delivery, notices: Notic
     notices.note(
       'dead',
       (n) =>
-        `receiver refused alert ${d.record.id} with HTTP ${d.status}; written to ${path.join(outbox.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`,
+        `receiver refused alert ${d.record.id} with HTTP ${d.status}${d.location !== undefined ? ` (redirect to ${d.location}: not followed)` : ''}; written to ${path.join(outbox.dir, 'dead-letter.jsonl')}${n > 1 ? ` (${n} alerts)` : ''}`,
     ),
   );
   delivery.on('dropped', (d) =>
