@@ -367,11 +367,8 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
     [['--recv-threshold', 'off', '--send-threshold', 'off', '--accept-threshold', 'off'], /all off: nothing to watch/],
     [['--url', 'ftp://user:pw@example.com/x'], /--url: must be http or https, got ftp:\/\/REDACTED:REDACTED@example\.com\/x/],
     [['--url', 'not a url'], /--url: "not a url" is not a valid URL/],
-    [['--url', URL_OK, '--state-dir', path.join(file, 'state')], /--state-dir: .* is not writable \(ENOTDIR\)/],
-    [
-      ['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'],
-      /--state-dir: \/sys\/sockwatch-state is not writable \((EPERM|EACCES|EROFS)\)/,
-    ],
+    [['--url', URL_OK, '--state-dir', path.join(file, 'state')], /--state-dir: .*sockwatch-not-a-dir-\d+ exists and is not a directory$/],
+    [['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'], /--state-dir: \/sys\/sockwatch-state is under \/sys, a kernel pseudo file system/],
     [['--state-dir', '/tmp/x'], /--state-dir needs --url/],
     [['--url', URL_OK, '--state-dir', ''], /--state-dir: expected a directory, got ""/],
     [['--quiet'], /--quiet needs --url/],
