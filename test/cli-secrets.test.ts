@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { redactText } from '../lib/base/redact';
 import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses, runCli, startCli } from './helpers/cli';
 import { receiver } from './helpers/http-receiver';
@@ -84,7 +85,7 @@ describe('a receiver that refuses an alert', () => {
     // A receiver that echoes a secret back in its refusal, as some do.
     const rx = await receiver({ defaultReply: { status: 400, body: `refused: password=${bodySecret}` } });
     const query = [...values].map(([n, v]) => `${n}=${v}`).join('&');
-    const url = `http://${user}:${pass}@127.0.0.1:${rx.port}/hook?team=visible&${query}`;
+    const url = `http://${user}:${pass}@127.0.0.1:${rx.port}/hook?${query}&team=visible`;
     const offender = await unreadConnection('127.0.0.1', 3000);
     const dir = tmpDir('cli-secrets');
     const c = startCli(
@@ -130,7 +131,31 @@ describe('a receiver that refuses an alert', () => {
 
     const everything = [r.stdout, r.stderr, ...filesUnder(dir).map((f) => `${f.file}\n${f.content}`)].join('\n');
     expect(r.stderr).toMatch(/receiver refused alert [0-9a-f]{32} with HTTP 400/);
+    // The start line shows the URL redacted and otherwise as given (the comma after it stays a comma).
+    const shownQuery = SECRET_NAMES.map((n) => `${n}=REDACTED`).join('&');
+    expect(r.stderr).toContain(`alerts to http://REDACTED:REDACTED@127.0.0.1:${rx.port}/hook?${shownQuery}&team=visible, outbox ${dir}\n`);
     for (const [n, v] of values) expect(everything, `value of ${n}`).not.toContain(v);
     for (const s of [user, pass, bodySecret]) expect(everything).not.toContain(s);
+  });
+});
+
+describe('redactText: a URL inside a sentence', () => {
+  it.each([
+    ['alerts to http://u:p@h:1/a?sig=S&team=ok, outbox /x', 'alerts to http://REDACTED:REDACTED@h:1/a?sig=REDACTED&team=ok, outbox /x'],
+    ['see http://h/a?token=abc&b=1.', 'see http://h/a?token=REDACTED&b=1.'],
+    ['(http://[::1]:8080/x?sig=1&b=2)', '(http://[::1]:8080/x?sig=REDACTED&b=2)'],
+  ])('%s keeps the punctuation after the URL', (text, shown) => {
+    expect(redactText(text)).toBe(shown);
+  });
+
+  it.each([
+    ['http://h/a?token=abc!', '!'],
+    ['http://h/a?password=pa55)', ')'],
+    ['http://u:p@[bad/a?token=S3cr,', ','],
+    ['failed: http://h/a?sig=xyz.', '.'],
+  ])('%s: punctuation that may end the secret value is redacted with it', (text, last) => {
+    const out = redactText(text);
+    expect(out).toMatch(/REDACTED$/);
+    expect(out).not.toContain(last === '.' ? 'xyz' : last);
   });
 });

@@ -65,6 +65,8 @@ export function redactUrl(input: string | URL): string {
 
 /** scheme://…  up to white space or a quote. */
 const URL_WITH_SCHEME = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi;
+/** Punctuation after a URL in a sentence ("alerts to URL, outbox …"). */
+const TRAILING_PUNCTUATION = /[.,;:!?)]+$/;
 /** The user info of a URL that did not parse: everything up to the last '@' of the authority. */
 const UNPARSED_USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i;
 /** user:password@host without a scheme, at the start of a word. */
@@ -73,15 +75,23 @@ const NAME_VALUE = /([A-Za-z0-9_.-]+)=([^&\s"'<>)]+)/g;
 const JSON_FIELD = /"([^"\\]{1,100})"(\s*:\s*)"(?:[^"\\]|\\.)*"/g;
 const AUTH_SCHEME = /\b(Bearer|Basic|Digest|SharedKey|SharedKeyLite|SharedAccessSignature)\s+[A-Za-z0-9._~+/=:-]+/g;
 
+function redactUrlInText(m: string): string {
+  try {
+    return redactUrl(new URL(m));
+  } catch {
+    return m.replace(UNPARSED_USERINFO, `$1${REDACTED}@`);
+  }
+}
+
 /** Redacts URLs, user info, secret `name=value` pairs, JSON fields and auth credentials anywhere in a text. */
 export function redactText(text: string): string {
   return text
     .replace(URL_WITH_SCHEME, (m) => {
-      try {
-        return redactUrl(new URL(m));
-      } catch {
-        return m.replace(UNPARSED_USERINFO, `$1${REDACTED}@`);
-      }
+      // Punctuation after the URL stays outside it (re-serialized inside it, a comma became %2C and a
+      // period vanished), unless the URL ends with a secret value: that may end with the punctuation.
+      const tail = TRAILING_PUNCTUATION.exec(m)?.[0] ?? '';
+      const shown = redactUrlInText(m.slice(0, m.length - tail.length));
+      return tail && shown.endsWith(REDACTED) ? redactUrlInText(m) : shown + tail;
     })
     .replace(BARE_USERINFO, `$1${REDACTED}@`)
     .replace(NAME_VALUE, (m, name: string) => (isSecretParam(name) ? `${name}=${REDACTED}` : m))
