@@ -296,7 +296,7 @@ const compiledRequests = new WeakMap<CompiledSampleOptions, Readonly<NativeScanR
  */
 export class CompiledSampleOptions {
   /** Type-only brand: without a member this class would be `{}`, and any object (a misspelled key too) would pass for it. */
-  private declare readonly compiledBrand: never;
+  declare private readonly compiledBrand: never;
   constructor(options: SampleOptions, path = 'options') {
     const req = compileSampleOptions(options, path);
     compiledRequests.set(this, req);
