@@ -2,8 +2,9 @@
 // alert is a flat record of query parameters with a stable id and a creation time.
 // Rule: this is the layer's barrel for lib/ and the tests; the public API picks its names from here
 // one by one in lib/index.ts (Outbox, HttpDelivery, StateDirLockedError and their types).
-export { Outbox, OUTBOX_DEFAULTS, DEAD_LETTER_FILE, ACKS_FILE } from './outbox';
+export { Outbox, OUTBOX_DEFAULTS, DEAD_LETTER_FILE, ACKS_FILE, META_FILE, QUARANTINE_DIR, OUTBOX_FORMAT_VERSION } from './outbox';
 export type {
+  OutboxDamagedEvent,
   OutboxOptions,
   OutboxRecord,
   OutboxRecovery,

@@ -12,9 +12,21 @@ export function encodeLine(value: unknown): Buffer {
   return Buffer.concat([Buffer.from(`${crc} `, 'latin1'), json, Buffer.from('\n', 'latin1')]);
 }
 
+/** A run of consecutive damaged bytes: complete lines that failed their checksum, or a torn tail. */
+export interface DamagedRun {
+  offset: number;
+  length: number;
+  /** Lines in it (a torn last line without its newline counts as one). */
+  lines: number;
+}
+
 export interface DecodedLines {
   /** Parsed values of the valid lines, in file order. */
   values: unknown[];
+  /** Byte offset and length of each value's line (parallel to values). */
+  spans: Array<{ offset: number; length: number }>;
+  /** Every damaged run, in file order; the last may be the tail (offset goodEnd). */
+  damaged: DamagedRun[];
   /** Byte offset just past the last valid line: where appending may safely continue. */
   goodEnd: number;
   /** Damaged complete lines before goodEnd (skipped). */
@@ -25,6 +37,8 @@ export interface DecodedLines {
 
 export function decodeLines(buf: Buffer): DecodedLines {
   const values: unknown[] = [];
+  const spans: DecodedLines['spans'] = [];
+  const damaged: DamagedRun[] = [];
   let goodEnd = 0;
   let corruptLines = 0;
   let badSinceGood = 0;
@@ -36,14 +50,18 @@ export function decodeLines(buf: Buffer): DecodedLines {
     if (value === undefined) {
       badSinceGood++;
     } else {
+      if (badSinceGood > 0) damaged.push({ offset: goodEnd, length: start - goodEnd, lines: badSinceGood });
       values.push(value);
+      spans.push({ offset: start, length: nl + 1 - start });
       corruptLines += badSinceGood;
       badSinceGood = 0;
       goodEnd = nl + 1;
     }
     start = nl + 1;
   }
-  return { values, goodEnd, corruptLines, tailBytes: buf.length - goodEnd };
+  if (buf.length > goodEnd)
+    damaged.push({ offset: goodEnd, length: buf.length - goodEnd, lines: badSinceGood + (start < buf.length ? 1 : 0) });
+  return { values, spans, damaged, goodEnd, corruptLines, tailBytes: buf.length - goodEnd };
 }
 
 function decodeOne(line: Buffer): unknown {

@@ -2,25 +2,38 @@
 //
 // Layout of the state directory:
 //   outbox.lock                 owner pid (see base/pid-lock.ts)
+//   outbox.meta                 {"v":1}: the outbox format (base/state-version.ts: a newer one is
+//                               refused with one line; a 0.1.0 outbox has none and is read as v1)
 //   outbox-<first seq>.log      append-only segments of alert records, one checksummed line each
 //   acks.log                    append-only resolutions: delivered, dead (dead-lettered), dropped
 //   dead-letter.jsonl           alerts that will never be delivered, with the reason (plain JSON lines)
+//   quarantine/                 damaged bytes found on open, one file per damaged run
+// Every file is opened through lib/base/fs.ts (0600, never through a symbolic link).
 //
 // Durability: each record is written with one write(2) on an O_APPEND fd before append() returns, so
 // it survives SIGKILL (the bytes are in the page cache). fsync protects against power loss only; the
 // default 'batch' mode fsyncs at most every fsyncIntervalMs (100 ms), 'always' after every write,
-// 'never' not at all. On open, a torn or damaged tail is cut off, and every record without a
-// resolution comes back (at-least-once, original id and timestamp kept).
+// 'never' not at all. On open, every record without a resolution comes back (at-least-once, original
+// id and timestamp kept). Damaged records are never skipped silently: each damaged run (bad checksum,
+// bad shape, torn tail) is copied to quarantine/ first, counted in recovery.damaged and emitted as
+// 'damaged' (file, offset, bytes, records); a torn tail of a file appended to is then cut off, and
+// the event says so. Nothing shortens a file without that event.
 //
 // Space: a segment is deleted once all its records are resolved. When acked records pin an old
 // segment (one slow alert among thousands delivered), its few pending records are copied forward
 // and the segment is deleted, so segment files stay near maxBytes (at most about twice). acks.log
 // is rewritten when more than half of its lines refer to deleted segments. Pending alerts are bounded by
-// maxRecords and maxBytes: when full the oldest are dropped, counted and emitted as 'dropped'.
+// maxRecords and maxBytes: when full the oldest records appended as `expendable` (the CLI marks
+// repeats so) are dropped first, then the oldest of the rest (first crossings, resolutions): counted
+// and emitted as 'dropped'.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { decodeLines, encodeLine, writeAllSync } from './line-codec';
+import { crc32 } from 'node:zlib';
+import { decodeLines, encodeLine, writeAllSync, type DamagedRun } from './line-codec';
+import { ensureDir, openNoFollow, readFileNoFollow, writeFileAtomic, OPEN_APPEND, OPEN_CREATE_NEW } from '../base/fs';
+import { assertKnownVersion } from '../base/state-version';
+import { SockwatchError } from '../base/errors';
 import { StateDirLock, StateDirLockedError, errnoCode } from '../base/pid-lock';
 import { TypedEmitter } from '../base/emitter';
 import * as v from '../base/validate';
@@ -55,6 +68,10 @@ export const OUTBOX_DEFAULTS = {
 
 export const DEAD_LETTER_FILE = 'dead-letter.jsonl';
 export const ACKS_FILE = 'acks.log';
+export const META_FILE = 'outbox.meta';
+export const QUARANTINE_DIR = 'quarantine';
+/** The outbox format this version writes and reads (0.1.0 outboxes, without outbox.meta, are v1). */
+export const OUTBOX_FORMAT_VERSION = 1;
 
 export interface OutboxRecord {
   /** Outbox sequence number: unique in this state directory, increasing. */
@@ -64,11 +81,15 @@ export interface OutboxRecord {
   /** Creation time, ms since the epoch. */
   readonly createdAt: number;
   readonly params: Readonly<Record<string, string>>;
+  /** Dropped before the others when the outbox is full (a repeat of an alert already sent). */
+  readonly expendable?: boolean;
 }
 
 export interface AppendOptions {
   id?: string;
   createdAt?: number;
+  /** Drop this record before any other when the outbox is full (default false). */
+  expendable?: boolean;
 }
 
 export interface DeadLetterReason {
@@ -87,8 +108,24 @@ export interface OutboxDroppedEvent {
   reason: DropReason;
 }
 
+/** A damaged run of one file found on open: its bytes were copied to `quarantine` before anything else. */
+export interface OutboxDamagedEvent {
+  /** The segment or acks.log. */
+  file: string;
+  offset: number;
+  bytes: number;
+  /** Records (lines) in the run. */
+  records: number;
+  /** Where the bytes are kept (undefined if copying failed: then the file is not shortened). */
+  quarantine: string | undefined;
+  /** The run was the tail of a file appended to and was cut off (after the copy). */
+  truncated: boolean;
+}
+
 export interface OutboxEvents {
   dropped: OutboxDroppedEvent;
+  /** Emitted after open (next tick) for every damaged run found; also in recovery.damaged. */
+  damaged: OutboxDamagedEvent;
   /** A background fsync failed. With no listener this throws, like any EventEmitter 'error'. */
   error: Error;
 }
@@ -103,6 +140,8 @@ export interface OutboxRecovery {
   tornBytes: number;
   /** Records dropped on open because they exceeded the bounds. */
   dropped: number;
+  /** Every damaged run, with where its bytes are kept. */
+  damaged: OutboxDamagedEvent[];
 }
 
 export interface OutboxStats {
@@ -152,6 +191,8 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
   private readonly deadLetterMaxBytes: number;
   private readonly lock: StateDirLock;
   private readonly pendingMap = new Map<number, Entry>();
+  /** Pending expendable records, oldest first: dropped before anything else when full. */
+  private readonly pendingExpendable = new Set<number>();
   private readonly resolvedLive = new Map<number, Resolution>();
   private segments: Segment[] = [];
   private activeFd = -1;
@@ -181,19 +222,21 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     this.segmentMaxBytes = o.segmentMaxBytes;
     this.deadLetterMaxBytes = o.deadLetterMaxBytes;
     try {
-      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      ensureDir(this.dir);
       this.lock = StateDirLock.acquire(this.dir);
     } catch (err) {
       throw dirError(this.dir, err);
     }
     this.lockTakenOverFrom = this.lock.takenOverFrom;
     try {
+      this.checkFormat(); // before recovery touches anything
       this.recovery = this.recover();
     } catch (err) {
       this.closeFds();
       this.lock.release();
       throw dirError(this.dir, err);
     }
+    for (const d of this.recovery.damaged) process.nextTick(() => this.emit('damaged', d));
   }
 
   /** Undelivered records, oldest first. */
@@ -225,6 +268,7 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     active.bytes += line.length;
     this.addToSegment(active, record.seq, line.length);
     this.pendingMap.set(record.seq, { record, bytes: line.length, segment: active });
+    if (record.expendable) this.pendingExpendable.add(record.seq);
     this.pendingBytesTotal += line.length;
     this.counters.appended++;
     this.markDirty('segment');
@@ -303,23 +347,50 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
 
   // ---- recovery ----
 
+  /** outbox.meta: a newer format is refused before anything is read or cut; a missing one is written. */
+  private checkFormat(): void {
+    const file = path.join(this.dir, META_FILE);
+    let text: string | undefined;
+    try {
+      text = readFileNoFollow(file).toString('utf8');
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    if (text !== undefined) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined; // damaged: rewritten below as this version's
+      }
+      assertKnownVersion(parsed, OUTBOX_FORMAT_VERSION, file, 'outbox format file');
+      if (parsed !== undefined) return;
+    }
+    writeFileAtomic(file, `${JSON.stringify({ v: OUTBOX_FORMAT_VERSION })}\n`, { fsync: this.fsyncMode !== 'never' });
+  }
+
   private recover(): OutboxRecovery {
-    const report: OutboxRecovery = { records: 0, segments: 0, corruptLines: 0, tornBytes: 0, dropped: 0 };
+    const report: OutboxRecovery = { records: 0, segments: 0, corruptLines: 0, tornBytes: 0, dropped: 0, damaged: [] };
     fs.rmSync(path.join(this.dir, `${ACKS_FILE}.tmp`), { force: true });
 
     const acksPath = path.join(this.dir, ACKS_FILE);
     const resolutions = new Map<number, Resolution>();
     let maxSeq = 0;
-    const acks = readLog(acksPath, true);
+    const acks = readLog(acksPath);
     report.corruptLines += acks.corruptLines;
     report.tornBytes += acks.tailBytes;
-    for (const v of acks.values) {
+    const badAcks: DamagedRun[] = [];
+    acks.values.forEach((v, i) => {
       const a = v as { s?: unknown; r?: unknown };
       if (isSeq(a.s) && (a.r === 'delivered' || a.r === 'dead' || a.r === 'dropped')) {
         resolutions.set(a.s, a.r);
         maxSeq = Math.max(maxSeq, a.s);
-      } else report.corruptLines++;
-    }
+      } else {
+        report.corruptLines++;
+        badAcks.push({ ...acks.spans[i]!, lines: 1 });
+      }
+    });
+    this.reportDamage(report, acksPath, acks, badAcks, true);
     this.acksBytes = acks.goodEnd;
     this.acksLines = acks.values.length;
 
@@ -332,9 +403,10 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     names.forEach((name, i) => {
       const file = path.join(this.dir, name);
       const isLast = i === names.length - 1;
-      const decoded = readLog(file, isLast);
+      const decoded = readLog(file);
       report.corruptLines += decoded.corruptLines;
       report.tornBytes += decoded.tailBytes;
+      const badRecords: DamagedRun[] = [];
       const segment: Segment = {
         firstSeq: Number(SEGMENT_RE.exec(name)![1]),
         path: file,
@@ -344,18 +416,19 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
         homeBytes: 0,
       };
       this.segments.push(segment);
-      for (const v of decoded.values) {
+      decoded.values.forEach((v, index) => {
         const record = fromLine(v);
         if (!record) {
           report.corruptLines++;
-          continue;
+          badRecords.push({ ...decoded.spans[index]!, lines: 1 });
+          return;
         }
         segment.seqs.add(record.seq);
         maxSeq = Math.max(maxSeq, record.seq);
         const resolution = resolutions.get(record.seq);
         if (resolution) {
           this.resolvedLive.set(record.seq, resolution);
-          continue;
+          return;
         }
         const bytes = encodeLine(toLine(record)).length;
         const earlier = bySeq.get(record.seq);
@@ -371,18 +444,20 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
         }
         segment.home++;
         segment.homeBytes += bytes;
-      }
+      });
+      this.reportDamage(report, file, decoded, badRecords, isLast);
     });
     found.sort((a, b) => a.record.seq - b.record.seq);
     for (const e of found) {
       this.pendingMap.set(e.record.seq, e);
+      if (e.record.expendable) this.pendingExpendable.add(e.record.seq);
       this.pendingBytesTotal += e.bytes;
     }
     const lastFirst = this.segments.at(-1)?.firstSeq ?? 1;
     this.nextSeq = Math.max(maxSeq + 1, lastFirst, 1);
     if (this.segments.length === 0) this.segments.push(this.createSegment(this.nextSeq));
-    this.activeFd = fs.openSync(this.active().path, 'a', 0o600);
-    this.acksFd = fs.openSync(acksPath, 'a', 0o600);
+    this.activeFd = openNoFollow(this.active().path, OPEN_APPEND);
+    this.acksFd = openNoFollow(acksPath, OPEN_APPEND);
 
     report.records = this.pendingMap.size;
     report.segments = this.segments.length;
@@ -391,6 +466,50 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     report.dropped = this.counters.dropped - before;
     this.compact();
     return report;
+  }
+
+  /**
+   * Every damaged run of `file` (checksum runs from the decoder plus lines of a bad shape) is copied
+   * to quarantine/ and reported; then, for the file appended to next, a damaged tail is cut off.
+   */
+  private reportDamage(report: OutboxRecovery, file: string, decoded: LogRead, badShape: DamagedRun[], appendTo: boolean): void {
+    const runs = [...decoded.damaged, ...badShape].sort((a, b) => a.offset - b.offset);
+    for (const run of runs) {
+      const isTail = run.offset === decoded.goodEnd && decoded.tailBytes > 0 && run.offset + run.length === decoded.buf.length;
+      const quarantine = this.quarantine(file, decoded.buf.subarray(run.offset, run.offset + run.length), run.offset);
+      // Cut only what is kept elsewhere first; a tail that could not be copied stays (and is skipped again).
+      const truncated = isTail && appendTo && quarantine !== undefined;
+      if (truncated) fs.truncateSync(file, decoded.goodEnd);
+      report.damaged.push({ file, offset: run.offset, bytes: run.length, records: run.lines, quarantine, truncated });
+    }
+    if (appendTo && decoded.tailBytes > 0 && !report.damaged.some((d) => d.file === file && d.truncated)) {
+      throw new Error(`${file} has a damaged tail that could not be copied to ${QUARANTINE_DIR}/; not cutting it`);
+    }
+  }
+
+  /** Copies damaged bytes to quarantine/<file>@<offset>-<crc>.bad (kept once: the same bytes on a later open reuse the file). */
+  private quarantine(file: string, bytes: Buffer, offset: number): string | undefined {
+    try {
+      const dir = ensureDir(path.join(this.dir, QUARANTINE_DIR));
+      const name = `${path.basename(file)}@${offset}-${crc32(bytes).toString(16).padStart(8, '0')}.bad`;
+      const target = path.join(dir, name);
+      let fd: number;
+      try {
+        fd = openNoFollow(target, OPEN_CREATE_NEW);
+      } catch (err) {
+        if (errnoCode(err) === 'EEXIST') return target;
+        throw err;
+      }
+      try {
+        fs.writeFileSync(fd, bytes);
+        if (this.fsyncMode !== 'never') fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return target;
+    } catch {
+      return undefined;
+    }
   }
 
   // ---- resolution and bounds ----
@@ -403,6 +522,7 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     this.acksBytes += line.length;
     this.acksLines++;
     this.pendingMap.delete(seq);
+    this.pendingExpendable.delete(seq);
     this.pendingBytesTotal -= entry.bytes;
     entry.segment.home--;
     entry.segment.homeBytes -= entry.bytes;
@@ -415,11 +535,16 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     return true;
   }
 
-  /** Drops the oldest pending records until both bounds hold. Events are emitted now, or on the next tick during open. */
+  /**
+   * Drops pending records until both bounds hold: the oldest repeat first, then the oldest of the rest
+   * (a first crossing or a resolution says more than one more repeat). Events are emitted now, or on
+   * the next tick during open.
+   */
   private enforceBounds(emitNow: boolean): void {
     while (this.pendingMap.size > this.maxRecords || this.pendingBytesTotal > this.maxBytes) {
       const reason: DropReason = this.pendingMap.size > this.maxRecords ? 'maxRecords' : 'maxBytes';
-      const oldest = this.pendingMap.values().next().value as Entry;
+      const repeat = this.pendingExpendable.values().next(); // the oldest expendable record
+      const oldest = (repeat.done ? this.pendingMap.values().next().value : this.pendingMap.get(repeat.value)) as Entry;
       this.resolve(oldest.record.seq, 'dropped');
       const event: OutboxDroppedEvent = { record: oldest.record, reason };
       if (emitNow) this.emit('dropped', event);
@@ -479,7 +604,8 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     const tmp = `${acksPath}.tmp`;
     const lines = [...this.resolvedLive].map(([s, r]) => encodeLine({ s, r }));
     const data = Buffer.concat(lines);
-    const fd = fs.openSync(tmp, 'w', 0o600);
+    fs.rmSync(tmp, { force: true }); // removes a link planted there, never its target
+    const fd = openNoFollow(tmp, OPEN_CREATE_NEW);
     try {
       writeAllSync(fd, data, 0);
       fs.fsyncSync(fd);
@@ -489,7 +615,7 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     if (this.dirty.acks && this.fsyncMode !== 'never') fs.fdatasyncSync(this.acksFd);
     fs.renameSync(tmp, acksPath);
     fs.closeSync(this.acksFd);
-    this.acksFd = fs.openSync(acksPath, 'a', 0o600);
+    this.acksFd = openNoFollow(acksPath, OPEN_APPEND);
     this.acksBytes = data.length;
     this.acksLines = lines.length;
     this.dirty.acks = false;
@@ -504,14 +630,14 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
     fs.closeSync(this.activeFd);
     this.activeFd = -1;
     this.segments.push(seg);
-    this.activeFd = fs.openSync(seg.path, 'a', 0o600);
+    this.activeFd = openNoFollow(seg.path, OPEN_APPEND);
     this.markDirty('dir');
     return seg;
   }
 
   private createSegment(firstSeq: number): Segment {
     const file = path.join(this.dir, `outbox-${String(firstSeq).padStart(16, '0')}.log`);
-    fs.closeSync(fs.openSync(file, 'a', 0o600));
+    fs.closeSync(openNoFollow(file, OPEN_APPEND));
     this.dirty.dir = true;
     return { firstSeq, path: file, bytes: fs.statSync(file).size, seqs: new Set(), home: 0, homeBytes: 0 };
   }
@@ -546,7 +672,7 @@ export class Outbox extends TypedEmitter<OutboxEvents> {
       fs.renameSync(file, `${file}.1`);
       size = 0;
     }
-    const fd = fs.openSync(file, 'a', 0o600);
+    const fd = openNoFollow(file, OPEN_APPEND);
     try {
       writeAllSync(fd, Buffer.from(line, 'utf8'), size);
       if (this.fsyncMode !== 'never') fs.fdatasyncSync(fd);
@@ -624,10 +750,14 @@ interface RecordLine {
   i: string;
   t: number;
   p: Record<string, string>;
+  /** 1: expendable (absent in 0.1.0 records). */
+  x?: 1;
 }
 
 function toLine(r: OutboxRecord): RecordLine {
-  return { s: r.seq, i: r.id, t: r.createdAt, p: r.params as Record<string, string> };
+  const line: RecordLine = { s: r.seq, i: r.id, t: r.createdAt, p: r.params as Record<string, string> };
+  if (r.expendable) line.x = 1;
+  return line;
 }
 
 function fromLine(v: unknown): OutboxRecord | undefined {
@@ -636,7 +766,13 @@ function fromLine(v: unknown): OutboxRecord | undefined {
   if (!isSeq(l.s) || typeof l.i !== 'string' || typeof l.t !== 'number' || !Number.isFinite(l.t)) return undefined;
   if (typeof l.p !== 'object' || l.p === null || Array.isArray(l.p)) return undefined;
   if (!Object.values(l.p).every((x) => typeof x === 'string')) return undefined;
-  return Object.freeze({ seq: l.s, id: l.i, createdAt: l.t, params: Object.freeze({ ...l.p }) });
+  return Object.freeze({
+    seq: l.s,
+    id: l.i,
+    createdAt: l.t,
+    params: Object.freeze({ ...l.p }),
+    ...(l.x === 1 ? { expendable: true } : {}),
+  });
 }
 
 function makeRecord(seq: number, params: Record<string, string>, options: AppendOptions): OutboxRecord {
@@ -654,25 +790,26 @@ function makeRecord(seq: number, params: Record<string, string>, options: Append
   if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) {
     throw new TypeError('alert createdAt must be a finite number of ms since the epoch');
   }
-  return Object.freeze({ seq, id, createdAt, params: Object.freeze(copy) });
+  const expendable = v.boolean(options.expendable, 'options.expendable');
+  return Object.freeze({ seq, id, createdAt, params: Object.freeze(copy), ...(expendable ? { expendable } : {}) });
 }
 
 function isSeq(v: unknown): v is number {
   return Number.isSafeInteger(v) && (v as number) > 0;
 }
 
-/** Reads and decodes a log file; the file we append to next has its bad tail cut off. */
-function readLog(file: string, truncateTail: boolean): ReturnType<typeof decodeLines> {
+type LogRead = ReturnType<typeof decodeLines> & { buf: Buffer };
+
+/** Reads (never through a link) and decodes a log file; changes nothing (see reportDamage). */
+function readLog(file: string): LogRead {
   let buf: Buffer;
   try {
-    buf = fs.readFileSync(file);
+    buf = readFileNoFollow(file);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return { values: [], goodEnd: 0, corruptLines: 0, tailBytes: 0 };
-    throw err;
+    if (errnoCode(err) === 'ENOENT') buf = Buffer.alloc(0);
+    else throw err;
   }
-  const decoded = decodeLines(buf);
-  if (truncateTail && decoded.tailBytes > 0) fs.truncateSync(file, decoded.goodEnd);
-  return decoded;
+  return { ...decodeLines(buf), buf };
 }
 
 function fsyncDir(dir: string): void {
@@ -686,7 +823,9 @@ function fsyncDir(dir: string): void {
 
 /** An error whose message names the state directory; errno details kept as code/cause. */
 function dirError(dir: string, err: unknown): Error {
-  if (err instanceof StateDirLockedError) return err;
+  if (err instanceof StateDirLockedError || err instanceof SockwatchError) return err;
+  if (err instanceof Error && (err as { path?: unknown }).path === undefined && (err as { errno?: unknown }).errno === undefined)
+    return err;
   const code = errnoCode(err);
   if (!code) return err instanceof Error ? err : new Error(String(err));
   const detail = err instanceof Error ? err.message : String(err);

@@ -3,6 +3,7 @@
 // runQueues reads as its steps, top to bottom: parse -> build watcher -> open outbox/delivery ->
 // wire events -> announce -> run until a signal -> shut down. Flag values are parsed once here
 // (lib/cli/args.ts) and handed on in the library's own representation (thresholds: number | 'off').
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HttpDelivery, Outbox, DELIVERY_DEFAULTS, StateDirLockedError } from '../alerts';
 import {
@@ -17,6 +18,8 @@ import {
   type QueueAlert,
 } from '../queues';
 import { ensureDir } from '../base/fs';
+import { SockwatchError } from '../base/errors';
+import { LockFileError } from '../base/pid-lock';
 import { redactText, redactUrl } from '../base/redact';
 import { UINT32_MAX } from '../base/validate';
 import { decimalFlag, intFlag, parse, sizeFlag, type Parsed } from './args';
@@ -45,6 +48,9 @@ Alerts:
 ${FILTER_HELP}
 Delivery (with --url):
   --url URL                 http(s) receiver; alert fields are appended as query parameters
+  --url-file PATH           read the receiver URL from the first line of PATH instead, or set
+                            SOCKWATCH_URL: keeps a token in the URL out of the process list
+                            (/proc/PID/cmdline is readable by every local user); one source only
   --state-dir DIR           outbox directory (default $XDG_STATE_HOME/sockwatch, else ./.sockwatch)
   --timeout MS              per request (default 5000)
   --concurrency N           requests in flight (default 4)
@@ -74,6 +80,7 @@ const OPTIONS = {
   'max-alerts-per-tick': { type: 'string' },
   'no-pid': { type: 'boolean' },
   url: { type: 'string' },
+  'url-file': { type: 'string' },
   'state-dir': { type: 'string' },
   timeout: { type: 'string' },
   concurrency: { type: 'string' },
@@ -127,15 +134,47 @@ function confirmFlag(v: unknown): { n: number; m: number } | undefined {
   return { n, m: of };
 }
 
-function urlFlag(v: unknown): URL | undefined {
-  if (v === undefined) return undefined;
+/** The environment variable that may hold the receiver URL (instead of --url). */
+export const URL_ENV = 'SOCKWATCH_URL';
+
+/**
+ * The receiver URL from its one source: --url, --url-file (first line, trimmed) or $SOCKWATCH_URL
+ * (empty counts as unset). Two sources are a usage error: which one wins would be a guess.
+ */
+function receiverUrl(values: Parsed['values'], env: NodeJS.ProcessEnv): URL | undefined {
+  const sources: Array<{ label: string; read: () => string }> = [];
+  if (values.url !== undefined) sources.push({ label: '--url', read: () => String(values.url) });
+  if (values['url-file'] !== undefined) {
+    const file = String(values['url-file']);
+    sources.push({ label: `--url-file ${file}`, read: () => readUrlFile(file) });
+  }
+  if (env[URL_ENV]) sources.push({ label: URL_ENV, read: () => env[URL_ENV]! });
+  if (sources.length > 1) throw new UsageError(`the receiver URL is given twice (${sources.map((s) => s.label).join(' and ')}): give one`);
+  const source = sources[0];
+  return source ? urlFrom(source.label, source.read()) : undefined;
+}
+
+function readUrlFile(file: string): string {
+  if (file === '') throw new UsageError('--url-file: expected a file, got ""');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8'); // links followed: secret mounts (Kubernetes) are links
+  } catch (e) {
+    throw new UsageError(`--url-file: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const line = text.split('\n', 1)[0]!.trim();
+  if (line === '') throw new UsageError(`--url-file: ${file} has no URL on its first line`);
+  return line;
+}
+
+function urlFrom(label: string, v: string): URL {
   let u: URL;
   try {
-    u = new URL(String(v));
+    u = new URL(v);
   } catch {
-    throw new UsageError(`--url: "${redactText(String(v))}" is not a valid URL`);
+    throw new UsageError(`${label}: "${redactText(v)}" is not a valid URL`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url: must be http or https, got ${redactUrl(u)}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`${label}: must be http or https, got ${redactUrl(u)}`);
   return u;
 }
 
@@ -174,10 +213,11 @@ interface QueueConfig {
 
 function parseValues(argv: string[]): { values: Parsed['values']; url: URL | undefined } {
   const { values } = parse(argv, OPTIONS);
-  const url = urlFlag(values.url);
+  if (values.help) return { values, url: undefined };
+  const url = receiverUrl(values, process.env);
   if (!url) {
     const stray = DELIVERY_FLAGS.find((f) => values[f] !== undefined);
-    if (stray) throw new UsageError(`--${stray} needs --url (without it alerts are JSON lines on stdout)`);
+    if (stray) throw new UsageError(`--${stray} needs --url, --url-file or ${URL_ENV} (without one, alerts are JSON lines on stdout)`);
   }
   return { values, url };
 }
@@ -317,6 +357,8 @@ function openDelivery(d: NonNullable<QueueConfig['delivery']>): Delivery {
     outbox = Outbox.open({ dir, maxRecords: d.outboxMaxRecords, maxBytes: d.outboxMaxBytes });
   } catch (e) {
     if (e instanceof StateDirLockedError) throw new UsageError(`--state-dir: ${e.message}`);
+    // A newer state format, a lock held elsewhere or of a newer format, a link: its own line (exit 1).
+    if (e instanceof SockwatchError || e instanceof LockFileError) throw e;
     const err = e as Error & { code?: string };
     if (err.code) throw new UsageError(`--state-dir: ${dir} is not writable (${err.code})`);
     throw e;
@@ -339,7 +381,8 @@ function wireAlerts(watcher: QueueWatcher, sink: Delivery | undefined, quiet: bo
     }
     try {
       // Durable before anything is printed: a printed alert is never lost.
-      sink.delivery.enqueue(alertToParams(a), { id: a.id, createdAt: Math.round(a.timestamp * 1000) });
+      // A full outbox drops repeats first: the first crossing and the resolution say more.
+      sink.delivery.enqueue(alertToParams(a), { id: a.id, createdAt: Math.round(a.timestamp * 1000), expendable: a.event === 'repeat' });
     } catch (e) {
       notices.note(
         'outbox-write',
@@ -376,6 +419,14 @@ function wireDeliveryNotices({ url, outbox, delivery }: Delivery, notices: Notic
   const shown = redactUrl(url);
   let failing = false;
   outbox.on('error', (e) => notices.note('outbox', () => `outbox: ${e.message}`));
+  // Found on open (emitted on the next tick): one line per damaged run, never rate-limited away.
+  outbox.on('damaged', (d) =>
+    stderr(
+      `outbox: skipped ${d.records} damaged record(s) in ${path.basename(d.file)} at offset ${d.offset} (${d.bytes} bytes)` +
+        (d.quarantine ? `; bytes kept in ${d.quarantine}` : '; could not copy them to quarantine/') +
+        (d.truncated ? `; ${path.basename(d.file)} cut to ${d.offset} bytes` : ''),
+    ),
+  );
   // One rate-limited notice for the delivery state, worded from the state when it is printed:
   // a flapping receiver costs at most one line per NOTICE_EVERY_MS.
   let retries = 0;
