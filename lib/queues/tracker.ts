@@ -124,8 +124,10 @@ export class QueueTracker {
   private readonly entries = new Map<string, TrackedQueue>();
   private readonly mask: number;
   private activeCount = 0;
-  /** Increases whenever the set of open episodes or a repeat number changes. */
+  /** Increases whenever the set of open episodes changes (alert, resolve, restore). */
   private changeCount = 0;
+  /** Increases whenever an open episode's repeat number changes. */
+  private repeatCount = 0;
 
   constructor(private readonly o: TrackerOptions) {
     this.mask = o.confirm.m >= 32 ? 0xffffffff : (1 << o.confirm.m) - 1;
@@ -139,9 +141,14 @@ export class QueueTracker {
     return this.activeCount;
   }
 
-  /** Increases whenever the open episodes change (what episodes() returns). */
+  /** Increases whenever the set of open episodes changes (what episodes() returns). */
   get changes(): number {
     return this.changeCount;
+  }
+
+  /** Increases whenever a repeat number of an open episode changes. */
+  get repeatChanges(): number {
+    return this.repeatCount;
   }
 
   /** The open (alerted, unresolved) episodes, to persist across restarts. */
@@ -279,7 +286,7 @@ export class QueueTracker {
           const was = e.repeats;
           e.repeats = due;
           if (!emit(e, 'repeat')) e.repeats = was;
-          else this.changeCount++;
+          else this.repeatCount++;
         }
       }
     };

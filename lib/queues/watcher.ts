@@ -12,9 +12,10 @@
 // start, the ticks missed are skipped and counted (missedTicks), never run in a burst.
 //
 // Restarts (episodeFile): open episodes are read back when the watcher is built and continued
-// (lib/queues/episodes.ts); after each batch of events has been emitted, the episodes as of that
-// batch's tick are saved. Saved after emitting, never before: a crash in between re-sends an alert,
-// it never loses one.
+// (lib/queues/episodes.ts); after a batch of events has been emitted, the episodes as of that batch's
+// tick are saved: at once when an episode opened or closed, at most every EPISODE_SAVE_MS when only
+// repeat numbers moved (a repeat sent again after a crash carries the same id), and at stop. Saved
+// after emitting, never before: a crash in between re-sends an alert, it never loses one.
 //
 // Options follow lib/base/validate.ts (wrong type TypeError, out of range RangeError, unknown keys
 // rejected); thresholds keep its one representation (a number or 'off') down to the sampler.
@@ -121,6 +122,9 @@ export const QUEUE_DEFAULTS = {
   maxBuffered: 10_000,
 };
 
+/** Least time between two saves of the episode file when only repeat numbers changed. */
+const EPISODE_SAVE_MS = 5000;
+
 interface Batch {
   events: QueueAlert[];
   deadline: number;
@@ -160,6 +164,8 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
   readonly episodesRestored: QueueEpisodesRestored | undefined;
   private previousBoot: Episode[] = [];
   private savedChanges = -1;
+  private savedRepeats = 0;
+  private savedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private current: Promise<void> = Promise.resolve();
   private emitting: Promise<void> = Promise.resolve();
@@ -353,8 +359,7 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       tickMs: performance.now() - started,
     };
     this.last = stats;
-    const episodes = this.episodeStore && this.tracker.changes !== this.savedChanges ? this.tracker.episodes() : undefined;
-    if (episodes) this.savedChanges = this.tracker.changes;
+    const episodes = this.episodeStore && this.episodesDue(started) ? this.tracker.episodes() : undefined;
     if (outcome.events.length > 0 || episodes) {
       this.queueBatch({ events: outcome.events, deadline: started + this.ownerWaitMs, episodes });
     }
@@ -413,9 +418,25 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     if (batch.episodes && this.episodeStore) this.saveEpisodes(batch.episodes);
   }
 
+  /** Whether the open episodes should be saved now (and, if so, noted as saved). */
+  private episodesDue(now: number): boolean {
+    const opened = this.tracker.changes !== this.savedChanges;
+    const repeated = this.tracker.repeatChanges !== this.savedRepeats;
+    if (!opened && !(repeated && now - this.savedAt >= EPISODE_SAVE_MS)) return false;
+    this.savedChanges = this.tracker.changes;
+    this.savedRepeats = this.tracker.repeatChanges;
+    this.savedAt = now;
+    return true;
+  }
+
   private saveEpisodes(episodes: Episode[]): void {
     const store = this.episodeStore!;
-    const dropped = store.save(episodes);
+    let dropped: number;
+    try {
+      dropped = store.save(episodes);
+    } catch (err) {
+      throw new Error(`cannot save open alert episodes to ${store.file}: ${(err as Error).message}`, { cause: err });
+    }
     if (dropped > 0)
       this.emit('episodesDropped', { dropped, droppedTotal: store.droppedTotal, maxEpisodes: store.maxEntries, file: store.file });
   }
@@ -440,6 +461,14 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     await this.current.catch(() => undefined);
     this.owners?.releaseWaiters();
     await this.emitting.catch(() => undefined);
+    // Every event is out: the tracker's state now is safe to save (repeat numbers included).
+    if (this.episodeStore && this.tracker.repeatChanges !== this.savedRepeats) {
+      try {
+        this.saveEpisodes(this.tracker.episodes());
+      } catch (err) {
+        if (this.listenerCount('error') > 0) this.emit('error', err instanceof Error ? err : new Error(String(err)));
+      }
+    }
     if (this.ownOwners) this.owners?.close();
     for (const s of this.streams) s.end();
     this.streams.clear();
