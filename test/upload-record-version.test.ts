@@ -9,7 +9,8 @@ import { SockwatchError } from '../lib/base/errors';
 import { DiagnosticsCollector } from '../lib/outbound/collector';
 import { listPending, PENDING_VERSION } from '../lib/outbound/pending';
 import { uploadFile } from '../lib/upload';
-import { readUploadRecord, StateVersionError, UPLOAD_RECORD_VERSION, uploadRecordPath } from '../lib/upload/upload-record';
+import { StateFormatError } from '../lib/base/state-version';
+import { readUploadRecord, UPLOAD_RECORD_VERSION, uploadRecordPath } from '../lib/upload/upload-record';
 import { parseContainerSasUrl } from '../lib/upload/sas-url';
 import { tmpDir } from './helpers/tmp';
 
@@ -77,7 +78,7 @@ describe('upload records', () => {
     const text = uploadRecord010(file, st.size, st.mtimeMs, 2);
     fs.writeFileSync(rec, text);
     const err = await readUploadRecord(rec).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(StateVersionError);
+    expect(err).toBeInstanceOf(StateFormatError);
     expect(err).toBeInstanceOf(SockwatchError);
     expect(err).toMatchObject({ code: 'ERR_SOCKWATCH_STATE_VERSION', version: 2, known: 1, file: rec });
     expect((err as Error).message).toBe(
@@ -90,7 +91,7 @@ describe('upload records', () => {
     const up = await uploadFile({ containerSasUrl: SAS, filePath: file, stateDir: dir, onEvent: (e) => events.push(e.type) }).catch(
       (e: unknown) => e,
     );
-    expect(up).toBeInstanceOf(StateVersionError);
+    expect(up).toBeInstanceOf(StateFormatError);
     expect(events).not.toContain('record-discarded');
     expect(fs.readFileSync(rec, 'utf8')).toBe(text);
     expect(fs.readdirSync(dir).sort()).toEqual([path.basename(file), path.basename(rec)].sort());

@@ -29,8 +29,14 @@ export class StateFormatError extends SockwatchError {
   }
 }
 
+/** The version `parsed` declares when it is a format newer than `known`, else undefined. */
+export function newerVersion(parsed: unknown, known: number): number | undefined {
+  const v = declaredVersion(parsed);
+  return v !== undefined && v > known ? v : undefined;
+}
+
 /** Throws StateFormatError when `parsed` declares a version above `known`. */
 export function assertKnownVersion(parsed: unknown, known: number, file: string, what: string): void {
-  const v = declaredVersion(parsed);
-  if (v !== undefined && v > known) throw new StateFormatError(file, v, known, what);
+  const v = newerVersion(parsed, known);
+  if (v !== undefined) throw new StateFormatError(file, v, known, what);
 }

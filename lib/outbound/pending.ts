@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { ensureDir, writeFileAtomic } from '../base/fs';
 import * as path from 'node:path';
-import { newerFormatVersion, StateVersionError } from '../upload/upload-record';
+import { newerVersion, StateFormatError } from '../base/state-version';
 
 /** The format of the pending-upload records this sockwatch writes and reads (0.1.0 wrote the same). */
 export const PENDING_VERSION = 1;
@@ -67,7 +67,7 @@ export function removePending(stateDir: string, filePath: string): void {
  * Every readable pending record in `stateDir`, oldest first; unreadable ones are reported, not thrown,
  * and so are records of a newer format (`refused`, with the one line to show), left untouched.
  */
-export function listPending(stateDir: string): { records: PendingUpload[]; unreadable: string[]; refused: StateVersionError[] } {
+export function listPending(stateDir: string): { records: PendingUpload[]; unreadable: string[]; refused: StateFormatError[] } {
   let names: string[];
   try {
     names = fs.readdirSync(stateDir);
@@ -77,7 +77,7 @@ export function listPending(stateDir: string): { records: PendingUpload[]; unrea
   }
   const records: PendingUpload[] = [];
   const unreadable: string[] = [];
-  const refused: StateVersionError[] = [];
+  const refused: StateFormatError[] = [];
   for (const name of names) {
     if (!name.startsWith(PREFIX) || !name.endsWith(SUFFIX)) continue;
     const file = path.join(stateDir, name);
@@ -88,8 +88,8 @@ export function listPending(stateDir: string): { records: PendingUpload[]; unrea
       unreadable.push(file);
       continue;
     }
-    const newer = newerFormatVersion(parsed, PENDING_VERSION);
-    if (newer !== undefined) refused.push(new StateVersionError(file, newer, PENDING_VERSION, 'pending-upload record'));
+    const newer = newerVersion(parsed, PENDING_VERSION);
+    if (newer !== undefined) refused.push(new StateFormatError(file, newer, PENDING_VERSION, 'pending-upload record'));
     else if (isPending(parsed)) records.push(parsed);
     else unreadable.push(file);
   }

@@ -3,39 +3,15 @@
 // record or the new one, never a torn one.
 // Format versions (rule for every state record, pending-upload records too): `version` is the format
 // this sockwatch writes (UPLOAD_RECORD_VERSION, 1 since 0.1.0); an older known form is read, a newer
-// one is refused with one line (StateVersionError) and left as is: never misread, never deleted.
+// one is refused with one line (StateFormatError, base/state-version.ts) and left as is: never misread, never deleted.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { SockwatchError } from '../base/errors';
 import { ensureDir, writeFileAtomic } from '../base/fs';
+import { newerVersion, StateFormatError } from '../base/state-version';
 import * as path from 'node:path';
 
 /** The format of the upload records this sockwatch writes and reads (0.1.0 wrote the same). */
 export const UPLOAD_RECORD_VERSION = 1;
-
-/** The `version` of a parsed state record when it is a format newer than `known`, else undefined. */
-export function newerFormatVersion(parsed: unknown, known: number): number | undefined {
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const v = (parsed as { version?: unknown }).version;
-  return typeof v === 'number' && Number.isSafeInteger(v) && v > known ? v : undefined;
-}
-
-/** A state record written by a newer sockwatch: refused, left in place. */
-export class StateVersionError extends SockwatchError {
-  constructor(
-    readonly file: string,
-    readonly version: number,
-    readonly known: number,
-    what: string,
-  ) {
-    super(
-      'ERR_SOCKWATCH_STATE_VERSION',
-      `${what} ${file} has format v${version}, written by a newer sockwatch (this one knows v${known}); ` +
-        'left as is: finish with that version, or remove it to start over',
-    );
-    this.name = 'StateVersionError';
-  }
-}
 
 export interface UploadRecord {
   version: typeof UPLOAD_RECORD_VERSION;
@@ -89,7 +65,7 @@ export type ReadRecordResult = { record: UploadRecord } | { record: undefined; u
 
 /**
  * Reads a record; a missing file gives `unreadable: false`, a damaged one `unreadable: true`. A
- * record of a newer format throws StateVersionError (the caller must not start over on top of it).
+ * record of a newer format throws StateFormatError (the caller must not start over on top of it).
  */
 export async function readUploadRecord(file: string): Promise<ReadRecordResult> {
   let text: string;
@@ -105,8 +81,8 @@ export async function readUploadRecord(file: string): Promise<ReadRecordResult> 
   } catch {
     return { record: undefined, unreadable: true };
   }
-  const newer = newerFormatVersion(parsed, UPLOAD_RECORD_VERSION);
-  if (newer !== undefined) throw new StateVersionError(file, newer, UPLOAD_RECORD_VERSION, 'upload record');
+  const newer = newerVersion(parsed, UPLOAD_RECORD_VERSION);
+  if (newer !== undefined) throw new StateFormatError(file, newer, UPLOAD_RECORD_VERSION, 'upload record');
   return isRecord(parsed) ? { record: parsed } : { record: undefined, unreadable: true };
 }
 
