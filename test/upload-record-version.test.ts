@@ -82,7 +82,7 @@ describe('upload records', () => {
     expect(err).toBeInstanceOf(SockwatchError);
     expect(err).toMatchObject({ code: 'ERR_SOCKWATCH_STATE_VERSION', version: 2, known: 1, file: rec });
     expect((err as Error).message).toBe(
-      `upload record ${rec} has format v2, written by a newer sockwatch (this one knows v1); left as is: finish with that version, or remove it to start over`,
+      `upload record ${rec} has format v2, written by a newer sockwatch (this one knows v1); left as is: run the newer version, or move the file away to start over`,
     );
     expect((err as Error).message).not.toContain('\n');
 
@@ -124,7 +124,7 @@ describe('pending-upload records', () => {
     expect(r.refused).toHaveLength(1);
     expect(r.refused[0]).toMatchObject({ code: 'ERR_SOCKWATCH_STATE_VERSION', version: 3, known: 1, file: newer });
     expect(r.refused[0]!.message).toBe(
-      `pending-upload record ${newer} has format v3, written by a newer sockwatch (this one knows v1); left as is: finish with that version, or remove it to start over`,
+      `pending-upload record ${newer} has format v3, written by a newer sockwatch (this one knows v1); left as is: run the newer version, or move the file away to start over`,
     );
     expect(fs.readFileSync(newer, 'utf8')).toBe(newerText);
   });
