@@ -3,10 +3,24 @@
 // namespace), format version, the cap. The CLI end to end is in cli-queues-restart.test.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { SocketRecord } from '../lib/sampler';
-import { EpisodeStore, QueueTracker, alertId, exceeds, type Episode, type EpisodeScope, type Thresholds } from '../lib/queues';
+import {
+  EpisodeStore,
+  QueueTracker,
+  QueueWatcher,
+  alertId,
+  exceeds,
+  type Episode,
+  type EpisodeScope,
+  type QueueAlert,
+  type Thresholds,
+} from '../lib/queues';
+import { cleanupSockets, unreadConnection } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
+import { waitFor } from './helpers/wait';
+
+afterAll(cleanupSockets);
 
 const T: Thresholds = { recv: 100, send: 100, accept: 'limit' };
 
@@ -163,5 +177,47 @@ describe('EpisodeStore', () => {
     fs.writeFileSync(path.join(dir, 'elsewhere'), JSON.stringify({ v: 1, ...SCOPE, episodes: [] }));
     fs.symlinkSync(path.join(dir, 'elsewhere'), file);
     expect(() => new EpisodeStore(file, SCOPE).load()).toThrow(/symbolic link/);
+  });
+});
+
+describe('QueueWatcher with an episode file (real socket)', () => {
+  it('saves the repeat number at stop, and a new watcher on the same file continues with a repeat, not an alert', async () => {
+    const o = await unreadConnection('127.0.0.1', 3000);
+    const file = path.join(tmpDir('episodes'), 'episodes.json');
+    const options = {
+      intervalMs: 20,
+      repeatMs: 100,
+      recvThreshold: 1000,
+      sendThreshold: 'off' as const,
+      acceptThreshold: 'off' as const,
+      filter: { tcp: true, udp: false, localPorts: [o.port] },
+      episodeFile: file,
+      owners: false,
+    };
+    const first = new QueueWatcher(options);
+    expect(first.episodesRestored).toMatchObject({ restored: 0, continued: [] });
+    const seen: QueueAlert[] = [];
+    first.on('alert', (a) => seen.push(a));
+    first.start();
+    await waitFor('an alert and a repeat', () => seen.some((a) => a.event === 'repeat'));
+    await first.stop();
+    const last = seen.at(-1)!;
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as { episodes: Array<{ id: string; repeat: number }> };
+    expect(saved.episodes).toEqual([expect.objectContaining({ id: seen[0]!.id, repeat: last.repeat })]);
+
+    const second = new QueueWatcher(options);
+    expect(second.episodesRestored?.restored).toBe(1);
+    const next: QueueAlert[] = [];
+    second.on('alert', (a) => next.push(a));
+    second.start();
+    try {
+      await waitFor('a repeat after the restart', () => next.length > 0);
+      expect(next[0]).toMatchObject({ event: 'repeat', since: seen[0]!.since });
+      expect(next[0]!.repeat).toBeGreaterThan(last.repeat);
+      expect(next.some((a) => a.event === 'alert')).toBe(false);
+    } finally {
+      await second.stop();
+      o.close();
+    }
   });
 });
