@@ -67,6 +67,16 @@ describe('state directories sockwatch must not use', () => {
     expect(fs.readdirSync(cwd)).toEqual([]);
   });
 
+  it.each([
+    ['--log-dir', '/proc/sockwatch-logs'],
+    ['--state-dir', '/sys/sockwatch-state'],
+  ])('snat %s %s exits 2 with one line before it starts, and creates nothing', async (flag, dir) => {
+    const cwd = tmpDir('bad-input');
+    const r = await runCli(['snat', flag, dir, '-d', '0.001'], { cwd });
+    expectUsageError(r, new RegExp(`^sockwatch: ${flag}: ${dir} is under /(proc|sys), a kernel pseudo file system`));
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+
   it.skipIf(!isRoot)('a missing directory on a read-only mount is reported as EROFS, not ENOENT', () => {
     const root = tmpDir('bad-input');
     fs.mkdirSync(path.join(root, 'ro'));

@@ -11,6 +11,7 @@ import { SAS_URL_VARIABLE } from '../upload/sas-url';
 import { parsePortSpec } from '../sampler';
 import { decimalFlag, intFlag, listFlag, parse } from './args';
 import { UsageError } from './errors';
+import { ensureDir } from '../base/fs';
 
 export const SNAT_HELP = `Usage: sockwatch snat [-t THRESHOLD] [-f SECONDS] [-d HOURS] [-c] [options] [enable-dump|enable-trace|enable-dump-trace]
 
@@ -170,6 +171,26 @@ async function clean(logDir: string, out: NodeJS.WritableStream): Promise<number
   return 0;
 }
 
+/**
+ * The log and state directories are created before anything runs, so a directory that cannot exist
+ * (under /proc or /sys, on a read-only mount, a file in the way) is bad input: one line, exit 2,
+ * not a failure found at the first log line or the first upload.
+ */
+function prepareDirectories(session: SnatSessionOptions): void {
+  const dirs: Array<[string, string | undefined]> = [
+    ['--log-dir', session.logDir],
+    ['--state-dir', session.stateDir],
+  ];
+  for (const [flag, dir] of dirs) {
+    if (dir === undefined) continue;
+    try {
+      ensureDir(dir);
+    } catch (e) {
+      throw new UsageError(`${flag}: ${(e as Error).message}`);
+    }
+  }
+}
+
 /** Grace for a clean stop after SIGTERM/SIGINT before the process exits anyway. */
 const HARD_EXIT_MS = 25_000;
 
@@ -180,6 +201,7 @@ export async function runSnat(argv: string[], out: NodeJS.WritableStream): Promi
     return 0;
   }
   if (parsed.clean) return clean(parsed.logDir, out);
+  prepareDirectories(parsed.session);
 
   const stop = new AbortController();
   let signals = 0;
