@@ -14,6 +14,11 @@ export const ERROR_CODES = {
     action: 'create a new Sampler',
     legacy: 'ERR_SAMPLER_CLOSED',
   },
+  ERR_SOCKWATCH_SAMPLER_BUSY: {
+    meaning: 'sampleSync or lookupSync was called while an async call of the same Sampler was queued or running',
+    action: 'await the pending call first, or use sample() / lookup(), which queue',
+    legacy: 'EBUSY',
+  },
   ERR_SOCKWATCH_LOCKED: {
     meaning: 'another live process (or a process on another host) holds this lock file: state directory, snat pidfile or instance lock',
     action: 'stop the other instance, or give this one its own state directory or instance name',
