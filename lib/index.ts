@@ -33,6 +33,7 @@ export type {
   AcceptThreshold,
   SocketOwner,
   SocketOwnersOptions,
+  QueueEpisodesRestored,
 } from './queues';
 export { Outbox, HttpDelivery, StateDirLockedError } from './alerts';
 export type {
@@ -42,6 +43,7 @@ export type {
   OutboxStats,
   OutboxEvents,
   OutboxDroppedEvent,
+  OutboxDamagedEvent,
   AppendOptions,
   DeadLetterReason,
   DropReason,

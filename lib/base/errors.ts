@@ -30,8 +30,9 @@ export const ERROR_CODES = {
     legacy: undefined,
   },
   ERR_SOCKWATCH_STATE_VERSION: {
-    meaning: 'a state record (upload or pending-upload record) was written by a newer sockwatch; it is left as is, never misread',
-    action: 'finish the work with the newer version, or remove the record to start over',
+    meaning:
+      'a state file (outbox.meta, episodes.json, an upload or pending-upload record) was written by a newer sockwatch; it is left as is, never misread',
+    action: 'run the newer version, or move the file away to start over',
     legacy: undefined,
   },
   ERR_SOCKWATCH_NO_DOTNET: {
