@@ -88,7 +88,7 @@ describe('pid lock', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'ELOCKED' });
+    expect(err).toMatchObject({ code: 'ERR_SOCKWATCH_LOCKED', legacyCode: 'ELOCKED' });
     expect((err as Error).message).toContain('other-host-7');
     expect((err as Error).message).toContain(file);
     expect((err as Error).message).not.toContain('\n');
@@ -119,7 +119,7 @@ describe('pid lock', () => {
     const content = `${process.ppid}\n${JSON.stringify({ v: LOCK_FORMAT_VERSION + 1, pid: deadPid() })}\n`;
     fs.writeFileSync(file, content);
     expect(() => acquireOwnerFile(file)).toThrow(
-      expect.objectContaining({ code: 'ELOCKVERSION', message: expect.stringMatching(/newer sockwatch/) }),
+      expect.objectContaining({ code: 'ERR_SOCKWATCH_LOCK_VERSION', message: expect.stringMatching(/newer sockwatch/) }),
     );
     expect(() => readOwnerFile(file)).toThrow(/format v2/);
     expect(fs.readFileSync(file, 'utf8')).toBe(content);

@@ -19,11 +19,13 @@
 //
 // Created atomically (a complete temporary file, mode 0600, opened O_EXCL|O_NOFOLLOW, hard-linked
 // into place); read with O_NOFOLLOW: a symbolic link at the lock path is refused with one line.
-// Errors carry a plain string `code`: ELOCKED (held), ELOOP (a link), ELOCKVERSION (newer format).
+// Errors carry a string `code` (lib/base/errors.ts): ERR_SOCKWATCH_LOCKED (held), ERR_SOCKWATCH_LOCK_VERSION
+// (newer format), or the errno the kernel gives (ELOOP for a link under O_NOFOLLOW).
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { SockwatchError, legacyCodeOf } from './errors';
 import { processStartTime } from './proc';
 
 /** The lock file format this version writes and reads. */
@@ -54,6 +56,11 @@ export type OwnerState = 'held' | 'stale' | 'elsewhere';
 
 /** A lock file that cannot be used: held on another host, a symbolic link, or a newer format. */
 export class LockFileError extends Error {
+  /**
+   * The 0.1.0 code (ELOCKED) of a held lock.
+   * @deprecated match on `code` instead; removed in 0.3.0.
+   */
+  readonly legacyCode?: string;
   constructor(
     message: string,
     readonly code: string,
@@ -62,6 +69,8 @@ export class LockFileError extends Error {
   ) {
     super(message);
     this.name = 'LockFileError';
+    const legacy = legacyCodeOf(code);
+    if (legacy !== undefined) this.legacyCode = legacy;
   }
 }
 
@@ -104,7 +113,7 @@ export function ownerAlive(owner: FileOwner): boolean {
   return ownerState(owner) !== 'stale';
 }
 
-/** Throws (code ELOCKED) when the file's owner is on another host. */
+/** Throws (code ERR_SOCKWATCH_LOCKED) when the file's owner is on another host. */
 export function assertSameHost(file: string, owner: FileOwner): void {
   if (ownerState(owner) === 'elsewhere') throw elsewhereError(file, owner);
 }
@@ -112,7 +121,7 @@ export function assertSameHost(file: string, owner: FileOwner): void {
 function elsewhereError(file: string, owner: FileOwner): LockFileError {
   return new LockFileError(
     `lock file ${file} belongs to process ${owner.pid} on host ${owner.host}; a state directory on shared storage must be per instance`,
-    'ELOCKED',
+    'ERR_SOCKWATCH_LOCKED',
     file,
     owner,
   );
@@ -155,7 +164,7 @@ export function parseOwnerFile(content: string, file = 'lock file'): FileOwner |
   if (parsed && 'newer' in parsed) {
     throw new LockFileError(
       `lock file ${file} has format v${parsed.newer}, written by a newer sockwatch (this one knows v${LOCK_FORMAT_VERSION}); stop that version or remove the file`,
-      'ELOCKVERSION',
+      'ERR_SOCKWATCH_LOCK_VERSION',
       file,
     );
   }
@@ -313,14 +322,15 @@ export function removeOwnerFileIfDeadOr(file: string, owner?: FileOwner): boolea
 /** The lock of a state directory (one process per directory). */
 export const LOCK_FILE = 'outbox.lock';
 
-export class StateDirLockedError extends Error {
-  readonly code = 'ELOCKED';
+/** Another live process holds the state directory (code ERR_SOCKWATCH_LOCKED). */
+export class StateDirLockedError extends SockwatchError {
   constructor(
     readonly dir: string,
     readonly ownerPid: number | undefined,
     message?: string,
   ) {
     super(
+      'ERR_SOCKWATCH_LOCKED',
       message ??
         `state directory ${dir} is in use by ${ownerPid === process.pid ? 'this process' : `process ${ownerPid ?? '(unknown)'}`}` +
           ` (lock file ${path.join(dir, LOCK_FILE)})`,
@@ -346,7 +356,9 @@ export class StateDirLock {
     try {
       got = acquireOwnerFile(file, { what: 'state directory' });
     } catch (err) {
-      if (err instanceof LockFileError && err.code === 'ELOCKED') throw new StateDirLockedError(dir, err.owner?.pid, err.message);
+      if (err instanceof LockFileError && err.code === 'ERR_SOCKWATCH_LOCKED') {
+        throw new StateDirLockedError(dir, err.owner?.pid, err.message);
+      }
       throw err;
     }
     if (!got.acquired) throw new StateDirLockedError(dir, got.owner.pid || undefined);
