@@ -118,7 +118,13 @@ describe('toUploadError', () => {
     });
     const err = toUploadError(raw, 'stageBlock', secrets);
     expect(err).toBeInstanceOf(UploadError);
-    expect(err).toMatchObject({ statusCode: 403, code: 'AuthenticationFailed', retryable: false, operation: 'stageBlock' });
+    expect(err).toMatchObject({
+      statusCode: 403,
+      code: 'ERR_SOCKWATCH_UPLOAD_REJECTED',
+      serviceCode: 'AuthenticationFailed',
+      retryable: false,
+      operation: 'stageBlock',
+    });
     expect(err.message).toMatch(/^stageBlock failed with HTTP 403 AuthenticationFailed: the SAS is wrong, expired/);
     expect(err.reason).toBe('HTTP 403 AuthenticationFailed');
     expectNoSecret(err.message);

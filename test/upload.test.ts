@@ -286,7 +286,13 @@ describe('uploadFile on Azurite', () => {
     const { file } = makeFile('core.7007', 1000);
     const noContainer = await createContainerSas(azurite.url, 'missing-container', { create: false });
     const err = await run({ filePath: file, containerSasUrl: noContainer }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ name: 'UploadError', statusCode: 404, code: 'ContainerNotFound', attempts: 1 });
+    expect(err).toMatchObject({
+      name: 'UploadError',
+      statusCode: 404,
+      code: 'ERR_SOCKWATCH_UPLOAD_REJECTED',
+      serviceCode: 'ContainerNotFound',
+      attempts: 1,
+    });
     expect((err as Error).message).toContain('the container does not exist');
     expect(await keyContainerClient(azurite.url, 'missing-container').exists()).toBe(false);
   });

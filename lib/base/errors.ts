@@ -90,6 +90,18 @@ export const ERROR_CODES = {
     action: 'retried from the start while the local file exists; otherwise inspect the blob',
     legacy: 'VERIFY_FAILED',
   },
+  ERR_SOCKWATCH_UPLOAD_REJECTED: {
+    meaning:
+      'the storage service answered an upload request with an error status; `statusCode` and `serviceCode` (e.g. AuthenticationFailed, ContainerNotFound) say which',
+    action: '403: a new SAS URL with r and w; 404: create the container; 408, 429 and 5xx are retried',
+    legacy: undefined,
+  },
+  ERR_SOCKWATCH_UPLOAD_FAILED: {
+    meaning:
+      'an upload request failed in a way that is neither a network error nor a service answer; `serviceCode` holds what the storage client reported',
+    action: 'read the message; report it if it repeats',
+    legacy: undefined,
+  },
 } as const satisfies Record<string, { meaning: string; action: string; legacy: string | undefined }>;
 
 export type SockwatchErrorCode = keyof typeof ERROR_CODES;

@@ -202,7 +202,7 @@ async function blockList(up: Upload): Promise<{ committed: { name: string; size:
     return { committed: (res.committedBlocks ?? []).map((b) => ({ name: b.name, size: b.size })), uncommitted };
   } catch (err) {
     // No blob and no staged block yet: nothing to resume.
-    if (err instanceof UploadError && err.statusCode === 404 && err.code === 'BlobNotFound') {
+    if (err instanceof UploadError && err.statusCode === 404 && err.serviceCode === 'BlobNotFound') {
       return { committed: [], uncommitted: new Map() };
     }
     throw err;

@@ -11,10 +11,13 @@ export interface UploadErrorInit {
   retryable: boolean;
   statusCode?: number;
   /**
-   * The service error code (AuthenticationFailed, ContainerNotFound…), a network code (ECONNREFUSED…) or
-   * one of the project's (ERR_SOCKWATCH_UPLOAD_TIMEOUT, _FILE_CHANGED, _VERIFY_FAILED: lib/base/errors.ts).
+   * A network code (ECONNREFUSED…, Node's scheme) or one of the project's (lib/base/errors.ts):
+   * ERR_SOCKWATCH_UPLOAD_REJECTED for a service answer, _UPLOAD_FAILED, _UPLOAD_TIMEOUT, _FILE_CHANGED,
+   * _VERIFY_FAILED.
    */
   code?: string;
+  /** The storage service's own error code (AuthenticationFailed, ContainerNotFound, BlobNotFound…). */
+  serviceCode?: string;
   /** From a Retry-After header, when the service sent one. */
   retryAfterMs?: number;
 }
@@ -25,6 +28,8 @@ export class UploadError extends Error {
   readonly retryable: boolean;
   readonly statusCode?: number;
   readonly code?: string;
+  /** The storage service's own error code (AuthenticationFailed, ContainerNotFound…), when it sent one. */
+  readonly serviceCode?: string;
   /**
    * The 0.1.0 code of a project condition (timeout, FILE_CHANGED, VERIFY_FAILED).
    * @deprecated match on `code` instead; removed in 0.3.0.
@@ -41,14 +46,15 @@ export class UploadError extends Error {
     this.retryable = init.retryable;
     if (init.statusCode !== undefined) this.statusCode = init.statusCode;
     if (init.code !== undefined) this.code = init.code;
+    if (init.serviceCode !== undefined) this.serviceCode = init.serviceCode;
     const legacy = init.code === undefined ? undefined : legacyCodeOf(init.code);
     if (legacy !== undefined) this.legacyCode = legacy;
     if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
   }
 
-  /** A short reason for a retry log line: "ECONNREFUSED", "HTTP 503 ServerBusy", "ERR_SOCKWATCH_UPLOAD_TIMEOUT". */
+  /** A short reason for a retry log line: "ECONNREFUSED", "HTTP 503 ServerBusy" (the service's code), "ERR_SOCKWATCH_UPLOAD_TIMEOUT". */
   get reason(): string {
-    if (this.statusCode !== undefined) return `HTTP ${this.statusCode}${this.code ? ` ${this.code}` : ''}`;
+    if (this.statusCode !== undefined) return `HTTP ${this.statusCode}${this.serviceCode ? ` ${this.serviceCode}` : ''}`;
     return this.code ?? this.message;
   }
 }
@@ -134,7 +140,8 @@ export function toUploadError(err: unknown, operation: string, secrets: readonly
     return new UploadError(`${operation} failed with HTTP ${status}${code ? ` ${code}` : ''}${hint(status, code)} (${firstLine})`, {
       operation,
       statusCode: status,
-      code,
+      code: 'ERR_SOCKWATCH_UPLOAD_REJECTED',
+      ...(code !== undefined ? { serviceCode: code } : {}),
       retryable: isRetryableStatus(status),
       retryAfterMs: parseRetryAfter(e.response?.headers?.get?.('retry-after')),
     });
@@ -145,7 +152,8 @@ export function toUploadError(err: unknown, operation: string, secrets: readonly
   }
   return new UploadError(`${operation} failed: ${firstLine}`, {
     operation,
-    code: typeof e.code === 'string' ? scrub(e.code, secrets) : undefined,
+    code: 'ERR_SOCKWATCH_UPLOAD_FAILED',
+    ...(typeof e.code === 'string' ? { serviceCode: scrub(e.code, secrets) } : {}),
     retryable: false,
   });
 }
