@@ -24,6 +24,8 @@ export const SCAN_SKMEMINFO = 2; // ask the kernel for INET_DIAG_SKMEMINFO
 export const SCAN_AGGREGATE = 4; // per-remote-endpoint aggregation of TCP sockets in aggStates
 export const SCAN_AGG_COOKIES = 8; // with SCAN_AGGREGATE: return the cookie of every aggregated socket
 export const SCAN_FORCE_PROC_UDP = 16; // read UDP from /proc/net/udp{,6} even when udp_diag exists (tests)
+export const SCAN_TEST_ABORT_AFTER_FIRST = 32; // tests: the scan gives up (ECANCELED) mid-dump, after one socket
+export const SCAN_TEST_NO_SEND = 64; // tests: the request is not sent, so its reply never comes (recv timeout)
 /** Bits of RecordField.Reasons. */
 export const REASON_RECV = 1;
 export const REASON_SEND = 2;
@@ -119,6 +121,8 @@ export interface NativeScanResult {
   offendersTotal: number;
   /** Sockets the kernel returned (after its own filters). */
   socketsSeen: number;
+  /** Sockets skipped because their state number is one the addon does not know (not in socketsSeen). */
+  skippedUnknownState: number;
   /** Socket counts per state: TCP at [state], UDP at [16 + state]. */
   stateCounts: Uint32Array;
   /** With SCAN_AGGREGATE. */
@@ -151,7 +155,8 @@ export interface NativeSampler {
 }
 
 export interface NativeBinding {
-  Sampler: new (netnsPath?: string) => NativeSampler;
+  /** recvTimeoutMs: a kernel reply not received within it fails with ETIMEDOUT (default 5000, 0: none). */
+  Sampler: new (netnsPath?: string, recvTimeoutMs?: number) => NativeSampler;
   /** The addon's interface version ("1"), for tests and the bench. */
   version: string;
   /** Test hook: runs recorded reply datagrams through the live parser and scan logic. */
@@ -182,9 +187,9 @@ function wrapBinding(raw: NativeBinding): NativeBinding {
   const RawSampler = raw.Sampler;
   class Sampler implements NativeSampler {
     private readonly raw: NativeSampler;
-    constructor(netnsPath?: string) {
+    constructor(netnsPath?: string, recvTimeoutMs?: number) {
       try {
-        this.raw = new RawSampler(netnsPath);
+        this.raw = new RawSampler(netnsPath, recvTimeoutMs);
       } catch (e) {
         throw fromNative(e);
       }

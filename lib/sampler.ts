@@ -48,6 +48,8 @@ export type { AcceptThreshold, ByteThreshold, PortSpec, SocketStateName, StateLi
 export interface SamplerOptions {
   /** Sample inside another network namespace: /proc/PID/ns/net or /var/run/netns/NAME (needs CAP_SYS_ADMIN). */
   netns?: string;
+  /** A kernel reply not received within this many ms fails the call with ETIMEDOUT (default 5000; 0: wait forever). */
+  recvTimeoutMs?: number;
 }
 
 export interface AggregateOptions {
@@ -152,6 +154,8 @@ export interface SampleResult {
   records: SocketRecord[];
   offendersTotal: number;
   socketsSeen: number;
+  /** Sockets skipped because the kernel gave a state number sockwatch does not know (not in socketsSeen). */
+  skippedUnknownState: number;
   /** Count per state name, per protocol. */
   tcpStates: Record<string, number>;
   udpStates: Record<string, number>;
@@ -171,7 +175,7 @@ export interface SampleResult {
 const DEFAULT_MAX_RECORDS = 10_000;
 
 /** The public options of each call, as validate.optionsObject checks them. */
-export const SAMPLER_OPTION_KEYS = ['netns'] as const;
+export const SAMPLER_OPTION_KEYS = ['netns', 'recvTimeoutMs'] as const;
 /** The socket-selection keys (what `sockwatch list` selects by; QueueWatcher's `filter`). */
 export const FILTER_OPTION_KEYS = [
   'tcp',
@@ -402,6 +406,7 @@ function toResult(n: NativeScanResult, timestamp: number): SampleResult {
     records: unpackRecords(n.records),
     offendersTotal: n.offendersTotal,
     socketsSeen: n.socketsSeen,
+    skippedUnknownState: n.skippedUnknownState,
     tcpStates: stateCounts(n.stateCounts, 0, 'tcp'),
     udpStates: stateCounts(n.stateCounts, 16, 'udp'),
     aggregates: n.aggregates ? unpackAggregates(n.aggregates) : [],
@@ -466,9 +471,10 @@ export class Sampler {
       }
     }
     this.netns = options.netns;
+    const recvTimeoutMs = v.optInteger(options.recvTimeoutMs, 'options.recvTimeoutMs', 5000, { min: 0, max: 2 ** 32 - 1 });
     const binding = loadBinding();
     try {
-      this.native = new binding.Sampler(options.netns);
+      this.native = new binding.Sampler(options.netns, recvTimeoutMs);
     } catch (e) {
       throw options.netns ? explainNetnsError(e as NativeError, options.netns) : e;
     }

@@ -95,6 +95,7 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags) {
   o.Set("records", PackRecords(env, out.records, (flags & sw::kScanSkmem) != 0));
   o.Set("offendersTotal", Napi::Number::New(env, static_cast<double>(out.offenders_total)));
   o.Set("socketsSeen", Napi::Number::New(env, static_cast<double>(out.sockets_seen)));
+  o.Set("skippedUnknownState", Napi::Number::New(env, static_cast<double>(out.skipped_unknown_state)));
   // TCP states at [state], UDP at [kStateSlots + state].
   Napi::Uint32Array counts = Napi::Uint32Array::New(env, 2 * sw::kStateSlots);
   memcpy(counts.Data(), out.tcp_states, sizeof(out.tcp_states));
@@ -247,7 +248,15 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
       netns = info[0].As<Napi::String>().Utf8Value();
       in_netns_ = !netns.empty();
     }
-    Status s = sock_.Open(netns.empty() ? nullptr : netns.c_str());
+    uint32_t recv_timeout_ms = sw::kDefaultRecvTimeoutMs;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsNumber()) {
+        Napi::TypeError::New(env, "native: recvTimeoutMs must be a number").ThrowAsJavaScriptException();
+        return;
+      }
+      recv_timeout_ms = info[1].As<Napi::Number>().Uint32Value();
+    }
+    Status s = sock_.Open(netns.empty() ? nullptr : netns.c_str(), recv_timeout_ms);
     if (!s.ok()) SystemError(env, s).ThrowAsJavaScriptException();
   }
 
@@ -381,7 +390,9 @@ void ScanWorker::OnError(const Napi::Error&) {
   deferred_.Reject(SystemError(Env(), status_).Value());
 }
 
-// Test hook: runs recorded reply datagrams through the same parser and scan logic as a live dump.
+// Test hook: runs recorded reply datagrams through the production scan (sw::RunScan over a
+// ReplayChannel: the same walk, sink, thresholds, maxRecords, peek path and aggregation as a live
+// dump). Every request of the scan is answered from the datagrams in order, with sequence `seq`.
 Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsObject()) {
@@ -392,47 +403,32 @@ Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
   if (!ParseScanRequest(info[2], &p)) return env.Undefined();
   Napi::Array dgrams = info[0].As<Napi::Array>();
   uint32_t seq = info[1].As<Napi::Number>().Uint32Value();
-  uint8_t protocol = (p.protocols & sw::kProtoUdp) && !(p.protocols & sw::kProtoTcp) ? IPPROTO_UDP : IPPROTO_TCP;
-
-  class Collect : public sw::MessageSink {
-   public:
-    Collect(const ScanParams& p, uint8_t proto, ScanOutput* out) : p_(p), proto_(proto), out_(out) {}
-    int OnMessage(const struct nlmsghdr* h) override {
-      SockRecord rec;
-      int r = sw::ParseInetDiagMsg(h, proto_, (p_.flags & sw::kScanSkmem) != 0, &rec);
-      if (r < 0) return r;
-      out_->sockets_seen++;
-      uint32_t reasons = sw::OffenderReasons(rec, p_);
-      if (reasons || (p_.flags & sw::kScanAll)) out_->records.push_back(sw::Offender{rec, reasons});
-      return 0;
-    }
-
-   private:
-    const ScanParams& p_;
-    uint8_t proto_;
-    ScanOutput* out_;
-  };
-
-  ScanOutput out;
-  Collect sink(p, protocol, &out);
-  bool done = false;
-  for (uint32_t i = 0; i < dgrams.Length() && !done; i++) {
+  // Copies into 4-byte aligned storage, as recvmsg's buffer is: a Buffer may start anywhere.
+  std::vector<std::vector<uint32_t>> storage;
+  std::vector<sw::ReplayChannel::Datagram> views;
+  for (uint32_t i = 0; i < dgrams.Length(); i++) {
     Napi::Value v = dgrams.Get(i);
     if (!v.IsBuffer()) {
       Napi::TypeError::New(env, "native: datagrams must be Buffers").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();
-    bool saw = false;
-    int r = sw::WalkDatagram(b.Data(), b.Length(), seq, &sink, &saw);
-    if (r < 0) {
-      SystemError(env, Status::Fail(r, "recvmsg")).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    done = r == 1;
+    storage.emplace_back((b.Length() + 3) / 4);
+    if (b.Length() > 0) memcpy(storage.back().data(), b.Data(), b.Length());
+  }
+  for (size_t i = 0; i < storage.size(); i++) {
+    Napi::Buffer<char> b = dgrams.Get(static_cast<uint32_t>(i)).As<Napi::Buffer<char>>();
+    views.push_back({reinterpret_cast<const char*>(storage[i].data()), b.Length()});
+  }
+  sw::ReplayChannel channel(std::move(views), seq);
+  ScanOutput out;
+  Status s = sw::RunScan(&channel, p, false, &out);
+  if (!s.ok()) {
+    SystemError(env, s).ThrowAsJavaScriptException();
+    return env.Undefined();
   }
   Napi::Object o = OutputToJs(env, out, p.flags);
-  o.Set("done", done);
+  o.Set("done", channel.saw_done());
   return o;
 }
 

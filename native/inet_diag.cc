@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include <vector>
 
 namespace sw {
 
@@ -29,15 +32,19 @@ int PeekInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, SockRecord* out)
   if (m->idiag_family != AF_INET && m->idiag_family != AF_INET6) return -EBADMSG;
   out->family = m->idiag_family;
   out->protocol = protocol;
-  out->state = m->idiag_state;
   out->rqueue = m->idiag_rqueue;
   out->wqueue = m->idiag_wqueue;
+  if (!KnownState(m->idiag_state)) {
+    out->state = 0;
+    return kUnknownState;
+  }
+  out->state = m->idiag_state;
   return 0;
 }
 
 int ParseInetDiagMsg(const struct nlmsghdr* h, uint8_t protocol, bool want_skmem, SockRecord* out) {
   int r = PeekInetDiagMsg(h, protocol, out);
-  if (r < 0) return r;
+  if (r != 0) return r;
   const struct inet_diag_msg* m = reinterpret_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
   out->timer = m->idiag_timer;
   out->retrans = m->idiag_retrans;
@@ -142,6 +149,169 @@ size_t BuildLookupRequest(uint8_t* buf, size_t cap, uint32_t seq, uint8_t family
   r->id.idiag_cookie[0] = static_cast<uint32_t>(cookie & 0xFFFFFFFFu);
   r->id.idiag_cookie[1] = static_cast<uint32_t>(cookie >> 32);
   return len;
+}
+
+namespace {
+
+// Op codes of enum inet_diag_bc_op_code (linux/inet_diag.h), spelled out: older headers lack some.
+enum : uint8_t {
+  kBcNop = 0,
+  kBcJmp = 1,
+  kBcSGe = 2,
+  kBcSLe = 3,
+  kBcDGe = 4,
+  kBcDLe = 5,
+  kBcAuto = 6,
+  kBcSCond = 7,
+  kBcDCond = 8,
+  kBcDevCond = 9,
+  kBcMarkCond = 10,
+  kBcSEq = 11,
+  kBcDEq = 12,
+  kBcCgroupCond = 13,
+};
+
+constexpr size_t kOpSize = 4;        // {u8 code; u8 yes; u16 no}
+constexpr size_t kHostcondSize = 8;  // {u8 family; u8 prefix_len; (pad); int port}, then the address
+
+struct Op {
+  uint8_t code;
+  uint8_t yes;
+  uint16_t no;
+};
+
+Op ReadOp(const uint8_t* p) {
+  Op op;
+  op.code = p[0];
+  op.yes = p[1];
+  memcpy(&op.no, p + 2, sizeof(op.no));
+  return op;
+}
+
+// Length of the op at `off` with its operands, or 0 when it is unknown or runs past `len`.
+size_t OpLength(const uint8_t* bc, size_t len, size_t off, int* err) {
+  if (len - off < kOpSize) return 0;
+  switch (bc[off]) {
+    case kBcNop:
+    case kBcJmp: return kOpSize;
+    case kBcSGe:
+    case kBcSLe:
+    case kBcDGe:
+    case kBcDLe:
+    case kBcSEq:
+    case kBcDEq: return len - off >= 2 * kOpSize ? 2 * kOpSize : 0;
+    case kBcSCond:
+    case kBcDCond: {
+      if (len - off < kOpSize + kHostcondSize) return 0;
+      uint8_t family = bc[off + kOpSize];
+      uint8_t prefix = bc[off + kOpSize + 1];
+      size_t alen = family == AF_INET ? 4 : family == AF_INET6 ? 16 : family == AF_UNSPEC ? 0 : SIZE_MAX;
+      if (alen == SIZE_MAX || prefix > alen * 8) return 0;
+      size_t n = kOpSize + kHostcondSize + alen;
+      return len - off >= n ? n : 0;
+    }
+    case kBcAuto:
+    case kBcDevCond:
+    case kBcMarkCond:
+    case kBcCgroupCond: *err = -EOPNOTSUPP; return 0;
+    default: return 0;
+  }
+}
+
+// The first `bits` bits of a and b are equal.
+bool PrefixMatch(const uint8_t* a, const uint8_t* b, unsigned bits) {
+  unsigned bytes = bits / 8;
+  if (memcmp(a, b, bytes) != 0) return false;
+  unsigned rest = bits % 8;
+  if (rest == 0) return true;
+  uint8_t mask = static_cast<uint8_t>(0xFF00u >> rest);
+  return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+bool CondMatches(const uint8_t* op, bool source, const SockRecord& r) {
+  const uint8_t* cond = op + kOpSize;
+  uint8_t family = cond[0];
+  uint8_t prefix = cond[1];
+  int32_t port;
+  memcpy(&port, cond + 4, sizeof(port));
+  if (port != -1 && port != (source ? r.sport : r.dport)) return false;
+  if (prefix == 0) return true;
+  const uint8_t* want = cond + kHostcondSize;
+  const uint8_t* addr = source ? r.src : r.dst;
+  if (family == AF_UNSPEC) return false;  // a prefix needs an address: CheckBytecode allows 0 only
+  if (family == r.family) return PrefixMatch(addr, want, prefix);
+  // An IPv4 condition matches an IPv4-mapped IPv6 address (::ffff:a.b.c.d), as in the kernel.
+  if (family == AF_INET && r.family == AF_INET6) {
+    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    if (memcmp(addr, kMapped, sizeof(kMapped)) != 0) return false;
+    return PrefixMatch(addr + 12, want, prefix);
+  }
+  return false;
+}
+
+}  // namespace
+
+int CheckBytecode(const uint8_t* bc, size_t len) {
+  if (len > 0xFFFF) return -EINVAL;
+  // Op boundaries, so every jump can be checked to land on one.
+  std::vector<bool> starts(len + 1, false);
+  size_t off = 0;
+  while (off < len) {
+    int err = -EINVAL;
+    size_t n = OpLength(bc, len, off, &err);
+    if (n == 0) return err;
+    starts[off] = true;
+    off += n;
+  }
+  starts[len] = true;
+  for (off = 0; off < len;) {
+    int err = -EINVAL;
+    size_t n = OpLength(bc, len, off, &err);
+    Op op = ReadOp(bc + off);
+    // Jumps go forward by whole ops, past this op's operands, to an op, the end, or end + 4 (reject).
+    size_t targets[2] = {off + op.yes, off + op.no};
+    bool no_used = op.code != kBcNop;   // NOP always takes yes
+    bool yes_used = op.code != kBcJmp;  // JMP always takes no
+    for (int i = 0; i < 2; i++) {
+      if ((i == 0 && !yes_used) || (i == 1 && !no_used)) continue;
+      size_t t = targets[i];
+      size_t step = t - off;
+      if (step < n || (step & 3) != 0) return -EINVAL;
+      if (t != len + 4 && (t > len || !starts[t])) return -EINVAL;
+    }
+    off += n;
+  }
+  return 0;
+}
+
+bool RunBytecode(const uint8_t* bc, size_t len, const SockRecord& r) {
+  size_t off = 0;
+  while (off < len) {
+    int err = 0;
+    size_t n = OpLength(bc, len, off, &err);
+    if (n == 0) return false;  // unchecked garbage: reject rather than read past the program
+    Op op = ReadOp(bc + off);
+    bool yes;
+    uint16_t arg = 0;
+    if (n == 2 * kOpSize) memcpy(&arg, bc + off + kOpSize + 2, sizeof(arg));  // the port rides in op[1].no
+    switch (op.code) {
+      case kBcNop: yes = true; break;
+      case kBcJmp: yes = false; break;
+      case kBcSGe: yes = r.sport >= arg; break;
+      case kBcSLe: yes = r.sport <= arg; break;
+      case kBcDGe: yes = r.dport >= arg; break;
+      case kBcDLe: yes = r.dport <= arg; break;
+      case kBcSEq: yes = r.sport == arg; break;
+      case kBcDEq: yes = r.dport == arg; break;
+      case kBcSCond:
+      case kBcDCond: yes = CondMatches(bc + off, op.code == kBcSCond, r); break;
+      default: return false;
+    }
+    size_t step = yes ? op.yes : op.no;
+    if (step == 0) return false;
+    off += step;
+  }
+  return off == len;
 }
 
 }  // namespace sw

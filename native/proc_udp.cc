@@ -54,7 +54,7 @@ bool ParseProcUdpLine(const char* line, uint8_t family, SockRecord* out) {
   unsigned long when = 0, retr = 0, timeout = 0, inode = 0;
   int n = sscanf(next, " %x %x:%x %x:%lx %lx %u %lu %lu", &st, &tx, &rx, &tr, &when, &retr, &uid, &timeout, &inode);
   if (n != 9) return false;
-  out->state = static_cast<uint8_t>(st);
+  out->state = KnownState(st) ? static_cast<uint8_t>(st) : 0;  // 0: unknown, skipped and counted
   out->wqueue = tx;
   out->rqueue = rx;
   out->uid = uid;

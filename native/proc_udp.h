@@ -12,7 +12,8 @@ namespace sw {
 // Calls visit for each socket of the file; returns 0 or -errno.
 Status ReadProcUdp(const char* path, uint8_t family, const std::function<void(const SockRecord&)>& visit);
 
-// Parses one line of /proc/net/udp{,6} into a record. Returns true on success.
+// Parses one line of /proc/net/udp{,6} into a record. Returns true on success; a state the addon
+// does not know reads as 0 (the scan skips and counts it).
 bool ParseProcUdpLine(const char* line, uint8_t family, SockRecord* out);
 
 }  // namespace sw

@@ -34,8 +34,13 @@ class ScanSink : public MessageSink {
   // Most sockets are only counted: read the fixed fields the counts and thresholds need, and parse
   // the whole message (addresses, attributes) only for a socket that becomes a record or aggregate.
   int OnMessage(const struct nlmsghdr* h) override {
+    if ((p_.flags & kScanTestAbortAfterFirst) && out_->sockets_seen > 0) return -ECANCELED;
     int r = PeekInetDiagMsg(h, protocol_, &rec_);
     if (r < 0) return r;
+    if (r == kUnknownState) {
+      out_->skipped_unknown_state++;
+      return 0;
+    }
     uint32_t reasons = 0;
     if (!Count(rec_, &reasons)) return 0;
     r = ParseInetDiagMsg(h, protocol_, (p_.flags & kScanSkmem) != 0, &rec_);
@@ -46,6 +51,10 @@ class ScanSink : public MessageSink {
 
   // A whole record from a source other than netlink (/proc/net/udp).
   void Visit(const SockRecord& rec) {
+    if (!KnownState(rec.state)) {
+      out_->skipped_unknown_state++;
+      return;
+    }
     uint32_t reasons = 0;
     if (Count(rec, &reasons)) Keep(rec, reasons);
   }
@@ -158,37 +167,42 @@ class ScanSink : public MessageSink {
 };
 
 // Sends a built dump request and feeds its replies to the sink.
-Status RunDump(NetlinkSocket* sock, ScanSink* sink, uint8_t protocol, const uint8_t* req, size_t len, uint32_t seq) {
+Status RunDump(DiagChannel* sock, ScanSink* sink, uint8_t protocol, const uint8_t* req, size_t len, uint32_t seq,
+               const ScanParams& p) {
   if (len == 0) return Status::Fail(-E2BIG, "sendto");
   sink->set_protocol(protocol);
-  Status s = sock->Send(req, len);
+  Status s = (p.flags & kScanTestNoSend) ? Status::Ok() : sock->Send(req, len);
   if (!s.ok()) return s;
   return sock->Receive(seq, sink, false);
 }
 
-Status DumpOne(NetlinkSocket* sock, ScanSink* sink, uint8_t family, uint8_t protocol, uint32_t states,
+Status DumpOne(DiagChannel* sock, ScanSink* sink, uint8_t family, uint8_t protocol, uint32_t states,
                const ScanParams& p) {
   uint8_t req[4096];
   uint8_t ext = (p.flags & kScanSkmem) ? kExtSkmem : 0;
   uint32_t seq = sock->NextSeq();
   size_t len =
       BuildDumpRequest(req, sizeof(req), seq, family, protocol, states, ext, p.bytecode.data(), p.bytecode.size());
-  return RunDump(sock, sink, protocol, req, len, seq);
+  return RunDump(sock, sink, protocol, req, len, seq, p);
 }
 
 // Both TCP families in one walk (see BuildTcpBothFamiliesDumpRequest).
-Status DumpTcpBothFamilies(NetlinkSocket* sock, ScanSink* sink, const ScanParams& p) {
+Status DumpTcpBothFamilies(DiagChannel* sock, ScanSink* sink, const ScanParams& p) {
   uint8_t req[4096];
   uint8_t ext = (p.flags & kScanSkmem) ? kExtSkmem : 0;
   uint32_t seq = sock->NextSeq();
   size_t len =
       BuildTcpBothFamiliesDumpRequest(req, sizeof(req), seq, p.tcp_states, ext, p.bytecode.data(), p.bytecode.size());
-  return RunDump(sock, sink, IPPROTO_TCP, req, len, seq);
+  return RunDump(sock, sink, IPPROTO_TCP, req, len, seq, p);
 }
 
-// /proc/net/udp cannot apply the bytecode: the fallback applies the state mask alone and says so
-// (udp_from_proc), so a caller that filtered by port must filter the records itself.
+// /proc/net/udp has no kernel filter: the fallback applies the state mask and the same bytecode
+// here (RunBytecode, the kernel's semantics), so a port filter means the same on both paths.
 Status ProcUdp(ScanSink* sink, const ScanParams& p) {
+  const uint8_t* bc = p.bytecode.data();
+  size_t bc_len = p.bytecode.size();
+  int check = CheckBytecode(bc, bc_len);
+  if (check != 0) return Status::Fail(check, "udp_filter");
   struct Src {
     uint32_t bit;
     const char* path;
@@ -198,7 +212,11 @@ Status ProcUdp(ScanSink* sink, const ScanParams& p) {
   for (const Src& src : srcs) {
     if (!(p.families & src.bit)) continue;
     Status s = ReadProcUdp(src.path, src.family, [&](const SockRecord& rec) {
-      if (p.udp_states & (1u << rec.state)) sink->Visit(rec);
+      if (!KnownState(rec.state)) {
+        sink->Visit(rec);  // counted as skipped
+        return;
+      }
+      if ((p.udp_states & (1u << rec.state)) && RunBytecode(bc, bc_len, rec)) sink->Visit(rec);
     });
     if (!s.ok()) return s;
   }
@@ -237,7 +255,7 @@ uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p) {
   return reasons;
 }
 
-Status RunScan(NetlinkSocket* sock, const ScanParams& p, bool allow_proc_udp, ScanOutput* out) {
+Status RunScan(DiagChannel* sock, const ScanParams& p, bool allow_proc_udp, ScanOutput* out) {
   uint64_t start = NowNs();
   sock->ResetCounters();
   ScanSink sink(p, out);
@@ -299,6 +317,7 @@ class LookupSink : public MessageSink {
   int OnMessage(const struct nlmsghdr* h) override {
     int r = ParseInetDiagMsg(h, protocol_, skmem_, out_);
     if (r < 0) return r;
+    if (r == kUnknownState) return 0;  // a state the addon does not know: not a usable answer
     found = true;
     return 0;
   }
@@ -312,7 +331,7 @@ class LookupSink : public MessageSink {
 
 }  // namespace
 
-Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
+Status LookupSocket(DiagChannel* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
                     const uint8_t* dst, uint16_t dport, uint64_t cookie, bool want_skmem, SockRecord* out,
                     bool* found) {
   uint8_t req[256];
@@ -322,6 +341,7 @@ Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const
   bool swap = protocol == IPPROTO_UDP;
   size_t len = BuildLookupRequest(req, sizeof(req), seq, family, protocol, swap ? dst : src, swap ? dport : sport,
                                   swap ? src : dst, swap ? sport : dport, cookie, want_skmem ? kExtSkmem : 0);
+  if (len == 0) return Status::Fail(-E2BIG, "sendto");
   Status s = sock->Send(req, len);
   if (!s.ok()) return s;
   LookupSink sink(protocol, want_skmem, out);

@@ -23,6 +23,8 @@ enum : uint32_t {
   kScanAggregate = 4,
   kScanAggCookies = 8,
   kScanForceProcUdp = 16,
+  kScanTestAbortAfterFirst = 32,  // tests: the sink gives up (ECANCELED) after the dump's first socket
+  kScanTestNoSend = 64,           // tests: requests are not sent, so no reply ever comes (timeout)
   kReasonRecv = 1,
   kReasonSend = 2,
   kReasonAccept = 4,
@@ -80,6 +82,7 @@ struct ScanOutput {
   std::vector<Offender> records;
   uint64_t offenders_total = 0;
   uint64_t sockets_seen = 0;
+  uint64_t skipped_unknown_state = 0;  // sockets whose state the addon does not know (not counted)
   uint32_t tcp_states[kStateSlots] = {0};
   uint32_t udp_states[kStateSlots] = {0};
   std::vector<AggEntry> aggregates;  // sorted by total, descending, after the cuts
@@ -92,12 +95,13 @@ struct ScanOutput {
   uint64_t elapsed_ns = 0;
 };
 
-// Runs the whole scan on `sock`. `allow_proc_udp` is false inside another network namespace,
-// where /proc/net/udp would describe the wrong one.
-Status RunScan(NetlinkSocket* sock, const ScanParams& params, bool allow_proc_udp, ScanOutput* out);
+// Runs the whole scan on `sock` (the kernel, or recorded replies: the same path either way).
+// `allow_proc_udp` is false inside another network namespace, where /proc/net/udp would describe
+// the wrong one, and for recorded replies.
+Status RunScan(DiagChannel* sock, const ScanParams& params, bool allow_proc_udp, ScanOutput* out);
 
 // Exact lookup of one socket. Returns Ok with *found=false when the kernel has no such socket.
-Status LookupSocket(NetlinkSocket* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
+Status LookupSocket(DiagChannel* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,
                     const uint8_t* dst, uint16_t dport, uint64_t cookie, bool want_skmem, SockRecord* out, bool* found);
 
 // The offender test, shared by the dump and /proc paths.
