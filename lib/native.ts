@@ -2,7 +2,9 @@
 // numbers, bitmasks, strings, Buffers and typed arrays. Validation happens in lib/sampler.ts.
 // Native failures cross as an errno number and a syscall; they are named and shaped here, once,
 // with Node's own errno names (lib/base/errors.ts systemError).
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { systemError } from './base/errors';
 
@@ -254,9 +256,126 @@ export function addonPath(): string {
   return fs.existsSync(prebuild) ? prebuild : release;
 }
 
-/** Loads the addon from addonPath() (a prebuild that does not load falls back to build/Release). */
+/** What a single executable (scripts/build-standalone.mjs) says about itself (its asset sockwatch.json). */
+export interface StandaloneInfo {
+  /** The sockwatch version it was built from. */
+  version: string;
+  /** The Node.js version inside. */
+  node: string;
+  /** The embedded addon: the prebuild it was taken from, its sha256 and its source stamp. */
+  addon: { file: string; sha256: string; sources?: string };
+}
+
+interface SeaModule {
+  isSea(): boolean;
+  getRawAsset(key: string): string | ArrayBuffer;
+  getAsset(key: string, encoding: string): string;
+}
+
+let seaModule: SeaModule | null | undefined;
+
+/** node:sea when running as a single executable, null otherwise (and on Node lines without node:sea). */
+function sea(): SeaModule | null {
+  if (seaModule === undefined) {
+    try {
+      const m = require('node:sea') as SeaModule;
+      seaModule = m.isSea() ? m : null;
+    } catch {
+      seaModule = null;
+    }
+  }
+  return seaModule;
+}
+
+/** The single executable's own description, or undefined in the npm package. */
+export function standaloneInfo(): StandaloneInfo | undefined {
+  const s = sea();
+  return s ? (JSON.parse(s.getAsset('sockwatch.json', 'utf8')) as StandaloneInfo) : undefined;
+}
+
+/**
+ * `<base>/<name>`, created 0700 if missing, and accepted only when it is a real directory (not a
+ * link) owned by this user and closed to everyone else: nobody else can swap the addon file in it
+ * between its writing and its loading.
+ */
+function privateDir(base: string, name: string, createBase: boolean): string {
+  const dir = path.join(base, name);
+  if (createBase) fs.mkdirSync(base, { recursive: true, mode: 0o700 });
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const st = fs.lstatSync(dir);
+  const uid = process.getuid?.() ?? -1;
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (st.uid !== uid) throw new Error(`${dir} belongs to uid ${st.uid}, not ${uid}`);
+  if ((st.mode & 0o077) !== 0) throw new Error(`${dir} is open to others (mode ${(st.mode & 0o777).toString(8)})`);
+  return dir;
+}
+
+/** Where the embedded addon may be written to be loaded, in order: [base, directory name, create base]. */
+function embeddedCandidates(): Array<[string, string, boolean]> {
+  const uid = process.getuid?.() ?? 0;
+  const explicit = process.env.SOCKWATCH_TMPDIR;
+  if (explicit) return [[explicit, `sockwatch-${uid}`, false]];
+  const out: Array<[string, string, boolean]> = [[os.tmpdir(), `sockwatch-${uid}`, false]];
+  if (process.env.XDG_RUNTIME_DIR) out.push([process.env.XDG_RUNTIME_DIR, 'sockwatch', false]);
+  const cache = process.env.XDG_CACHE_HOME || (process.env.HOME ? path.join(process.env.HOME, '.cache') : '');
+  if (cache) out.push([cache, 'sockwatch', true]);
+  out.push([path.dirname(process.execPath), `.sockwatch-${uid}`, false]);
+  return out;
+}
+
+/** dlopen refused the file because its file system is mounted noexec ("failed to map segment", EPERM). */
+const NOEXEC_RE = /failed to map segment|operation not permitted/i;
+
+/**
+ * The addon inside a single executable: written to a private directory (privateDir) under the first
+ * candidate where dlopen accepts it, loaded, and unlinked right away (the mapping stays). A temporary
+ * directory mounted noexec is passed over for the next candidate; SOCKWATCH_TMPDIR names the one
+ * directory to use. Fails with one line naming every place tried.
+ */
+function loadEmbedded(s: SeaModule): NativeBinding {
+  const bytes = new Uint8Array(s.getRawAsset('sockwatch.node') as ArrayBuffer);
+  const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  const passed: string[] = [];
+  for (const [base, name, createBase] of embeddedCandidates()) {
+    let file: string;
+    try {
+      file = path.join(privateDir(base, name, createBase), `${hash}-${process.pid}-${randomBytes(4).toString('hex')}.node`);
+      fs.writeFileSync(file, bytes, { mode: 0o700, flag: 'wx' });
+    } catch (e) {
+      passed.push(`${base}: ${(e as Error).message.split('\n')[0]}`);
+      continue;
+    }
+    try {
+      const m = { exports: {} as NativeBinding };
+      process.dlopen(m, file);
+      return m.exports;
+    } catch (e) {
+      const message = (e as Error).message.split('\n')[0]!;
+      if (!NOEXEC_RE.test(message)) throw new Error(`cannot load the sockwatch addon embedded in ${process.execPath}: ${message}`);
+      passed.push(`${base}: mounted noexec`);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+  throw new Error(
+    `cannot write the embedded sockwatch addon anywhere it can be loaded (${passed.join('; ')}): ` +
+      'set SOCKWATCH_TMPDIR to a directory of yours on a file system mounted without noexec',
+  );
+}
+
+/** Loads the addon from addonPath() (a prebuild that does not load falls back to build/Release); in a
+ *  single executable, the embedded one (loadEmbedded). */
 export function loadBinding(): NativeBinding {
   if (cached) return cached;
+  const s = sea();
+  if (s) {
+    cached = wrapBinding(loadEmbedded(s));
+    return cached;
+  }
   const file = addonPath();
   const release = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
   let raw: NativeBinding;

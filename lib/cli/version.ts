@@ -1,8 +1,9 @@
 // `sockwatch --version`: what is running, in the terms a bug report needs: the sockwatch release, the
 // addon file actually loaded (a prebuild or a local build, and the prebuild's source stamp) and Node.js.
+// In the single executable (scripts/build-standalone.mjs), what it was built from: its embedded JSON.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addonPath } from '../native';
+import { addonPath, standaloneInfo } from '../native';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -30,6 +31,16 @@ function addonText(): string {
 }
 
 export function versionText(): string {
+  const standalone = standaloneInfo();
+  if (standalone) {
+    const { addon } = standalone;
+    const sources = addon.sources ? `sources ${addon.sources.slice(0, 12)}, ` : '';
+    return [
+      `sockwatch ${standalone.version} (single executable ${process.execPath})`,
+      `addon embedded ${addon.file} (${sources}sha256 ${addon.sha256.slice(0, 12)})`,
+      `node ${process.version} (N-API ${process.versions.napi}, ${process.platform}-${process.arch})`,
+    ].join('\n');
+  }
   const pkg = readJson(path.join(PACKAGE_ROOT, 'package.json'));
   const version = typeof pkg?.version === 'string' ? pkg.version : 'unknown';
   return [
