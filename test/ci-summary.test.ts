@@ -56,6 +56,8 @@ interface Run {
   report?: object; // undefined: no report file at all
   errors?: { name: string; message: string }[];
   status: number;
+  /** A run of the whole suite on this Node.js version (--node); otherwise a plain --run labelled runN. */
+  node?: string;
 }
 function summary(runs: Run[], strict = false): { lines: string[]; last: string; status: number | null } {
   const args = [script, ...(strict ? ['--strict'] : [])];
@@ -64,7 +66,8 @@ function summary(runs: Run[], strict = false): { lines: string[]; last: string; 
     const errorsFile = path.join(dir, `errors-${n}.json`);
     if (run.report) fs.writeFileSync(reportFile, JSON.stringify(run.report));
     if (run.errors) fs.writeFileSync(errorsFile, JSON.stringify({ reason: 'failed', unhandledErrors: run.errors }));
-    args.push('--run', `run${i + 1}`, reportFile, errorsFile, String(run.status));
+    if (run.node) args.push('--node', run.node, reportFile, errorsFile, String(run.status));
+    else args.push('--run', `run${i + 1}`, reportFile, errorsFile, String(run.status));
   });
   const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
   const lines = r.stdout.trimEnd().split('\n');
@@ -153,6 +156,93 @@ describe('ci-summary', () => {
     ]);
     expect(s.last).toBe('3 passed, 1 failed');
     expect(s.lines.filter((l) => /^\d+ passed, \d+ failed$/.test(l))).toEqual([s.last]);
+  });
+
+  it("labels each Node line, counts failures of every line, and prints each run's own counts", () => {
+    const files = (status: Status) => [{ name: 'k.test.ts', tests: [pass('k'), { path: ['scan'], status }] }];
+    const s = summary([
+      { node: 'v20.20.2', report: report(files('passed')), errors: [], status: 0 },
+      { node: 'v22.23.5', report: report(files('passed')), errors: [], status: 0 },
+      { node: 'v26.12.1', report: report(files('failed')), errors: [], status: 1 },
+    ]);
+    expect(s.last).toBe('5 passed, 1 failed');
+    expect(s.lines).toContain('failed: node v26.12.1: /checkout/test/k.test.ts > scan');
+    expect(s.lines).toContain('node v20.20.2: 2 passed, 0 failed');
+    expect(s.lines).toContain('node v26.12.1: 1 passed, 1 failed');
+    expect(s.lines.filter((l) => /^\d+ passed, \d+ failed$/.test(l))).toEqual([s.last]);
+    expect(s.status).toBe(1);
+  });
+
+  it("names skipped tests per Node line; --strict counts each run's skips", () => {
+    const skippedOn26 = [{ name: 's.test.ts', tests: [pass('a'), { path: ['dotnet', 'dump'], status: 'skipped' as const }] }];
+    const runs: Run[] = [
+      { node: 'v20.20.2', report: report([{ name: 's.test.ts', tests: [pass('a'), pass('dotnet', 'dump')] }]), status: 0 },
+      { node: 'v26.12.1', report: report(skippedOn26), status: 0 },
+    ];
+    const loose = summary(runs);
+    expect(loose.lines).toContain('did not run: skipped: node v26.12.1: /checkout/test/s.test.ts > dotnet dump');
+    expect(loose.last).toBe('3 passed, 0 failed');
+    const strict = summary(runs, true);
+    expect(strict.lines).toContain(
+      'did not run (nothing may skip on the CI machine): skipped: node v26.12.1: /checkout/test/s.test.ts > dotnet dump',
+    );
+    expect(strict.lines).toContain('node v26.12.1: 1 passed, 1 failed, 1 did not run');
+    expect(strict.last).toBe('3 passed, 1 failed');
+  });
+
+  it('names a test that one Node line never registered (absent from its report), like a skip', () => {
+    const full = [{ name: 'v.test.ts', tests: [pass('a'), pass('only on some lines')] }];
+    const runs: Run[] = [
+      { node: 'v20.20.2', report: report(full), status: 0 },
+      { node: 'v24.22.3', report: report([{ name: 'v.test.ts', tests: [pass('a')] }]), status: 0 },
+      { node: 'v26.12.1', report: report(full), status: 0 },
+    ];
+    const missingLine =
+      'missing: node v24.22.3: /checkout/test/v.test.ts > only on some lines (in the report of node v20.20.2, node v26.12.1)';
+    const loose = summary(runs);
+    expect(loose.lines).toContain(`did not run: ${missingLine}`);
+    expect(loose.last).toBe('5 passed, 0 failed');
+    const strict = summary(runs, true);
+    expect(strict.lines).toContain(`did not run (nothing may skip on the CI machine): ${missingLine}`);
+    expect(strict.last).toBe('5 passed, 1 failed');
+    expect(strict.status).toBe(1);
+  });
+
+  it('does not count the tests of a file that failed to load on one Node line again as missing', () => {
+    const other = { name: 'o.test.ts', tests: [pass('z')] };
+    const runs: Run[] = [
+      { node: 'v20.20.2', report: report([{ name: 'l.test.ts', tests: [pass('x'), pass('y')] }, other]), status: 0 },
+      {
+        node: 'v26.12.1',
+        report: report([{ name: 'l.test.ts', status: 'failed', message: 'SyntaxError: nope', tests: [] }, other]),
+        status: 1,
+      },
+      { node: 'v24.22.3', status: 1 }, // no report at all: one failure, not three missing tests
+    ];
+    const s = summary(runs, true);
+    expect(s.lines).toContain('suite failed: node v26.12.1: /checkout/test/l.test.ts: SyntaxError: nope');
+    expect(s.lines).toContain('node v24.22.3: no vitest report (vitest exit status 1; see the log above)');
+    expect(s.lines.some((l) => l.includes('missing:'))).toBe(false);
+    expect(s.last).toBe('4 passed, 2 failed');
+  });
+
+  it('compares only the Node-line runs: a subset run (--run) is not missing anything', () => {
+    const s = summary(
+      [
+        {
+          node: 'v20.20.2',
+          report: report([
+            { name: 'a.test.ts', tests: [pass('a')] },
+            { name: 'k.test.ts', tests: [pass('k')] },
+          ]),
+          status: 0,
+        },
+        { report: report([{ name: 'k.test.ts', tests: [pass('k')] }]), status: 0 },
+      ],
+      true,
+    );
+    expect(s.last).toBe('3 passed, 0 failed');
+    expect(s.lines).toContain('run2: 1 passed, 0 failed');
   });
 
   it('green is green', () => {
