@@ -1,0 +1,164 @@
+// deploy/: the recipes the README's "Deploy" section points at, checked as far as this machine allows.
+// - deploy/appservice/start-with-sockwatch.sh runs for real with a temporary directory standing in for
+//   App Service's /home (a path with a space) and `sleep` standing in for the app: sockwatch snat starts
+//   in the background with per-instance paths, is restarted after kill -9, stops for good after
+//   `snat -c`, and the app is exec'ed (it is the process the platform started). sockwatch is the
+//   compiled CLI here (dist/, through a two-line wrapper), the single executable in production.
+//   Not exercised: App Service itself (its startup, Kudu, the SMB-backed /home, COMPUTERNAME's values).
+// - deploy/kubernetes/dotnet-snat-sidecar.yaml parses as YAML (python3-yaml) and has the shape the
+//   README promises. Not exercised: a cluster (no API server here; schema checks are issue 11's).
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { onCleanup, runCleanups } from './helpers/cleanup';
+import { tmpDir } from './helpers/tmp';
+import { eventually } from './helpers/sockets';
+
+const root = path.join(__dirname, '..');
+const startScript = path.join(root, 'deploy', 'appservice', 'start-with-sockwatch.sh');
+const sidecarYaml = path.join(root, 'deploy', 'kubernetes', 'dotnet-snat-sidecar.yaml');
+
+afterAll(runCleanups);
+
+const hasPyYaml = spawnSync('python3', ['-c', 'import yaml'], { stdio: 'ignore' }).status === 0;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').split('\n')[0]);
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+describe('App Service startup command (deploy/appservice/start-with-sockwatch.sh)', () => {
+  it('is valid sh', () => {
+    const r = spawnSync('sh', ['-n', startScript], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('starts snat in the background with per-instance paths, restarts it after kill -9, stops after snat -c, execs the app', async () => {
+    const home = tmpDir('app service home');
+    const instance = `lw0sdlwk${process.pid}`;
+    const wrapper = path.join(home, 'site', 'sockwatch', 'sockwatch');
+    fs.mkdirSync(path.dirname(wrapper), { recursive: true });
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${q(process.execPath)} ${q(path.join(root, 'dist', 'cli', 'main.js'))} "$@"\n`, {
+      mode: 0o755,
+    });
+    const app = spawn('sh', [startScript, 'sleep', '300'], {
+      env: {
+        PATH: process.env.PATH,
+        SOCKWATCH_HOME: home,
+        COMPUTERNAME: instance,
+        SOCKWATCH_SNAT_ARGS: '-f 1',
+        SOCKWATCH_RESTART_DELAY: '1',
+      },
+      stdio: 'ignore',
+      detached: true,
+    });
+    onCleanup(() => {
+      try {
+        process.kill(-app.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    });
+    const logDir = path.join(home, 'LogFiles', 'sockwatch', instance);
+    const pidfile = path.join(logDir, 'sockwatch-snat.pid');
+    const out = path.join(logDir, 'sockwatch.out');
+
+    const first = await eventually(
+      () => readPid(pidfile),
+      (pid) => pid !== null && pidAlive(pid),
+      2000,
+    );
+    expect(first !== null && pidAlive(first), `a running snat recorded in ${pidfile}`).toBe(true);
+    // The app is the process App Service started (exec), not a child of a shell.
+    expect(fs.readFileSync(`/proc/${app.pid}/comm`, 'utf8').trim()).toBe('sleep');
+    const hourly = await eventually(
+      () =>
+        fs.existsSync(path.join(logDir, `outconn-logs-${instance}`)) ? fs.readdirSync(path.join(logDir, `outconn-logs-${instance}`)) : [],
+      (files) => files.some((f) => /^outbound_conns_stats_\d{4}-\d\d-\d\d_\d\d\.log$/.test(f)),
+      2000,
+    );
+    expect(hourly.length).toBeGreaterThan(0);
+    expect(fs.statSync(path.join(home, 'site', 'sockwatch', 'state', instance)).isDirectory()).toBe(true);
+
+    process.kill(first!, 'SIGKILL');
+    const second = await eventually(
+      () => readPid(pidfile),
+      (pid) => pid !== null && pid !== first && pidAlive(pid),
+      2000,
+    );
+    expect(second !== null && second !== first && pidAlive(second), 'a new snat after kill -9').toBe(true);
+    expect(fs.readFileSync(out, 'utf8')).toMatch(/sockwatch exited 137: restart in 1s/);
+
+    const stop = spawnSync(wrapper, ['snat', '-c', '--log-dir', logDir], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    expect(stop.status, stop.stderr).toBe(0);
+    const after = await eventually(
+      () => fs.readFileSync(out, 'utf8'),
+      (text) => /sockwatch exited 0: not restarted/.test(text),
+      2000,
+    );
+    expect(after).toMatch(/sockwatch exited 0: not restarted/);
+    expect(pidAlive(second!)).toBe(false);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(readPid(pidfile), 'no new run after a deliberate stop').toBeNull();
+    expect(pidAlive(app.pid!), 'the app keeps running').toBe(true);
+  });
+
+  it('refuses to start without an app command', () => {
+    const r = spawnSync('sh', [startScript], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^usage: /);
+  });
+});
+
+describe.skipIf(!hasPyYaml)(
+  `Kubernetes sidecar (deploy/kubernetes/dotnet-snat-sidecar.yaml)${hasPyYaml ? '' : ' (skipped: python3-yaml missing)'}`,
+  () => {
+    it('parses, shares the pid namespace and /tmp, gives the sidecar SYS_PTRACE and runs snat from the image', () => {
+      const r = spawnSync('python3', ['-c', 'import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))'], {
+        input: fs.readFileSync(sidecarYaml),
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      const docs = JSON.parse(r.stdout) as Array<Record<string, any>>;
+      expect(docs).toHaveLength(1);
+      const deployment = docs[0]!;
+      expect(deployment).toMatchObject({ apiVersion: 'apps/v1', kind: 'Deployment' });
+      const spec = deployment.spec.template.spec;
+      expect(spec.shareProcessNamespace).toBe(true);
+      const [app, sidecar] = spec.containers as Array<Record<string, any>>;
+      expect(sidecar!.image).toMatch(/\/sockwatch:\d+\.\d+\.\d+$/);
+      expect(sidecar!.command, 'the image has no shell: the entry point stays /sockwatch').toBeUndefined();
+      expect(sidecar!.args[0]).toBe('snat');
+      expect(sidecar!.args).toContain('--log-dir');
+      expect(sidecar!.securityContext.capabilities.add).toContain('SYS_PTRACE');
+      const tmpOf = (c: Record<string, any>) => c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/tmp')?.name;
+      expect(tmpOf(app!)).toBeDefined();
+      expect(tmpOf(sidecar!)).toBe(tmpOf(app!));
+      expect(spec.volumes.find((v: { name: string }) => v.name === tmpOf(app!)).emptyDir).toBeDefined();
+      const env = Object.fromEntries((sidecar!.env as Array<Record<string, any>>).map((e) => [e.name, e]));
+      expect(env.COMPUTERNAME).toMatchObject({ valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+      expect(env.DIAGNOSTICS_AZUREBLOBCONTAINERSASURL.valueFrom.secretKeyRef).toBeDefined();
+      // $(VAR) in args is expanded by Kubernetes only from the container's env.
+      for (const a of sidecar!.args as string[]) for (const m of a.matchAll(/\$\((\w+)\)/g)) expect(env[m[1]!], m[0]).toBeDefined();
+      // The image's version is the package's.
+      const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+      expect(sidecar!.image.endsWith(`:${pkg.version}`)).toBe(true);
+    });
+  },
+);
