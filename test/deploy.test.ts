@@ -54,9 +54,17 @@ describe('App Service startup command (deploy/appservice/start-with-sockwatch.sh
     const wrapper = path.join(home, 'site', 'sockwatch', 'sockwatch');
     fs.mkdirSync(path.dirname(wrapper), { recursive: true });
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ${q(process.execPath)} ${q(path.join(root, 'dist', 'cli', 'main.js'))} "$@"\n`, {
-      mode: 0o755,
-    });
+    // The wrapper notes the LD_LIBRARY_PATH it was given: a `lib` beside the executable is sockwatch's only.
+    const seen = path.join(home, 'ld-library-path.seen');
+    const cli = path.join(root, 'dist', 'cli', 'main.js');
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/sh\nprintf '%s\\n' "\${LD_LIBRARY_PATH-}" >${q(seen)}\nexec ${q(process.execPath)} ${q(cli)} "$@"\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    fs.mkdirSync(path.join(path.dirname(wrapper), 'lib'));
     const app = spawn('sh', [startScript, 'sleep', '300'], {
       env: {
         PATH: process.env.PATH,
@@ -87,6 +95,8 @@ describe('App Service startup command (deploy/appservice/start-with-sockwatch.sh
     expect(first !== null && pidAlive(first), `a running snat recorded in ${pidfile}`).toBe(true);
     // The app is the process App Service started (exec), not a child of a shell.
     expect(fs.readFileSync(`/proc/${app.pid}/comm`, 'utf8').trim()).toBe('sleep');
+    expect(fs.readFileSync(seen, 'utf8')).toBe(`${path.join(path.dirname(wrapper), 'lib')}\n`);
+    expect(fs.readFileSync(`/proc/${app.pid}/environ`, 'utf8').split('\0')).not.toContainEqual(expect.stringMatching(/^LD_LIBRARY_PATH=/));
     const hourly = await eventually(
       () =>
         fs.existsSync(path.join(logDir, `outconn-logs-${instance}`)) ? fs.readdirSync(path.join(logDir, `outconn-logs-${instance}`)) : [],

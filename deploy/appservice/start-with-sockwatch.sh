@@ -14,6 +14,8 @@
 #   SOCKWATCH_SNAT_ARGS  snat's arguments (default: -t 100 --keep-running enable-dump-trace)
 #   SOCKWATCH_HOME       the shared storage (default /home)
 #   SOCKWATCH_RESTART_DELAY  seconds before a restart (default 30)
+#   A directory `lib` beside the executable (e.g. holding libatomic.so.1, which slim .NET images lack)
+#   is put on sockwatch's LD_LIBRARY_PATH only, never on the app's.
 #   DIAGNOSTICS_AZUREBLOBCONTAINERSASURL  where dumps and traces are uploaded (read by sockwatch)
 # A run that ends with exit 0 (stopped with `sockwatch snat -c --log-dir DIR`, or -d elapsed) or 2 (bad
 # arguments) is not restarted; exit 1 (e.g. no .NET process yet: the app starts after this loop) and
@@ -30,13 +32,15 @@ export COMPUTERNAME
 log_dir="$home/LogFiles/sockwatch/$COMPUTERNAME"
 state_dir="$home/site/sockwatch/state/$COMPUTERNAME"
 mkdir -p "$log_dir"
+lib_dir="$(dirname "$exe")/lib"
+if [ -d "$lib_dir" ]; then run_exe() { LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$exe" "$@"; }; else run_exe() { "$exe" "$@"; }; fi
 
 (
   trap '' HUP
   while :; do
     # shellcheck disable=SC2086 # snat_args is a word list on purpose
     status=0
-    "$exe" snat $snat_args --log-dir "$log_dir" --state-dir "$state_dir" </dev/null >>"$log_dir/sockwatch.out" 2>&1 || status=$?
+    run_exe snat $snat_args --log-dir "$log_dir" --state-dir "$state_dir" </dev/null >>"$log_dir/sockwatch.out" 2>&1 || status=$?
     case "$status" in
       0 | 2)
         echo "$(date -u '+%Y-%m-%dT%H:%M:%SZ') sockwatch exited $status: not restarted" >>"$log_dir/sockwatch.out"
