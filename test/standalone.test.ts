@@ -200,15 +200,18 @@ describe.skipIf(notRoot)('the single executable without Node', () => {
     expect(fs.existsSync(path.join(home, '.cache'))).toBe(false);
   });
 
-  it('a shared directory of that name that is not private is passed over, not used', async () => {
+  it.each([
+    ['open to others (0777)', (dir: string) => (fs.mkdirSync(dir), fs.chmodSync(dir, 0o777))],
+    ["someone else's (uid 65534, 0700)", (dir: string) => (fs.mkdirSync(dir, { mode: 0o700 }), fs.chownSync(dir, 65534, 65534))],
+    ['a link to a directory of ours', (dir: string) => fs.symlinkSync(tmpDir('standalone-link-target'), dir)],
+  ])('TMPDIR/sockwatch-UID %s is passed over, nothing written into it', async (_what, make) => {
     fs.rmSync(path.join(home, '.cache'), { recursive: true, force: true });
-    const tmp = tmpDir('standalone-open-tmp');
-    const open = path.join(tmp, `sockwatch-${UID}`);
-    fs.mkdirSync(open);
-    fs.chmodSync(open, 0o777);
+    const tmp = tmpDir('standalone-shared-tmp');
+    const dir = path.join(tmp, `sockwatch-${UID}`);
+    make(dir);
     const r = await run('list', ['--udp'], { env: { TMPDIR: tmp }, noexecTmp: false });
     expect(r.code, r.stderr).toBe(0);
-    expect(fs.readdirSync(open)).toEqual([]);
+    expect(fs.readdirSync(dir)).toEqual([]);
     expectCacheFallbackClean(); // used instead
   });
 
