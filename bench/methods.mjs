@@ -67,13 +67,13 @@ function addonLookup(row, ctx) {
   const sampler = new Sampler();
   const target = ctx.farm?.sample?.client;
   if (!target) throw new SkipError('the farm reported no sample connection');
-  const first = sampler.lookup({ protocol: 'tcp', ...target });
+  const first = sampler.lookupSync({ protocol: 'tcp', ...target });
   if (!first) throw new SkipError(`lookup found no socket ${target.local} → ${target.remote}`);
   const options = { protocol: 'tcp', local: target.local, remote: target.remote, cookie: first.cookie };
   return {
     call: () => {
       let found = null;
-      for (let i = 0; i < LOOKUPS_PER_CALL; i++) found = sampler.lookup(options);
+      for (let i = 0; i < LOOKUPS_PER_CALL; i++) found = sampler.lookupSync(options);
       return found;
     },
     sync: true,

@@ -163,6 +163,9 @@ export interface NativeBinding {
   version: string;
   /** Test hook: runs recorded reply datagrams through the live parser and scan logic. */
   parseRecorded(datagrams: Buffer[], seq: number, req: NativeScanRequest): NativeScanResult & { done: boolean };
+  /** Tests: the bytes of native memory this isolate's V8 has been told about (every open sampler
+   *  reports its socket and receive buffer); process.memoryUsage().external does not show it on Node 20. */
+  externalMemory(): number;
 }
 
 export const packageRoot = path.join(__dirname, '..');
@@ -228,6 +231,7 @@ function wrapBinding(raw: NativeBinding): NativeBinding {
   return {
     Sampler,
     version: raw.version,
+    externalMemory: () => raw.externalMemory(),
     parseRecorded(datagrams, seq, req) {
       try {
         return raw.parseRecorded(datagrams, seq, req);

@@ -32,6 +32,7 @@ import {
   THRESHOLD_OFF,
   loadBinding,
   type NativeError,
+  type NativeLookupRequest,
   type NativeScanRequest,
   type NativeScanResult,
   type NativeSampler,
@@ -448,15 +449,81 @@ export interface LookupOptions {
   skmem?: boolean;
 }
 
+/** A lookup request compiled from LookupOptions, with what the exact-match check needs. */
+interface CompiledLookup {
+  req: NativeLookupRequest;
+  localPort: number;
+  remotePort: number;
+}
+
+function compileLookup(options: LookupOptions): CompiledLookup {
+  if (options === undefined) throw new TypeError('options must be an object (got undefined)');
+  v.optionsObject<LookupOptions>(options, 'options', LOOKUP_OPTION_KEYS);
+  v.oneOf(options.protocol, 'options.protocol', ['tcp', 'udp']);
+  const local = parseEndpoint(options.local, 'options.local');
+  const remote = parseEndpoint(options.remote, 'options.remote');
+  const lb = addressBytes(local.address);
+  const rb = addressBytes(remote.address);
+  if (lb.length !== rb.length) throw new RangeError('options.local and options.remote must be of the same address family');
+  if (options.cookie !== undefined) v.bigint64(options.cookie, 'options.cookie');
+  const skmem = v.boolean(options.skmem, 'options.skmem');
+  const req: NativeLookupRequest = {
+    family: lb.length === 16 ? AF_INET6 : AF_INET,
+    protocol: options.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_TCP,
+    localAddress: lb,
+    localPort: local.port,
+    remoteAddress: rb,
+    remotePort: remote.port,
+    cookie: options.cookie,
+    flags: skmem ? SCAN_SKMEMINFO : 0,
+  };
+  return { req, localPort: local.port, remotePort: remote.port };
+}
+
+function lookupResult(r: NativeRecords | null, c: CompiledLookup): SocketRecord | null {
+  if (!r) return null;
+  // Without a cookie the kernel's lookup falls back to a listener on the local port: keep only
+  // an exact match of the 4-tuple.
+  const rec = unpackRecords(r)[0];
+  const exact =
+    rec.localPort === c.localPort &&
+    rec.remotePort === c.remotePort &&
+    addressBytes(rec.localAddress).equals(c.req.localAddress) &&
+    addressBytes(rec.remoteAddress).equals(c.req.remoteAddress);
+  return exact ? rec : null;
+}
+
+function closedError(): SockwatchError {
+  return new SockwatchError('ERR_SOCKWATCH_SAMPLER_CLOSED', 'Sampler is closed');
+}
+
+function busyError(call: string): SockwatchError {
+  return new SockwatchError(
+    'ERR_SOCKWATCH_SAMPLER_BUSY',
+    `${call}: an asynchronous call of this Sampler is queued or running (await it, or use the async form, which queues)`,
+  );
+}
+
+/** Gives an error raised in a queued call the stack of the code that made the call. */
+function withCallerStack(e: unknown, callerStack: string): unknown {
+  if (e instanceof Error) e.stack = `${e.name}: ${e.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
+  return e;
+}
+
 /**
- * One long-lived NETLINK_SOCK_DIAG socket. sampleSync and sample run one pass over the kernel's
- * dumps; at most one scan is in flight (later calls queue behind it); close() waits for it.
+ * One long-lived NETLINK_SOCK_DIAG socket. Lifecycle rule: sample() and lookup() queue one behind
+ * another in call order (one native call at a time per sampler); sampleSync() and lookupSync() run
+ * at once and throw ERR_SOCKWATCH_SAMPLER_BUSY while an async call is queued or running. close()
+ * lets the calls made before it finish, then frees the socket and its receive buffer; every call
+ * made after close() started fails with ERR_SOCKWATCH_SAMPLER_CLOSED (the caller's stack). A sampler
+ * never closed is freed when it is garbage collected (its native memory is reported to V8).
  */
 export class Sampler {
   readonly netns: string | undefined;
   private native: NativeSampler | undefined;
   private inFlight: Promise<unknown> = Promise.resolve();
   private pending = 0;
+  private closing: Promise<void> | undefined;
 
   constructor(options: SamplerOptions = {}) {
     options = v.optionsObject<SamplerOptions>(options, 'options', SAMPLER_OPTION_KEYS);
@@ -480,26 +547,44 @@ export class Sampler {
     }
   }
 
+  /** True from the moment close() is called. */
   get closed(): boolean {
-    return this.native === undefined;
+    return this.closing !== undefined || this.native === undefined;
   }
 
   private request(options: SampleOptions | CompiledSampleOptions): NativeScanRequest {
     return compiledRequests.get(options as CompiledSampleOptions) ?? compileSampleOptions(options as SampleOptions);
   }
 
+  /** The native sampler for a call made now; after close() started, the closed error. */
   private handle(): NativeSampler {
-    if (!this.native) throw new SockwatchError('ERR_SOCKWATCH_SAMPLER_CLOSED', 'Sampler is closed');
+    if (this.closing !== undefined || !this.native) throw closedError();
     return this.native;
   }
 
-  /** One scan on the calling thread. Throws EBUSY while an async scan is in flight. */
+  /** Runs `call` after every async call made before it (close() waits for the queue). */
+  private enqueue<T>(call: (native: NativeSampler) => T | Promise<T>): Promise<T> {
+    const callerStack = new Error().stack ?? '';
+    this.pending++;
+    const run = this.inFlight.then(async () => {
+      try {
+        if (!this.native) throw closedError();
+        return await call(this.native);
+      } catch (e) {
+        throw withCallerStack(e, callerStack);
+      } finally {
+        this.pending--;
+      }
+    });
+    this.inFlight = run.catch(() => undefined);
+    return run;
+  }
+
+  /** One scan on the calling thread. Throws ERR_SOCKWATCH_SAMPLER_BUSY while an async call is queued or running. */
   sampleSync(options: SampleOptions | CompiledSampleOptions = {}): SampleResult {
     const req = this.request(options);
     const native = this.handle();
-    if (this.pending > 0) {
-      throw systemError(osConstants.errno.EBUSY, 'scan', 'an asynchronous scan of this sampler is queued or running');
-    }
+    if (this.pending > 0) throw busyError('sampleSync');
     const ts = unixNow();
     return toResult(native.scanSync(req), ts);
   }
@@ -513,75 +598,63 @@ export class Sampler {
     } catch (e) {
       return Promise.reject(e);
     }
-    const callerStack = new Error().stack ?? '';
-    this.pending++;
-    const run = this.inFlight.then(async () => {
-      const native = this.handle();
+    // Native rejections carry no JS stack: enqueue gives them the caller's.
+    return this.enqueue(async (native) => {
       const ts = unixNow();
-      try {
-        return toResult(await native.scan(req), ts);
-      } catch (e) {
-        const err = e as Error;
-        // Native rejections carry no JS stack: give them the caller's.
-        err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
-        throw err;
-      } finally {
-        this.pending--;
-      }
+      return toResult(await native.scan(req), ts);
     });
-    this.inFlight = run.catch(() => undefined);
-    return run;
   }
 
-  /** Exact lookup of one socket by 4-tuple (and cookie): no dump. null when it does not exist. */
-  lookup(options: LookupOptions): SocketRecord | null {
-    if (options === undefined) throw new TypeError('options must be an object (got undefined)');
-    v.optionsObject<LookupOptions>(options, 'options', LOOKUP_OPTION_KEYS);
-    v.oneOf(options.protocol, 'options.protocol', ['tcp', 'udp']);
-    const local = parseEndpoint(options.local, 'options.local');
-    const remote = parseEndpoint(options.remote, 'options.remote');
-    const lb = addressBytes(local.address);
-    const rb = addressBytes(remote.address);
-    if (lb.length !== rb.length) throw new RangeError('options.local and options.remote must be of the same address family');
-    if (options.cookie !== undefined) v.bigint64(options.cookie, 'options.cookie');
-    const skmem = v.boolean(options.skmem, 'options.skmem');
-    const r = this.handle().lookup({
-      family: lb.length === 16 ? AF_INET6 : AF_INET,
-      protocol: options.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_TCP,
-      localAddress: lb,
-      localPort: local.port,
-      remoteAddress: rb,
-      remotePort: remote.port,
-      cookie: options.cookie,
-      flags: skmem ? SCAN_SKMEMINFO : 0,
+  /**
+   * Exact lookup of one socket by 4-tuple (and cookie): no dump. null when it does not exist.
+   * Queued behind the async calls made before it, like sample().
+   */
+  lookup(options: LookupOptions): Promise<SocketRecord | null> {
+    let c: CompiledLookup;
+    try {
+      c = compileLookup(options);
+      this.handle();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.enqueue((native) => lookupResult(native.lookup(c.req), c));
+  }
+
+  /** lookup() on the calling thread; throws ERR_SOCKWATCH_SAMPLER_BUSY while an async call is queued or running. */
+  lookupSync(options: LookupOptions): SocketRecord | null {
+    const c = compileLookup(options);
+    const native = this.handle();
+    if (this.pending > 0) throw busyError('lookupSync');
+    return lookupResult(native.lookup(c.req), c);
+  }
+
+  /**
+   * Lets the async calls made before it finish, then closes the netlink socket and frees its
+   * receive buffer. Calls made after it fail with ERR_SOCKWATCH_SAMPLER_CLOSED. Idempotent: every
+   * call returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.inFlight.then(() => {
+      this.native?.close();
+      this.native = undefined;
     });
-    if (!r) return null;
-    // Without a cookie the kernel's lookup falls back to a listener on the local port: keep only
-    // an exact match of the 4-tuple.
-    const rec = unpackRecords(r)[0];
-    const exact =
-      rec.localPort === local.port &&
-      rec.remotePort === remote.port &&
-      addressBytes(rec.localAddress).equals(lb) &&
-      addressBytes(rec.remoteAddress).equals(rb);
-    return exact ? rec : null;
+    return this.closing;
   }
 
-  /** Waits for a scan in flight, then closes the netlink socket. Idempotent. */
-  async close(): Promise<void> {
-    if (!this.native) return;
-    await this.inFlight;
-    this.native?.close();
-    this.native = undefined;
-  }
-
-  /** Scans queued or running. */
+  /** Async calls (scans, lookups) queued or running. */
   get busy(): boolean {
     return this.pending > 0;
   }
 }
 
-/** Convenience for small listings: every matching socket as a plain record. */
+/** listSockets' sampler for the caller's namespace, opened on first use and kept (one fd, 64 KiB). */
+let sharedSampler: Sampler | undefined;
+
+/**
+ * Convenience for small listings: every matching socket as a plain record. Without sampler options
+ * every call uses one shared Sampler (calls queue on it); with options (netns, …) a Sampler is
+ * opened for the call and closed after it, so no namespace is held open.
+ */
 export async function listSockets(filter: Omit<SampleOptions, 'all'> = {}, options: SamplerOptions = {}): Promise<SocketRecord[]> {
   const f = v.optionsObject<SampleOptions>(
     filter,
@@ -590,6 +663,11 @@ export async function listSockets(filter: Omit<SampleOptions, 'all'> = {}, optio
   );
   const request: SampleOptions = { maxRecords: v.UINT32_MAX, ...f, all: true };
   compileSampleOptions(request, 'filter'); // bad input fails before a sampler is opened
+  const own = Object.values(v.optionsObject<SamplerOptions>(options, 'options', SAMPLER_OPTION_KEYS)).some((x) => x !== undefined);
+  if (!own) {
+    sharedSampler ??= new Sampler();
+    return (await sharedSampler.sample(request)).records;
+  }
   const s = new Sampler(options);
   try {
     const r = await s.sample(request);

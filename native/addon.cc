@@ -1,6 +1,13 @@
-// The only file that includes napi.h: argument unpacking, JS conversion, AsyncWorker + Promise,
+// The only file that includes napi.h: argument unpacking, JS conversion, async work + Promise,
 // errors as an errno number and a syscall (named in lib/native.ts). Options arrive validated and
 // normalised from lib/sampler.ts; here types are re-checked only.
+// Teardown rule: an environment (a worker thread) may stop at any moment, even in the middle of a
+// call. Nothing here assumes a N-API call succeeds: a value that could not be made is checked before
+// its memory is touched, an exception that cannot be thrown is dropped
+// (NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS), and an async completion makes no JS value at all once
+// the environment cannot run JavaScript. A scan in flight owns its socket and buffers; the Sampler
+// only lends them, so a finalized Sampler or a stopped environment never frees memory under it.
+#define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
 #include <arpa/inet.h>
 #include <errno.h>
 #include <napi.h>
@@ -8,7 +15,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <memory>
 #include <string>
+#include <unordered_set>
+#include <utility>
 
 #include "inet_diag.h"
 #include "netlink.h"
@@ -47,6 +57,7 @@ constexpr uint32_t kRecordFields = 16;
 Napi::Object PackRecords(Napi::Env env, const std::vector<sw::Offender>& recs, bool skmem) {
   size_t n = recs.size();
   Napi::Uint32Array fields = Napi::Uint32Array::New(env, n * kRecordFields);
+  if (fields.IsEmpty() || (n > 0 && fields.Data() == nullptr)) return Napi::Object();
   std::string addresses;
   addresses.reserve(n * 32);
   for (size_t i = 0; i < n; i++) {
@@ -79,6 +90,7 @@ Napi::Object PackRecords(Napi::Env env, const std::vector<sw::Offender>& recs, b
   o.Set("addresses", Napi::String::New(env, addresses));
   if (skmem) {
     Napi::Uint32Array mem = Napi::Uint32Array::New(env, n * sw::kMaxSkmem);
+    if (mem.IsEmpty() || (n > 0 && mem.Data() == nullptr)) return Napi::Object();
     for (size_t i = 0; i < n; i++) {
       memcpy(mem.Data() + i * sw::kMaxSkmem, recs[i].rec.skmem, sizeof(recs[i].rec.skmem));
     }
@@ -98,6 +110,7 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags) {
   o.Set("skippedUnknownState", Napi::Number::New(env, static_cast<double>(out.skipped_unknown_state)));
   // TCP states at [state], UDP at [kStateSlots + state].
   Napi::Uint32Array counts = Napi::Uint32Array::New(env, 2 * sw::kStateSlots);
+  if (counts.IsEmpty() || counts.Data() == nullptr) return Napi::Object();
   memcpy(counts.Data(), out.tcp_states, sizeof(out.tcp_states));
   memcpy(counts.Data() + sw::kStateSlots, out.udp_states, sizeof(out.udp_states));
   o.Set("stateCounts", counts);
@@ -117,6 +130,10 @@ Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out) {
   Napi::Uint8Array fam = Napi::Uint8Array::New(env, na);
   Napi::Uint16Array ports = Napi::Uint16Array::New(env, na);
   Napi::Uint32Array counts = Napi::Uint32Array::New(env, na * sw::kAggCountFields);
+  if (fam.IsEmpty() || ports.IsEmpty() || counts.IsEmpty() ||
+      (na > 0 && (fam.Data() == nullptr || ports.Data() == nullptr || counts.Data() == nullptr))) {
+    return Napi::Object();
+  }
   std::string addresses;
   addresses.reserve(na * 16);
   for (size_t i = 0; i < na; i++) {
@@ -138,8 +155,10 @@ Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out) {
   if (!out.agg_cookies.empty() || !out.agg_cookie_index.empty()) {
     size_t n = out.agg_cookies.size();
     Napi::ArrayBuffer cb = Napi::ArrayBuffer::New(env, n * sizeof(uint64_t));
-    if (n) memcpy(cb.Data(), out.agg_cookies.data(), n * sizeof(uint64_t));
     Napi::ArrayBuffer ib = Napi::ArrayBuffer::New(env, n * sizeof(uint32_t));
+    if (cb.IsEmpty() || ib.IsEmpty() || (n > 0 && (cb.Data() == nullptr || ib.Data() == nullptr)))
+      return Napi::Object();
+    if (n) memcpy(cb.Data(), out.agg_cookies.data(), n * sizeof(uint64_t));
     if (n) memcpy(ib.Data(), out.agg_cookie_index.data(), n * sizeof(uint32_t));
     aggs.Set("cookies", Napi::TypedArrayOf<uint64_t>::New(env, n, cb, 0, napi_biguint64_array));
     aggs.Set("cookieIndex", Napi::TypedArrayOf<uint32_t>::New(env, n, ib, 0, napi_uint32_array));
@@ -211,34 +230,69 @@ bool ParseScanRequest(Napi::Value arg, ScanParams* p) {
 
 class Sampler;
 
-class ScanWorker : public Napi::AsyncWorker {
- public:
-  ScanWorker(Napi::Env env, Sampler* sampler, Napi::Object self, ScanParams params);
-  void Execute() override;
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- private:
-  void Finish();
-  Sampler* sampler_;
-  Napi::ObjectReference self_;
-  ScanParams params_;
-  ScanOutput out_;
-  Status status_;
-  Napi::Promise::Deferred deferred_;
+// One per environment (the main thread, each worker thread), owned by the addon instance.
+struct EnvState {
+  napi_env env = nullptr;
+  bool stopping = false;  // the environment's cleanup hook ran: sockets are closed, no new work
+  std::unordered_set<Sampler*> samplers;
 };
+
+// What V8 is told a sampler holds outside its heap: the socket object and its receive buffer
+// (netlink.cc's kRecvBufferSize). The kernel's socket buffer is not process memory.
+constexpr int64_t kSocketBytes = 64 * 1024 + sizeof(sw::NetlinkSocket);
+using SocketPtr = std::unique_ptr<sw::NetlinkSocket>;
+
+void AccountSocket(napi_env env, int64_t delta) {
+  int64_t total = 0;
+  napi_adjust_external_memory(env, delta, &total);  // no JS runs; a failure only skips the hint
+}
+
+// Closes the fd and frees the receive buffer, and tells V8.
+void ReleaseSocket(napi_env env, SocketPtr* sock) {
+  if (!*sock) return;
+  sock->reset();
+  AccountSocket(env, -kSocketBytes);
+}
+
+// Whether the environment can still run JavaScript. A stopping environment (worker.terminate(),
+// process.exit() in a worker) refuses every call that may run JS with napi_pending_exception although
+// no exception is pending; node-addon-api reads the same signal.
+bool CanRunJs(napi_env env) {
+  napi_value global;
+  bool has = false;
+  if (napi_get_global(env, &global) != napi_ok) return false;
+  return napi_has_named_property(env, global, "undefined", &has) == napi_ok;
+}
+
+// One async scan. Execute runs on a libuv pool thread and touches only this object: the socket is
+// moved here from the Sampler for the duration of the scan and given back (or freed) on completion.
+struct ScanJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  Sampler* sampler = nullptr;  // nulled when the Sampler is finalized first
+  SocketPtr sock;
+  bool in_netns = false;
+  ScanParams params;
+  ScanOutput out;
+  Status status;
+};
+
+void ExecuteScan(napi_env, void* data);
+void CompleteScan(napi_env env, napi_status status, void* data);
 
 class Sampler : public Napi::ObjectWrap<Sampler> {
  public:
-  static Napi::Function Define(Napi::Env env) {
+  static Napi::Function Define(Napi::Env env, EnvState* state) {
     return DefineClass(env, "Sampler",
                        {InstanceMethod<&Sampler::ScanSync>("scanSync"), InstanceMethod<&Sampler::Scan>("scan"),
-                        InstanceMethod<&Sampler::Lookup>("lookup"), InstanceMethod<&Sampler::Close>("close")});
+                        InstanceMethod<&Sampler::Lookup>("lookup"), InstanceMethod<&Sampler::Close>("close")},
+                       state);
   }
 
-  explicit Sampler(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sampler>(info) {
+  explicit Sampler(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<Sampler>(info), state_(static_cast<EnvState*>(info.Data())) {
     Napi::Env env = info.Env();
+    if (state_ != nullptr) state_->samplers.insert(this);
     std::string netns;
     if (info.Length() > 0 && !info[0].IsUndefined()) {
       if (!info[0].IsString()) {
@@ -256,25 +310,50 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
       }
       recv_timeout_ms = info[1].As<Napi::Number>().Uint32Value();
     }
-    Status s = sock_.Open(netns.empty() ? nullptr : netns.c_str(), recv_timeout_ms);
-    if (!s.ok()) SystemError(env, s).ThrowAsJavaScriptException();
+    if (state_ == nullptr || state_->stopping) return;
+    SocketPtr sock(new sw::NetlinkSocket());
+    Status s = sock->Open(netns.empty() ? nullptr : netns.c_str(), recv_timeout_ms);
+    if (!s.ok()) {
+      SystemError(env, s).ThrowAsJavaScriptException();
+      return;
+    }
+    sock_ = std::move(sock);
+    AccountSocket(env, kSocketBytes);
   }
 
-  sw::NetlinkSocket* socket() { return &sock_; }
-  bool in_netns() const { return in_netns_; }
-  void set_busy(bool b) { busy_ = b; }
-  void CloseIfPending() {
-    if (close_pending_) sock_.Close();
+  // A Sampler the user never closed: its fd and buffer go with it. A scan still in flight keeps
+  // its own socket and frees it when it completes.
+  ~Sampler() override {
+    if (job_ != nullptr) job_->sampler = nullptr;
+    if (state_ != nullptr) {
+      ReleaseSocket(state_->env, &sock_);
+      state_->samplers.erase(this);
+    }
   }
+
+  // The environment's cleanup hook: close now, forget the state (it goes before this object may).
+  void Teardown(napi_env env) {
+    closing_ = true;
+    ReleaseSocket(env, &sock_);
+    state_ = nullptr;
+  }
+
+  // Completion of the scan in flight: the socket comes back unless close() came meanwhile.
+  void FinishScan(SocketPtr* sock) {
+    job_ = nullptr;
+    if (!closing_ && state_ != nullptr) sock_ = std::move(*sock);
+  }
+
+  bool in_netns() const { return in_netns_; }
 
  private:
-  bool Usable(Napi::Env env) {
-    if (!sock_.is_open() || close_pending_) {
-      SystemError(env, Status::Fail(-EBADF, "scan")).ThrowAsJavaScriptException();
+  bool Usable(Napi::Env env, const char* syscall) {
+    if (job_ != nullptr && !closing_) {
+      SystemError(env, Status::Fail(-EBUSY, syscall)).ThrowAsJavaScriptException();
       return false;
     }
-    if (busy_) {
-      SystemError(env, Status::Fail(-EBUSY, "scan")).ThrowAsJavaScriptException();
+    if (closing_ || !sock_) {
+      SystemError(env, Status::Fail(-EBADF, syscall)).ThrowAsJavaScriptException();
       return false;
     }
     return true;
@@ -283,9 +362,9 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
   Napi::Value ScanSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     ScanParams p;
-    if (!Usable(env) || !ParseScanRequest(info[0], &p)) return env.Undefined();
+    if (!Usable(env, "scan") || !ParseScanRequest(info[0], &p)) return env.Undefined();
     ScanOutput out;
-    Status s = sw::RunScan(&sock_, p, !in_netns_, &out);
+    Status s = sw::RunScan(sock_.get(), p, !in_netns_, &out);
     if (!s.ok()) {
       SystemError(env, s).ThrowAsJavaScriptException();
       return env.Undefined();
@@ -295,18 +374,32 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
 
   Napi::Value Scan(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    ScanParams p;
-    if (!Usable(env) || !ParseScanRequest(info[0], &p)) return env.Undefined();
-    busy_ = true;
-    ScanWorker* w = new ScanWorker(env, this, info.This().As<Napi::Object>(), std::move(p));
-    Napi::Promise promise = w->Promise();
-    w->Queue();
-    return promise;
+    std::unique_ptr<ScanJob> job(new ScanJob());
+    if (!Usable(env, "scan") || !ParseScanRequest(info[0], &job->params)) return env.Undefined();
+    napi_value promise;
+    napi_value name;
+    if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+        napi_create_string_utf8(env, "sockwatch:scan", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_async_work(env, nullptr, name, ExecuteScan, CompleteScan, job.get(), &job->work) != napi_ok) {
+      Napi::Error::New(env, "native: cannot queue the scan").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    job->sampler = this;
+    job->in_netns = in_netns_;
+    job->sock = std::move(sock_);
+    if (napi_queue_async_work(env, job->work) != napi_ok) {
+      sock_ = std::move(job->sock);
+      napi_delete_async_work(env, job->work);
+      Napi::Error::New(env, "native: cannot queue the scan").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    job_ = job.release();
+    return Napi::Value(env, promise);
   }
 
   Napi::Value Lookup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Usable(env)) return env.Undefined();
+    if (!Usable(env, "lookup")) return env.Undefined();
     if (!info[0].IsObject()) {
       Napi::TypeError::New(env, "native: lookup request must be an object").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -334,7 +427,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     }
     SockRecord rec;
     bool found = false;
-    Status s = sw::LookupSocket(&sock_, static_cast<uint8_t>(family), static_cast<uint8_t>(protocol),
+    Status s = sw::LookupSocket(sock_.get(), static_cast<uint8_t>(family), static_cast<uint8_t>(protocol),
                                 src.As<Napi::Buffer<uint8_t>>().Data(), static_cast<uint16_t>(sport),
                                 dst.As<Napi::Buffer<uint8_t>>().Data(), static_cast<uint16_t>(dport), cookie,
                                 (flags & sw::kScanSkmem) != 0, &rec, &found);
@@ -346,48 +439,56 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     return PackRecords(env, std::vector<sw::Offender>{sw::Offender{rec, 0}}, (flags & sw::kScanSkmem) != 0);
   }
 
+  // Frees the socket (fd and receive buffer) now; with a scan in flight, when it completes.
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    // With a scan in flight the socket is closed when the worker completes.
-    if (busy_) {
-      close_pending_ = true;
-    } else {
-      sock_.Close();
-    }
+    closing_ = true;
+    ReleaseSocket(info.Env(), &sock_);
     return info.Env().Undefined();
   }
 
-  sw::NetlinkSocket sock_;
+  EnvState* state_;
+  SocketPtr sock_;  // null when closed, or lent to the scan in flight
+  ScanJob* job_ = nullptr;
   bool in_netns_ = false;
-  bool busy_ = false;
-  bool close_pending_ = false;
+  bool closing_ = false;
 };
 
-ScanWorker::ScanWorker(Napi::Env env, Sampler* sampler, Napi::Object self, ScanParams params)
-    : Napi::AsyncWorker(env, "sockwatch:scan"),
-      sampler_(sampler),
-      self_(Napi::Persistent(self)),
-      params_(std::move(params)),
-      deferred_(Napi::Promise::Deferred::New(env)) {}
-
-void ScanWorker::Execute() {
-  // Runs on a libuv pool thread: no env, no JS values.
-  status_ = sw::RunScan(sampler_->socket(), params_, !sampler_->in_netns(), &out_);
-  if (!status_.ok()) SetError("scan failed");
+void ExecuteScan(napi_env, void* data) {
+  // A libuv pool thread: no env, no JS values, nothing but the job itself.
+  ScanJob* job = static_cast<ScanJob*>(data);
+  job->status = sw::RunScan(job->sock.get(), job->params, !job->in_netns, &job->out);
 }
 
-void ScanWorker::Finish() {
-  sampler_->set_busy(false);
-  sampler_->CloseIfPending();
-}
-
-void ScanWorker::OnOK() {
-  Finish();
-  deferred_.Resolve(OutputToJs(Env(), out_, params_.flags));
-}
-
-void ScanWorker::OnError(const Napi::Error&) {
-  Finish();
-  deferred_.Reject(SystemError(Env(), status_).Value());
+void CompleteScan(napi_env env, napi_status status, void* data) {
+  std::unique_ptr<ScanJob> job(static_cast<ScanJob*>(data));
+  napi_delete_async_work(env, job->work);
+  if (job->sampler != nullptr) job->sampler->FinishScan(&job->sock);
+  ReleaseSocket(env, &job->sock);  // closed or finalized meanwhile
+  // A stopping environment gets no value and no settled promise: nothing can observe them, and
+  // any JS work would fail (node-addon-api would turn that failure into a fatal error).
+  if (status == napi_cancelled || !CanRunJs(env)) return;
+  Napi::HandleScope scope(env);
+  napi_value value = nullptr;
+  bool ok = job->status.ok();
+  if (ok) {
+    Napi::Object r = OutputToJs(env, job->out, job->params.flags);
+    if (!r.IsEmpty()) value = r;
+  } else {
+    Napi::Error e = SystemError(env, job->status);
+    if (!e.IsEmpty()) value = e.Value();
+  }
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    // Making the value failed with an exception (out of memory): reject with it.
+    napi_get_and_clear_last_exception(env, &value);
+    ok = false;
+  }
+  if (value == nullptr) return;
+  if (ok) {
+    napi_resolve_deferred(env, job->deferred, value);
+  } else {
+    napi_reject_deferred(env, job->deferred, value);
+  }
 }
 
 // Test hook: runs recorded reply datagrams through the production scan (sw::RunScan over a
@@ -435,13 +536,42 @@ Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
 class SockwatchAddon : public Napi::Addon<SockwatchAddon> {
  public:
   SockwatchAddon(Napi::Env env, Napi::Object exports) {
-    DefineAddon(exports, {InstanceValue("Sampler", Sampler::Define(env), napi_enumerable),
+    state_.env = env;
+    hooked_ = napi_add_env_cleanup_hook(env, &SockwatchAddon::OnEnvCleanup, &state_) == napi_ok;
+    DefineAddon(exports, {InstanceValue("Sampler", Sampler::Define(env, &state_), napi_enumerable),
                           InstanceValue("version", Napi::String::New(env, "1"), napi_enumerable),
-                          InstanceMethod<&SockwatchAddon::ParseRecordedMethod>("parseRecorded", napi_enumerable)});
+                          InstanceMethod<&SockwatchAddon::ParseRecordedMethod>("parseRecorded", napi_enumerable),
+                          InstanceMethod<&SockwatchAddon::ExternalMemory>("externalMemory", napi_enumerable)});
+  }
+
+  ~SockwatchAddon() {
+    if (hooked_ && !state_.stopping) napi_remove_env_cleanup_hook(state_.env, &SockwatchAddon::OnEnvCleanup, &state_);
+    for (Sampler* s : state_.samplers) s->Teardown(state_.env);
   }
 
  private:
+  // Runs when the environment stops (worker.terminate(), process.exit(), the end of the process):
+  // every socket not lent to a scan in flight is closed here, the rest when their scan completes.
+  static void OnEnvCleanup(void* arg) {
+    EnvState* state = static_cast<EnvState*>(arg);
+    state->stopping = true;
+    std::unordered_set<Sampler*> samplers;
+    samplers.swap(state->samplers);
+    for (Sampler* s : samplers) s->Teardown(state->env);
+  }
+
   Napi::Value ParseRecordedMethod(const Napi::CallbackInfo& info) { return ParseRecorded(info); }
+
+  // Tests: the external memory V8 counts for this isolate (what AdjustExternalMemory reported; Node
+  // 20's process.memoryUsage().external does not include it).
+  Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+    int64_t total = 0;
+    napi_adjust_external_memory(info.Env(), 0, &total);
+    return Napi::Number::New(info.Env(), static_cast<double>(total));
+  }
+
+  EnvState state_;
+  bool hooked_ = false;
 };
 
 }  // namespace

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as os from 'node:os';
 import { SockwatchError } from '../lib/base/errors';
-import { FAMILY_V4, PROTO_TCP, THRESHOLD_OFF, loadBinding, type NativeScanRequest } from '../lib/native';
+import { FAMILY_V4, PROTO_TCP, THRESHOLD_OFF, addonPath, loadBinding, type NativeScanRequest } from '../lib/native';
 import { Sampler } from '../lib/sampler';
 import { cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
 
@@ -58,12 +58,12 @@ describe('async scan', () => {
     await s.close();
   });
 
-  it('queues a second scan behind the first and refuses a sync scan meanwhile (EBUSY)', async () => {
+  it('queues a second scan behind the first and refuses a sync scan meanwhile (SAMPLER_BUSY)', async () => {
     const s = new Sampler();
     const a = s.sample({ tcp: true, localPorts: [port], recvThreshold: 1 << 30 });
     const b = s.sample({ tcp: true, localPorts: [port], recvThreshold: 1 << 30 });
     expect(s.busy).toBe(true);
-    expect(() => s.sampleSync({ tcp: true })).toThrow(expect.objectContaining({ code: 'EBUSY', syscall: 'scan' }));
+    expect(() => s.sampleSync({ tcp: true })).toThrow(expect.objectContaining({ code: 'ERR_SOCKWATCH_SAMPLER_BUSY', legacyCode: 'EBUSY' }));
     const [ra, rb] = await Promise.all([a, b]);
     expect(ra.socketsSeen).toBe(rb.socketsSeen);
     expect(s.busy).toBe(false);
@@ -124,9 +124,12 @@ describe('async scan', () => {
 describe('worker threads', () => {
   it('loads the addon in two workers at once and scans in each', async () => {
     const root = path.join(__dirname, '..');
+    // Through the library's own loader (dist/ is lib/ compiled by the global setup), so the worker
+    // loads the same addon file as the library does (a stale build/ never shadows the prebuild).
     const code = `
       const { parentPort, workerData } = require('node:worker_threads');
-      const b = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
+      const b = require(workerData.root + '/dist/native.js').loadBinding();
+      parentPort.postMessage(require(workerData.root + '/dist/native.js').addonPath());
       const s = new b.Sampler();
       s.scan({ protocols: 1, families: 1, tcpStates: 0xfff, udpStates: 0, recvThreshold: -1, sendThreshold: -1,
                acceptThreshold: -1, maxRecords: 0, flags: 0, aggStates: 0, aggTop: 0, aggMinTotal: 0 })
@@ -135,8 +138,12 @@ describe('worker threads', () => {
     const run = () =>
       new Promise<number>((resolve, reject) => {
         const w = new Worker(code, { eval: true, workerData: { root } });
-        w.once('message', (n: number) => {
-          resolve(n);
+        w.on('message', (m: number | string) => {
+          if (typeof m === 'string') {
+            if (m !== addonPath()) reject(new Error(`the worker loaded ${m}, the library ${addonPath()}`));
+            return;
+          }
+          resolve(m);
           void w.terminate();
         });
         w.once('error', reject);

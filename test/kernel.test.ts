@@ -261,24 +261,24 @@ describe('exact lookup', () => {
       (r) => r?.recvQ === 777,
     );
     const key = { protocol: 'tcp' as const, local: `127.0.0.1:${port}`, remote: `127.0.0.1:${client.localPort}` };
-    const hit = sampler.lookup({ ...key, cookie: rec!.cookie, skmem: true });
+    const hit = await sampler.lookup({ ...key, cookie: rec!.cookie, skmem: true });
     expect(hit).toMatchObject({ recvQ: 777, cookie: rec!.cookie, inode: rec!.inode });
     expect(hit!.skmem!.rcvbuf).toBeGreaterThan(0);
-    const miss = sampler.lookup({ ...key, cookie: rec!.cookie + 1000n });
+    const miss = await sampler.lookup({ ...key, cookie: rec!.cookie + 1000n });
     expect(miss).toBeNull();
     // The kernel answers a miss with the listener of the local port; an exact lookup does not.
-    expect(sampler.lookup({ ...key, remote: '127.0.0.1:1' })).toBeNull();
+    expect(await sampler.lookup({ ...key, remote: '127.0.0.1:1' })).toBeNull();
     // UDP too: a connected socket by 4-tuple and cookie, an unconnected one by local address.
     const u1 = await udpSocket('udp4', '127.0.0.1');
     const u2 = await udpSocket('udp4', '127.0.0.1');
     await new Promise<void>((res) => u2.connect(u1.address().port, '127.0.0.1', () => res()));
     const ukey = { protocol: 'udp' as const, local: `127.0.0.1:${u2.address().port}`, remote: `127.0.0.1:${u1.address().port}` };
-    const udp = sampler.lookup(ukey);
+    const udp = await sampler.lookup(ukey);
     expect(udp).toMatchObject({ protocol: 'udp', stateName: 'established', localPort: u2.address().port });
-    expect(sampler.lookup({ ...ukey, cookie: udp!.cookie })?.cookie).toBe(udp!.cookie);
-    expect(sampler.lookup({ protocol: 'udp', local: `127.0.0.1:${u1.address().port}`, remote: '0.0.0.0:0' })?.stateName).toBe('unconn');
+    expect((await sampler.lookup({ ...ukey, cookie: udp!.cookie }))?.cookie).toBe(udp!.cookie);
+    expect(sampler.lookupSync({ protocol: 'udp', local: `127.0.0.1:${u1.address().port}`, remote: '0.0.0.0:0' })?.stateName).toBe('unconn');
     const v6 = await pausedServer('::1');
     const c6 = await connect('::1', v6.port);
-    expect(sampler.lookup({ protocol: 'tcp', local: `[::1]:${c6.localPort}`, remote: `[::1]:${v6.port}` })?.family).toBe(6);
+    expect((await sampler.lookup({ protocol: 'tcp', local: `[::1]:${c6.localPort}`, remote: `[::1]:${v6.port}` }))?.family).toBe(6);
   });
 });

@@ -109,10 +109,11 @@ describe('sample options', () => {
     const s = new Sampler();
     try {
       const base = { protocol: 'tcp' as const, local: '127.0.0.1:1', remote: '127.0.0.1:2' };
-      expect(() => s.lookup({ ...base, cokie: 5n } as never)).toThrow(/unknown option "cokie" \(did you mean "cookie"\?\)/);
-      expect(() => s.lookup({ ...base, cookie: 5 as never })).toThrow(TypeError);
-      expect(() => s.lookup({ ...base, protocol: 'sctp' as never })).toThrow(/options.protocol must be one of 'tcp', 'udp'/);
-      expect(() => s.lookup({ ...base, skmem: 'yes' as never })).toThrow(TypeError);
+      expect(() => s.lookupSync({ ...base, cokie: 5n } as never)).toThrow(/unknown option "cokie" \(did you mean "cookie"\?\)/);
+      await expect(s.lookup({ ...base, cokie: 5n } as never)).rejects.toThrow(/unknown option "cokie"/);
+      expect(() => s.lookupSync({ ...base, cookie: 5 as never })).toThrow(TypeError);
+      expect(() => s.lookupSync({ ...base, protocol: 'sctp' as never })).toThrow(/options.protocol must be one of 'tcp', 'udp'/);
+      expect(() => s.lookupSync({ ...base, skmem: 'yes' as never })).toThrow(TypeError);
       expect(() => s.sampleSync({ tcp: true, recvTreshold: 5 } as never)).toThrow(TypeError);
       await expect(s.sample({ tcp: true, recvTreshold: 5 } as never)).rejects.toThrow(/recvTreshold/);
     } finally {

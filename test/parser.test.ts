@@ -86,7 +86,7 @@ while not done:
     expect(mine).toMatchObject({ recvQ: 321, stateName: 'established', localAddress: '127.0.0.1' });
     expect(mine!.skmem!.rcvbuf).toBeGreaterThan(0);
     const s = new Sampler();
-    const live = s.lookup({ protocol: 'tcp', local: `127.0.0.1:${port}`, remote: `127.0.0.1:${c.localPort}` });
+    const live = s.lookupSync({ protocol: 'tcp', local: `127.0.0.1:${port}`, remote: `127.0.0.1:${c.localPort}` });
     await s.close();
     expect(live?.cookie).toBe(mine!.cookie);
     c.destroy();

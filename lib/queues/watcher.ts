@@ -382,7 +382,7 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
       const r = e.record;
       const { local, remote } = endpoints(r);
       try {
-        results.set(e.cookie, this.sampler.lookup({ protocol: r.protocol, local, remote, cookie: e.cookie }));
+        results.set(e.cookie, await this.sampler.lookup({ protocol: r.protocol, local, remote, cookie: e.cookie }));
       } catch {
         // unknown this tick: neither found nor gone
       }
