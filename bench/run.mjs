@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installExitHandlers, killAllChildren, runChild, startFarm } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
+import { soakSection, withSoakSection } from './soak-section.mjs';
 import { loadLibrary, SkipError } from './methods.mjs';
 import { environment, fmtTime, pairedRatio, renderMarkdown, sizeLabel } from './report.mjs';
 import { defaultRounds, defaultRuns, scenarios, targets } from './scenarios.mjs';
@@ -300,7 +301,9 @@ async function runFarmGroup({ size, farmKey, group, o, lib, sizeResult }) {
 
 function writeReport(out, { env, options, sizes, rows }) {
   const previous = existsSync(out) ? readFileSync(out, 'utf8') : '';
-  writeFileSync(out, renderMarkdown({ env, options, sizes, scenarios: rows, targets, farmShape: FARM_SHAPE, previous }));
+  const rendered = renderMarkdown({ env, options, sizes, scenarios: rows, targets, farmShape: FARM_SHAPE, previous });
+  const soak = soakSection(previous); // bench/soak.mjs's section survives a rerun
+  writeFileSync(out, soak ? withSoakSection(rendered, soak) : rendered);
 }
 
 function reportOnly(o) {
