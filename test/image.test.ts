@@ -3,20 +3,24 @@
 // checked), its layers are unpacked into a root file system, and the configured entry point runs there
 // under `chroot` inside `unshare --mount --pid --fork` with /proc mounted, the environment the image's
 // config gives and nothing else. No file of this machine is reachable from inside (no node, no
-// libraries but the image's), so what runs is the image. Not exercised here: a real runtime's mounts
+// libraries but the image's), so what runs is the image: `list`, `snat` (monitor only) and `queues`
+// delivering over HTTPS, trusted only through NODE_EXTRA_CA_CERTS (no CA bundle in the image; Node's
+// own root store cannot be tried against Azure offline). Not exercised here: a real runtime's mounts
 // (/dev, /etc/hosts, resolv.conf), cgroups, seccomp, a registry push and pull.
 //
 // The archive: $SOCKWATCH_IMAGE, else dist-standalone/sockwatch-image.oci.tar when it is newer than
 // the single executable, else one built here from dist-standalone/sockwatch-linux-x64 (`npm run
 // build:standalone`). Without the executable (or without root, umoci, unshare) the tests skip and say why.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCleanups } from './helpers/cleanup';
+import { onCleanup, runCleanups } from './helpers/cleanup';
+import { HttpReceiver } from './helpers/http-receiver';
+import { cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
 
 const root = path.join(__dirname, '..');
@@ -29,7 +33,13 @@ function which(tool: string): string | null {
   const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : null;
 }
-const tools = { unshare: which('unshare'), chroot: which('chroot'), umoci: which('umoci'), readelf: which('readelf') };
+const tools = {
+  unshare: which('unshare'),
+  chroot: which('chroot'),
+  umoci: which('umoci'),
+  readelf: which('readelf'),
+  openssl: which('openssl'),
+};
 
 function whyNot(): string | null {
   if (process.getuid?.() !== 0) return 'chroot and unshare --mount need root';
@@ -72,21 +82,40 @@ function blob(d: Descriptor): string {
   return file;
 }
 
-/** Runs the image's entry point (with `args`, or the image's Cmd) as a container would, minus the runtime. */
-function runImage(args: string[] | null, timeout = 30_000): { status: number | null; stdout: string; stderr: string } {
+/** The entry point (with `args`, or the image's Cmd) as a container would run it, minus the runtime. */
+function imageCommand(args: string[] | null, extraEnv: Record<string, string> = {}) {
   const argv = [...(config.config.Entrypoint ?? []), ...(args ?? config.config.Cmd ?? [])];
-  const env = Object.fromEntries((config.config.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-  const r = spawnSync(
-    tools.unshare!,
-    ['--mount', '--pid', '--fork', `--mount-proc=${path.join(rootfs, 'proc')}`, tools.chroot!, rootfs, ...argv],
-    {
-      encoding: 'utf8',
-      env,
-      cwd: path.join(rootfs, config.config.WorkingDir ?? '/'),
-      timeout,
-    },
-  );
+  const imageEnv = Object.fromEntries((config.config.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  // --kill-child: the entry point (pid 1 of the new pid namespace) dies with unshare.
+  const unshareArgs = [
+    '--mount',
+    '--pid',
+    '--fork',
+    '--kill-child',
+    `--mount-proc=${path.join(rootfs, 'proc')}`,
+    tools.chroot!,
+    rootfs,
+    ...argv,
+  ];
+  return { unshareArgs, options: { env: { ...imageEnv, ...extraEnv }, cwd: path.join(rootfs, config.config.WorkingDir ?? '/') } };
+}
+
+function runImage(args: string[] | null, extraEnv: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  const { unshareArgs, options } = imageCommand(args, extraEnv);
+  const r = spawnSync(tools.unshare!, unshareArgs, { ...options, encoding: 'utf8', timeout: 30_000, maxBuffer: 256 << 20 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts the entry point in the background; killed (through unshare) at cleanup. */
+function startImage(args: string[], extraEnv: Record<string, string> = {}): { stderr: () => string } {
+  const { unshareArgs, options } = imageCommand(args, extraEnv);
+  const child = spawn(tools.unshare!, unshareArgs, { ...options, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return { stderr: () => stderr };
 }
 
 /** DT_NEEDED and PT_INTERP of an ELF file. */
@@ -157,7 +186,10 @@ describe.skipIf(skipReason !== null)(title, () => {
     fs.mkdirSync(path.join(rootfs, 'proc'));
   });
 
-  afterAll(runCleanups);
+  afterAll(async () => {
+    await runCleanups();
+    await cleanupSockets();
+  });
 
   it('is a linux/amd64 image whose entry point is the single executable', () => {
     expect(config.os).toBe('linux');
@@ -227,12 +259,13 @@ describe.skipIf(skipReason !== null)(title, () => {
       expect(table.status).toBe(0);
       expect(table.stdout).toMatch(/^Netid\s+State\s+Recv-Q/);
       expect(table.stdout).toMatch(new RegExp(`^tcp\\s+LISTEN\\s+0\\s+\\d+\\s+127\\.0\\.0\\.1:${port}\\s`, 'm'));
-      const json = runImage(['list', '--format', 'json', '--tcp', '--sport', String(port)]);
+      const json = runImage(['list', '--format', 'json', '--tcp', '-4', '--sport', String(port)]);
       expect(json.status).toBe(0);
       const rows = json.stdout
         .trim()
         .split('\n')
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((r) => r.local === `127.0.0.1:${port}`); // the same port number may be another test's on another address
       expect(rows).toEqual([
         expect.objectContaining({ proto: 'tcp', family: 'ipv4', state: 'listen', local: `127.0.0.1:${port}`, uid: 0 }),
       ]);
@@ -240,6 +273,72 @@ describe.skipIf(skipReason !== null)(title, () => {
       server.close();
     }
   });
+
+  it('snat runs there: monitor only, its log under --log-dir counts the connections to a listener of this test', async () => {
+    const { port, accepted } = await pausedServer('127.0.0.1');
+    for (let i = 0; i < 3; i++) await connect('127.0.0.1', port);
+    await waitAccepted(accepted, 3);
+    const r = runImage(['snat', '-t', '2', '-f', '1', '-d', '0.0005', '--log-dir', '/tmp/snat'], { COMPUTERNAME: 'image-test' });
+    expect(r.status, r.stderr).toBe(0);
+    const logDir = path.join(rootfs, 'tmp', 'snat', 'outconn-logs-image-test');
+    const log = fs
+      .readdirSync(logDir)
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => fs.readFileSync(path.join(logDir, f), 'utf8'))
+      .join('');
+    const dest = `127\\.0\\.0\\.1:${port}`;
+    expect(log).toMatch(new RegExp(`^${dest}\\s+3\\s+ESTABLISHED\\(3\\)`, 'm'));
+    expect(log).toMatch(/: Connection threshold exceeded$/m); // (the line naming a destination names the largest)
+  });
+
+  it.skipIf(!tools.openssl)(
+    'HTTPS without a CA bundle in the image: an alert reaches a receiver whose CA comes from NODE_EXTRA_CA_CERTS, and only then',
+    async () => {
+      const dir = tmpDir('image-tls');
+      const key = path.join(dir, 'key.pem');
+      const cert = path.join(dir, 'cert.pem');
+      const subject = ['-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'];
+      execFileSync(
+        tools.openssl!,
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', ...subject],
+        { stdio: 'ignore' },
+      );
+      fs.copyFileSync(cert, path.join(rootfs, 'tmp', 'receiver-ca.pem'));
+      const rx = await HttpReceiver.start({ tls: { key: fs.readFileSync(key), cert: fs.readFileSync(cert) } });
+      onCleanup(() => rx.close());
+      const { port, accepted } = await pausedServer('127.0.0.1');
+      const c = await connect('127.0.0.1', port);
+      await waitAccepted(accepted, 1);
+      c.write(Buffer.alloc(5000));
+      const queues = (stateDir: string) => [
+        'queues',
+        '--recv-threshold',
+        '100',
+        '--tcp',
+        '--sport',
+        String(port),
+        '--url',
+        `${rx.url}/hook`,
+        '--state-dir',
+        stateDir,
+      ];
+
+      const untrusted = startImage(queues('/tmp/q-untrusted'));
+      for (let i = 0; i < 1000 && !/certificate/i.test(untrusted.stderr()); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(untrusted.stderr()).toMatch(/self[- ]signed certificate/i);
+      expect(rx.requests).toHaveLength(0);
+
+      startImage(queues('/tmp/q-trusted'), { NODE_EXTRA_CA_CERTS: '/tmp/receiver-ca.pem' });
+      await rx.waitForRequests(1, 15_000);
+      expect(rx.requests[0]!.query).toEqual(
+        expect.arrayContaining([
+          ['type', 'RECV'],
+          ['local', `127.0.0.1:${port}`],
+          ['event', 'alert'],
+        ]),
+      );
+    },
+  );
 
   it('needs every library it carries: without any one of them the entry point does not start', () => {
     const dir = path.join(rootfs, 'lib', 'x86_64-linux-gnu');
