@@ -38,9 +38,11 @@ const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LIB_DIR = '/lib/x86_64-linux-gnu';
 const DEFAULT_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
 
+class BuildError extends Error {}
+
+/** Stops the build with one line (the temporary directory is still removed). */
 function fail(message) {
-  console.error(`build-image: ${message}`);
-  process.exit(1);
+  throw new BuildError(message);
 }
 
 function parseArgs(argv) {
@@ -270,4 +272,10 @@ function main() {
   }
 }
 
-main();
+try {
+  main();
+} catch (err) {
+  if (!(err instanceof BuildError)) throw err;
+  console.error(`build-image: ${err.message}`);
+  process.exitCode = 1;
+}
