@@ -84,8 +84,10 @@ function nodeHideList(): string {
   for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) for (const name of ['node', 'nodejs']) add(path.join(dir, name));
   for (const file of ['/usr/bin/node', '/usr/local/bin/node', '/usr/bin/nodejs', '/opt/node/bin/node', process.execPath]) add(file);
   // the pinned Node 26 of the build (.cache/standalone) and any Node lines CI keeps in the repo
-  const dirs = [path.join(ROOT, '.cache'), path.join(ROOT, '.ci', 'node')].filter((d) => fs.existsSync(d));
-  return [...[...files].map((f) => `f:${f}`), ...dirs.map((d) => `d:${d}`)].join('\n');
+  const dirs = [path.join(ROOT, '.cache'), path.join(ROOT, '.ci', 'node')].filter((d) => fs.existsSync(d)).map((d) => fs.realpathSync(d));
+  // a node inside a covered directory (the suite run by one of those Node builds) goes with it
+  const outside = [...files].filter((f) => !dirs.some((d) => f.startsWith(d + path.sep)));
+  return [...outside.map((f) => `f:${f}`), ...dirs.map((d) => `d:${d}`)].join('\n');
 }
 
 let base: string;
