@@ -7,7 +7,7 @@
 //   node bench/soak.mjs --sizes 10000 --phase-seconds 5 --cycles 1 --out /tmp/soak.md
 //
 // Writes its section of bench/RESULTS.md (between the soak markers, see soak-section.mjs).
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,29 +73,51 @@ async function child({ phaseSeconds, cycles }) {
 
 // ---- the harness ----
 
+/** Consecutive readings of one mode: its phases, in order. */
+function phases(samples) {
+  const out = [];
+  for (const p of samples) {
+    if (out.length === 0 || out.at(-1).mode !== p.mode) out.push({ mode: p.mode, points: [] });
+    out.at(-1).points.push(p);
+  }
+  return out;
+}
+
 function summarize(run) {
   const rows = [];
-  const perMin = (pts) => slope(pts) * 60;
-  for (const mode of [...Object.keys(MODES), 'whole run']) {
-    const pts = mode === 'whole run' ? run.samples : run.samples.filter((p) => p.mode === mode);
-    // Within a mode's own phases: drop each phase's first reading (the step from the previous mode).
-    const steady = pts.filter((p, i) => i > 0 && pts[i - 1].mode === p.mode && p.t - pts[i - 1].t < 2);
+  const all = phases(run.samples);
+  for (const mode of Object.keys(MODES)) {
+    const mine = all.filter((ph) => ph.mode === mode);
+    // Within each phase (its first reading, the step from the previous mode, left out), averaged.
+    const within = (key) => {
+      const slopes = mine.map((ph) => slope(ph.points.slice(1).map((p) => [p.t, p[key]]))).filter((x) => Number.isFinite(x));
+      return slopes.length ? (slopes.reduce((a, b) => a + b, 0) / slopes.length) * 60 : 0;
+    };
+    // Cycle over cycle: the phase-end reading of this mode, first cycle → last cycle, per minute.
+    const across = (key) => {
+      if (mine.length < 2) return undefined;
+      const a = mine[0].points.at(-1);
+      const b = mine.at(-1).points.at(-1);
+      return ((b[key] - a[key]) / (b.t - a.t)) * 60;
+    };
     rows.push({
       mode,
-      calls: mode === 'whole run' ? Object.values(run.calls).reduce((a, b) => a + b, 0) : run.calls[mode],
-      heapFirst: pts[0]?.heap ?? 0,
-      heapLast: pts.at(-1)?.heap ?? 0,
-      heapSlope: perMin((mode === 'whole run' ? pts : steady).map((p) => [p.t, p.heap])),
-      rssFirst: pts[0]?.rss ?? 0,
-      rssLast: pts.at(-1)?.rss ?? 0,
-      rssSlope: perMin((mode === 'whole run' ? pts : steady).map((p) => [p.t, p.rss])),
+      calls: run.calls[mode],
+      heapFirst: mine[0]?.points[0]?.heap ?? 0,
+      heapLast: mine.at(-1)?.points.at(-1)?.heap ?? 0,
+      heapSlope: within('heap'),
+      heapAcross: across('heap'),
+      rssFirst: mine[0]?.points[0]?.rss ?? 0,
+      rssLast: mine.at(-1)?.points.at(-1)?.rss ?? 0,
+      rssSlope: within('rss'),
+      rssAcross: across('rss'),
     });
   }
   return rows;
 }
 
 const MiB = (b) => `${(b / 1048576).toFixed(1)} MiB`;
-const KiBmin = (b) => `${b >= 0 ? '+' : '−'}${Math.abs(b / 1024).toFixed(1)} KiB/min`;
+const KiBmin = (b) => (b === undefined ? '–' : `${b >= 0 ? '+' : '−'}${Math.abs(b / 1024).toFixed(1)} KiB/min`);
 
 function render(results, options) {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
@@ -108,18 +130,20 @@ function render(results, options) {
     '',
     'One `Sampler` in a fresh process (`--expose-gc`) calls `await sample()` back to back: `threshold` (`recvThreshold: 1000`), ' +
       '`all` (`all: true`, every socket a record), `aggregate` (`aggregate: true`), each for a phase, the three in turn, ' +
-      `${options.cycles} cycle(s). Once a second: a full GC, then V8's used heap and the RSS. Slopes are least squares over time ` +
-      "within each mode's phases (a phase's first reading, the step from the previous mode, left out); `whole run` over every reading. " +
-      'A slope near zero over minutes is the claim; a few hundred KiB/min over a short run is within noise of the allocator.',
+      `${options.cycles} cycle(s). Once a second: a full GC, then V8's used heap and the RSS. *In phase*: least-squares slope over time ` +
+      "within each of the mode's phases (a phase's first reading, the step from the previous mode, left out), averaged over its phases. " +
+      "*Cycle to cycle*: the mode's phase-end reading in the first cycle against the last, per minute between them. " +
+      'Both near zero over minutes is the claim; a few hundred KiB/min over a 20 s phase is within the noise of the allocator.',
     '',
-    '| Farm | Mode | Calls | Heap after GC (first → last) | Heap slope | RSS (first → last) | RSS slope |',
-    '|---|---|---|---|---|---|---|',
+    '| Farm | Mode | Calls | Heap after GC (first → last) | Heap in phase | Heap cycle to cycle | RSS (first → last) | RSS in phase | RSS cycle to cycle |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
     for (const row of r.rows) {
       lines.push(
         `| ${r.size.toLocaleString('en-US')} (${r.socketsSeen.toLocaleString('en-US')} seen) | ${row.mode} | ${row.calls.toLocaleString('en-US')} | ` +
-          `${MiB(row.heapFirst)} → ${MiB(row.heapLast)} | ${KiBmin(row.heapSlope)} | ${MiB(row.rssFirst)} → ${MiB(row.rssLast)} | ${KiBmin(row.rssSlope)} |`,
+          `${MiB(row.heapFirst)} → ${MiB(row.heapLast)} | ${KiBmin(row.heapSlope)} | ${KiBmin(row.heapAcross)} | ` +
+          `${MiB(row.rssFirst)} → ${MiB(row.rssLast)} | ${KiBmin(row.rssSlope)} | ${KiBmin(row.rssAcross)} |`,
       );
     }
   }
@@ -150,12 +174,14 @@ async function main(argv) {
       const r = await runChild(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', job], { timeoutMs });
       if (r.code !== 0) throw new Error(`soak child at ${size} exited ${r.code}: ${r.stderr.trim().slice(0, 500)}`);
       const run = JSON.parse(r.stdout.trim().split('\n').at(-1));
-      results.push({ size, socketsSeen: run.socketsSeen, rows: summarize(run) });
+      results.push({ size, socketsSeen: run.socketsSeen, rows: summarize(run), run });
       process.stderr.write(`soak: ${size} done (${run.seconds.toFixed(0)} s)\n`);
     } finally {
       await farm.stop();
     }
   }
+  mkdirSync(path.join(here, 'out'), { recursive: true });
+  writeFileSync(path.join(here, 'out', 'soak.json'), `${JSON.stringify({ options, results }, null, 1)}\n`);
   const section = render(results, options);
   const previous = existsSync(out) ? readFileSync(out, 'utf8') : '';
   writeFileSync(out, withSoakSection(previous, section));
