@@ -89,8 +89,17 @@ describe('npm pack: what a consumer gets', () => {
     expect(platforms).toContain('linux-x64');
     const stamps = files.filter((f) => f.startsWith('prebuilds/') && f.endsWith('.json'));
     expect(stamps.length).toBeGreaterThan(0);
+    // ELF e_machine of each architecture a prebuild directory may be named for (linux-<process.arch>).
+    const machines: Record<string, number> = { x64: 62, arm64: 183, ia32: 3, arm: 40 };
     for (const p of platforms) {
       expect(files).toContain(`prebuilds/${p}/sockwatch.node`);
+      // The file is a 64-bit (or 32-bit for ia32/arm) ELF shared object for the directory's architecture.
+      const elf = fs.readFileSync(path.join(root, 'prebuilds', p, 'sockwatch.node'));
+      const arch = p.slice(p.indexOf('-') + 1);
+      expect(p.startsWith('linux-'), `prebuilds/${p} is for Linux`).toBe(true);
+      expect(elf.subarray(0, 4).toString('latin1'), `prebuilds/${p}/sockwatch.node is ELF`).toBe('\x7fELF');
+      expect(elf.readUInt16LE(16), `prebuilds/${p}/sockwatch.node is a shared object (ET_DYN)`).toBe(3);
+      expect(elf.readUInt16LE(18), `prebuilds/${p}/sockwatch.node is built for ${arch}`).toBe(machines[arch]);
       // A stamp in the prebuild's own directory, or one elsewhere under prebuilds/ that names it.
       const covering = stamps.filter((s) => s.startsWith(`prebuilds/${p}/`) || fs.readFileSync(path.join(root, s), 'utf8').includes(p));
       expect(covering, `a stamp covering prebuilds/${p}`).not.toEqual([]);
