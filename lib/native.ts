@@ -331,6 +331,28 @@ function embeddedCandidates(): Array<[string, string, boolean]> {
   return out;
 }
 
+/** An addon file written by loadEmbedded: `<sha256 prefix>-<pid>-<random>.node`. */
+const EMBEDDED_FILE_RE = /^[0-9a-f]{16}-(\d+)-[0-9a-f]{8}\.node$/;
+
+/** Removes addon files a killed run left between writing and unlinking them (their pid is gone). */
+function removeLeftovers(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(EMBEDDED_FILE_RE.exec(name)?.[1] ?? NaN);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(dir, name), { force: true });
+    }
+  }
+}
+
 /** dlopen refused the file because its file system is mounted noexec ("failed to map segment", EPERM). */
 const NOEXEC_RE = /failed to map segment|operation not permitted/i;
 
@@ -347,7 +369,9 @@ function loadEmbedded(s: SeaModule): NativeBinding {
   for (const [base, name, createBase] of embeddedCandidates()) {
     let file: string;
     try {
-      file = path.join(privateDir(base, name, createBase), `${hash}-${process.pid}-${randomBytes(4).toString('hex')}.node`);
+      const dir = privateDir(base, name, createBase);
+      removeLeftovers(dir);
+      file = path.join(dir, `${hash}-${process.pid}-${randomBytes(4).toString('hex')}.node`);
       fs.writeFileSync(file, bytes, { mode: 0o700, flag: 'wx' });
     } catch (e) {
       passed.push(`${base}: ${(e as Error).message.split('\n')[0]}`);

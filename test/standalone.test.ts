@@ -16,7 +16,7 @@ import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses, startCli, type CliProcess, type CliResult } from './helpers/cli';
 import { dotnetSkipReason, hasDotnet, startDotnetApp, type DotnetApp } from './helpers/dotnet';
 import { receiver } from './helpers/http-receiver';
-import { SNAT_ENV } from './helpers/snat';
+import { SNAT_ENV, deadPid } from './helpers/snat';
 import { acceptingServer, cleanupSockets, unreadConnection } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
 
@@ -200,6 +200,18 @@ describe.skipIf(notRoot)('the single executable without Node', () => {
     expect(fs.lstatSync(dir).mode & 0o777).toBe(0o700);
     expect(fs.readdirSync(dir)).toEqual([]);
     expect(fs.existsSync(path.join(home, '.cache'))).toBe(false);
+  });
+
+  it("a killed run's leftover addon file (its pid gone) is removed by the next run; a live run's is kept", async () => {
+    const tmp = tmpDir('standalone-leftover-tmp');
+    const dir = path.join(tmp, `sockwatch-${UID}`);
+    fs.mkdirSync(dir, { mode: 0o700 });
+    const dead = `0123456789abcdef-${deadPid()}-0badc0de.node`;
+    const live = `0123456789abcdef-${process.pid}-0badc0de.node`;
+    for (const name of [dead, live]) fs.writeFileSync(path.join(dir, name), 'x', { mode: 0o700 });
+    const r = await run('list', ['--udp'], { env: { TMPDIR: tmp }, noexecTmp: false });
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readdirSync(dir)).toEqual([live]);
   });
 
   it.each([
