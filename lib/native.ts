@@ -367,13 +367,14 @@ function loadEmbedded(s: SeaModule): NativeBinding {
   const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
   const passed: string[] = [];
   for (const [base, name, createBase] of embeddedCandidates()) {
-    let file: string;
+    let file = '';
     try {
       const dir = privateDir(base, name, createBase);
       removeLeftovers(dir);
       file = path.join(dir, `${hash}-${process.pid}-${randomBytes(4).toString('hex')}.node`);
       fs.writeFileSync(file, bytes, { mode: 0o700, flag: 'wx' });
     } catch (e) {
+      if (file) fs.rmSync(file, { force: true }); // a partial write (ENOSPC)
       passed.push(`${base}: ${(e as Error).message.split('\n')[0]}`);
       continue;
     }
