@@ -19,8 +19,10 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onCleanup, runCleanups } from './helpers/cleanup';
+import { createContainerSas, keyContainerClient, startAzurite } from './helpers/azurite';
+import { dotnetSkipReason, hasDotnet, startDotnetApp } from './helpers/dotnet';
 import { HttpReceiver } from './helpers/http-receiver';
-import { cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
+import { acceptingServer, cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
 
 const root = path.join(__dirname, '..');
@@ -355,4 +357,62 @@ describe.skipIf(skipReason !== null)(title, () => {
     }
     expect(runImage(['--version']).status).toBe(0);
   });
+
+  // The Kubernetes sidecar of deploy/kubernetes/, emulated: the image's entry point in a mount namespace
+  // and root of its own (chroot) but sharing the pid namespace (shareProcessNamespace) and the network
+  // namespace (a pod's) with a real .NET app running outside it, uploading to Azurite through a SAS URL.
+  // It finds the app through /proc, has the runtime write a dump into the app's own /tmp (reached
+  // through /proc/PID/root), copies it to its --log-dir and uploads it. Not a pod: no kubelet, no
+  // emptyDir, no capability set (the test runs as root with every capability).
+  const dotnetSkip = hasDotnet() ? null : dotnetSkipReason();
+  describe.skipIf(dotnetSkip !== null)(
+    dotnetSkip
+      ? `OCI image as a sidecar (skipped: ${dotnetSkip})`
+      : 'OCI image as a sidecar: snat dumps a .NET app outside its root and uploads it',
+    () => {
+      it('shared pid and network namespaces, own mount namespace and root: the dump reaches Azurite', async () => {
+        const { port } = await acceptingServer('127.0.0.1');
+        const azurite = await startAzurite();
+        onCleanup(() => azurite.stop());
+        const container = 'image-sidecar';
+        const sas = await createContainerSas(azurite.url, container);
+        const app = await startDotnetApp('127.0.0.1', port, 12);
+        onCleanup(() => app.stop());
+        const instance = `image-sidecar-${process.pid}`;
+        const { options } = imageCommand(null, { COMPUTERNAME: instance, DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: sas });
+        const argv = [
+          ...(config.config.Entrypoint ?? []),
+          ...['snat', '-t', '10', '-f', '0.5', '--pid', String(app.pid), '--dump-type', 'normal'],
+          ...['--exclude-ports', `80,443,2222,${port}`, '--log-dir', '/tmp/diag', 'enable-dump'],
+        ];
+        // No --pid: the pid namespace is shared, as with shareProcessNamespace; /proc is this host's.
+        const child = spawn(
+          tools.unshare!,
+          ['--mount', '--fork', '--kill-child', `--mount-proc=${path.join(rootfs, 'proc')}`, tools.chroot!, rootfs, ...argv],
+          {
+            ...options,
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        onCleanup(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        const code = await new Promise<number | string | null>((resolve) => {
+          child.once('exit', (c) => resolve(c));
+          child.once('error', (e) => resolve(e.message));
+        });
+        expect(code, out).toBe(0);
+        const blobs: string[] = [];
+        for await (const b of keyContainerClient(azurite.url, container).listBlobsFlat()) blobs.push(b.name);
+        const dump = blobs.find((n) => new RegExp(`^dump_${instance}_\\d{8}_\\d{6}\\.dmp$`).test(n));
+        expect(dump, `${JSON.stringify(blobs)}\n${out}`).toBeDefined();
+        const head = await keyContainerClient(azurite.url, container).getBlobClient(dump!).downloadToBuffer(0, 20);
+        expect(head.subarray(0, 4)).toEqual(Buffer.from([0x7f, 0x45, 0x4c, 0x46])); // ELF
+        expect(head.readUInt16LE(16)).toBe(4); // ET_CORE
+      });
+    },
+  );
 });
