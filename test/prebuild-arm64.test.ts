@@ -269,7 +269,7 @@ describe.skipIf(skipReason !== null)(title, () => {
     arm = JSON.parse(r.stdout);
     const binding = loadBinding();
     x64 = cases.map((c) => replay.runCase(binding, unpackRecords, c));
-  });
+  }, 300_000); // emulated Node starts in about 2 s on an idle machine, much slower on a busy one
   afterAll(runCleanups);
 
   it('is what an arm64 Node loads (process.arch arm64, prebuilds/linux-arm64/sockwatch.node mapped)', () => {
@@ -328,7 +328,7 @@ describe.skipIf(skipReason !== null)(title, () => {
     expect(out.info.arch).toBe('arm64');
     if (out.live.ok) expect(out.live.found).toBe(true);
     else expect(out.live.error).toMatchObject({ code: 'EPROTONOSUPPORT', errno: -93, syscall: 'socket' });
-  });
+  }, 150_000);
 
   it("std::bad_alloc from a container reaches the arm64 build's C++ runtime, which names it and aborts", () => {
     const r = underQemu(['--bad-alloc'], 120_000);
@@ -340,5 +340,5 @@ describe.skipIf(skipReason !== null)(title, () => {
     } else {
       expect(JSON.parse(lines[2]!)).toMatchObject({ thrown: { error: { code: 'ENOMEM' } } });
     }
-  });
+  }, 150_000);
 });
