@@ -82,7 +82,8 @@ describe('sockwatch snat (no .NET needed)', () => {
   it('monitors, writes the script-format hourly log and its JSON twin, and stops after -d', async () => {
     const logDir = path.join(tmp, 'monitor');
     const r = await run(
-      ['-t', '5', '-f', '0.3', '-d', '0.0004', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir],
+      // 3.6 s: room for several polls even when the first one is slow on a loaded machine.
+      ['-t', '5', '-f', '0.3', '-d', '0.001', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir],
       {
         env: { COMPUTERNAME: 'cli-inst', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: FAKE_SAS },
       },
@@ -98,7 +99,7 @@ describe('sockwatch snat (no .NET needed)', () => {
     expect(text).toMatch(row);
     expect(text).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}: Connection threshold exceeded$/m);
     expect(text).toMatch(/^Current timestamp: \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/m);
-    expect(text).toContain('Duration timer expired after 0.0004 hour(s). Initiating automatic cleanup...');
+    expect(text).toContain('Duration timer expired after 0.001 hour(s). Initiating automatic cleanup...');
     expect(text).toContain(`counting only the connections of process ${holder.pid}`);
     expect(text).toMatch(/: counting mode: (network namespace|process sockets): /);
     // the SAS URL is named without its signature, nowhere in full

@@ -68,8 +68,12 @@ describe('TCP send queue', () => {
     await waitAccepted(accepted, 1);
     // Wait (up to 15 s, a loaded machine is slow to settle) until the bytes sit in both queues: on
     // loopback they move from the client's send queue to the server's receive queue over time.
+    // Only the two ends on 127.0.0.1: other addresses may hold the same port numbers on a busy host.
     const recs = await eventually(
-      () => all({ tcp: true, ipv4: true, localPorts: [port, cport], states: ['established'] }),
+      async () =>
+        (await all({ tcp: true, ipv4: true, localPorts: [port, cport], states: ['established'] })).filter(
+          (r) => r.localAddress === '127.0.0.1' && r.remoteAddress === '127.0.0.1' && (r.remotePort === port || r.remotePort === cport),
+        ),
       (rs) =>
         rs.length === 2 &&
         rs.reduce((s, r) => s + r.recvQ + r.sendQ, 0) === sent &&
