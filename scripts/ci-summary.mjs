@@ -6,10 +6,12 @@
 // A run with no test at all, a missing report, or a non-zero vitest exit with nothing else failed counts
 // as 1 failure. Skipped and todo tests are always named, per run; with --strict (the CI machine has
 // every tool the tests use) each one counts as failed.
-// The same suite on several Node.js lines: each --node run is labelled "node <version>", and a test that
-// ran (in any state) on one Node line but is absent from another's report is named for the run it is
-// missing from and counted like a skipped test (a test file must not quietly register fewer tests on
-// some Node line). With more than one run, each run's own counts are printed before the last line.
+// The same suite on several Node.js lines: each --node run is labelled "node <version>", and a test file
+// that registered fewer tests (in any state) on one Node line than on another is named for the run that
+// lacks them, each missing test counted like a skipped one (a file must not quietly register fewer
+// tests on some Node line). Files are compared by their number of tests, since a title may differ
+// between runs (one naming a temporary path); the missing titles are named where they can be told.
+// With more than one run, each run's own counts are printed before the last line.
 //
 // usage: ci-summary.mjs [--strict] (--run <label> | --node <version>) <vitest-report.json> <errors.json> <vitest-exit-status> ...
 //   errors.json is written by scripts/vitest-errors-reporter.mjs (unhandled errors; may be missing).
@@ -30,13 +32,13 @@ const shortName = (name) => {
 };
 
 /** Summarises one vitest run. Returns { passed, failed, problems[], skipped[], seen, brokenFiles }:
- *  seen holds "file > full name" of every test in the report (any state), brokenFiles the files that
- *  failed as a whole (the tests they kept from running are counted already); both stay empty when the
- *  run has no report or no test at all (counted already too). */
+ *  seen maps each test file to the full names of its tests in the report (any state), brokenFiles
+ *  holds the files that failed as a whole (the tests they kept from running are counted already);
+ *  both stay empty when the run has no report or no test at all (counted already too). */
 function summariseRun({ label, report, errors, status }) {
   const problems = [];
   const skipped = [];
-  const seen = new Set();
+  const seen = new Map();
   const brokenFiles = new Set();
   let passed = 0;
   let failed = 0;
@@ -59,7 +61,9 @@ function summariseRun({ label, report, errors, status }) {
     }
     for (const t of tests) {
       total += 1;
-      seen.add(`${shortName(file.name)} > ${t.fullName}`);
+      const names = seen.get(shortName(file.name)) ?? [];
+      names.push(t.fullName);
+      seen.set(shortName(file.name), names);
       if (t.status === 'passed') passed += 1;
       else if (t.status === 'failed') {
         failed += 1;
@@ -81,17 +85,28 @@ function summariseRun({ label, report, errors, status }) {
   return { passed, failed, problems, skipped, seen, brokenFiles };
 }
 
-/** Tests that some --node runs have and others lack (not counting files that failed as a whole). */
+/** Tests that some --node runs registered and others did not, per file (files that failed as a whole
+ *  and runs without tests are left out: they are counted already). Returns run -> lines. */
 function missingAcrossNodeLines(nodeRuns) {
   const usable = nodeRuns.filter(({ summary }) => summary.seen.size > 0);
-  const union = new Set(usable.flatMap(({ summary }) => [...summary.seen]));
-  const missing = new Map(); // run -> lines
+  const files = new Set(usable.flatMap(({ summary }) => [...summary.seen.keys()]));
+  const missing = new Map();
   for (const { run, summary } of usable) {
     const lacks = [];
-    for (const key of union) {
-      if (summary.seen.has(key) || summary.brokenFiles.has(key.slice(0, key.indexOf(' > ')))) continue;
-      const on = usable.filter((o) => o.summary.seen.has(key)).map((o) => o.run.label);
-      lacks.push(`missing: ${run.label}: ${key} (in the report of ${on.join(', ')})`);
+    for (const file of files) {
+      if (summary.brokenFiles.has(file)) continue;
+      const mine = summary.seen.get(file) ?? [];
+      let most;
+      for (const other of usable) {
+        const theirs = other.summary.seen.get(file) ?? [];
+        if (theirs.length > (most?.names.length ?? mine.length)) most = { label: other.run.label, names: theirs };
+      }
+      if (!most) continue;
+      const absent = most.names.filter((n) => !mine.includes(n));
+      for (let k = 0; k < most.names.length - mine.length; k++) {
+        const what = absent[k] !== undefined ? `${file} > ${absent[k]}` : `${file}: a test (titles differ between runs)`;
+        lacks.push(`missing: ${run.label}: ${what} (${most.names.length} tests in this file on ${most.label}, ${mine.length} here)`);
+      }
     }
     missing.set(run, lacks);
   }

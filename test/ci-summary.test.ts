@@ -198,7 +198,7 @@ describe('ci-summary', () => {
       { node: 'v26.12.1', report: report(full), status: 0 },
     ];
     const missingLine =
-      'missing: node v24.22.3: /checkout/test/v.test.ts > only on some lines (in the report of node v20.20.2, node v26.12.1)';
+      'missing: node v24.22.3: /checkout/test/v.test.ts > only on some lines (2 tests in this file on node v20.20.2, 1 here)';
     const loose = summary(runs);
     expect(loose.lines).toContain(`did not run: ${missingLine}`);
     expect(loose.last).toBe('5 passed, 0 failed');
@@ -206,6 +206,29 @@ describe('ci-summary', () => {
     expect(strict.lines).toContain(`did not run (nothing may skip on the CI machine): ${missingLine}`);
     expect(strict.last).toBe('5 passed, 1 failed');
     expect(strict.status).toBe(1);
+  });
+
+  it('compares files by their number of tests: a title that differs between runs (a pid in it) is not missing', () => {
+    const titled = (pid: number): File[] => [{ name: 'q.test.ts', tests: [pass('a'), pass(`bad input /tmp/state-${pid}`)] }];
+    const same = summary(
+      [
+        { node: 'v20.20.2', report: report(titled(101)), status: 0 },
+        { node: 'v26.12.1', report: report(titled(202)), status: 0 },
+      ],
+      true,
+    );
+    expect(same.last).toBe('4 passed, 0 failed');
+    const fewer = summary(
+      [
+        { node: 'v20.20.2', report: report(titled(101)), status: 0 },
+        { node: 'v26.12.1', report: report([{ name: 'q.test.ts', tests: [pass('bad input /tmp/state-202')] }]), status: 0 },
+      ],
+      true,
+    );
+    expect(fewer.lines).toContain(
+      'did not run (nothing may skip on the CI machine): missing: node v26.12.1: /checkout/test/q.test.ts > a (2 tests in this file on node v20.20.2, 1 here)',
+    );
+    expect(fewer.last).toBe('3 passed, 1 failed');
   });
 
   it('does not count the tests of a file that failed to load on one Node line again as missing', () => {
