@@ -12,6 +12,13 @@
 // from the npm registry by `npm pack` into .cache/ (git-ignored), checked against the integrities in
 // scripts/prebuild-toolchain.json. Paths given to the compiler are relative, so the output does not
 // depend on where the repository is cloned: a rebuild of unchanged sources gives the same bytes.
+//
+// C++ exceptions: the addon throws none itself and catches none (NAPI_DISABLE_CPP_EXCEPTIONS); only
+// the standard containers can throw, std::bad_alloc when an allocation fails (sizes are bounded by
+// the kernel's replies and validated options, so length_error is out of reach). That exception
+// unwinds through the private libunwind/libc++abi and ends in libc++abi's terminate handler, which
+// names it and aborts, as the GCC build's libstdc++ does; test/prebuild-portable.test.ts and
+// test/prebuild-arm64.test.ts force it with an address-space limit on both prebuilds.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
