@@ -1,6 +1,11 @@
 // inet_diag bytecode (INET_DIAG_REQ_BYTECODE), compiled the way iproute2's ss compiles its
 // filters (misc/ss.c ssfilter_bytecompile): falling off the end accepts, a jump to end+4 rejects.
 // Ops are {u8 code, u8 yes, u16 no} in host byte order; yes/no are forward byte offsets.
+// Address conditions are S_COND/D_COND ops with a struct inet_diag_hostcond {u8 family; u8 prefix_len;
+// int port (-1: any); then 4 or 16 address bytes}, which the kernel checks (valid_hostcond) and matches
+// by prefix, an AF_INET condition also matching an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
+
+import { addressBytes } from './address';
 
 export const BC = {
   NOP: 0,
@@ -16,11 +21,22 @@ export const BC = {
 
 export type PortRange = { from: number; to: number };
 
+/** An address prefix: `bits` leading bits of `bytes` (4 bytes for IPv4, 16 for IPv6, network order). */
+export interface HostPrefix {
+  family: 4 | 6;
+  bytes: Buffer;
+  bits: number;
+}
+
 export type Filter =
   | { kind: 'and'; of: Filter[] }
   | { kind: 'or'; of: Filter[] }
   | { kind: 'not'; of: Filter }
-  | { kind: 'port'; side: 'local' | 'remote'; range: PortRange };
+  | { kind: 'port'; side: 'local' | 'remote'; range: PortRange }
+  | { kind: 'host'; side: 'local' | 'remote'; prefix: HostPrefix };
+
+const AF_INET = 2;
+const AF_INET6 = 10;
 
 const HOSTCOND_LEN = 8; // {u8 family; u8 prefix_len; (pad); int port}, no address for AF_UNSPEC
 
@@ -38,7 +54,7 @@ function opLength(code: number, bc: Buffer, off: number): number {
     case BC.S_COND:
     case BC.D_COND: {
       const family = bc.readUInt8(off + 4);
-      return 4 + HOSTCOND_LEN + (family === 2 ? 4 : family === 10 ? 16 : 0);
+      return 4 + HOSTCOND_LEN + (family === AF_INET ? 4 : family === AF_INET6 ? 16 : 0);
     }
     case BC.S_GE:
     case BC.S_LE:
@@ -71,6 +87,16 @@ function portCond(side: 'local' | 'remote', port: number): Buffer {
   return Buffer.concat([op(side === 'local' ? BC.S_COND : BC.D_COND, len, len + 4), cond]);
 }
 
+function hostCond(side: 'local' | 'remote', p: HostPrefix): Buffer {
+  const cond = Buffer.alloc(HOSTCOND_LEN + p.bytes.length);
+  cond.writeUInt8(p.family === 4 ? AF_INET : AF_INET6, 0);
+  cond.writeUInt8(p.bits, 1);
+  cond.writeInt32LE(-1, 4); // any port
+  p.bytes.copy(cond, HOSTCOND_LEN);
+  const len = 4 + cond.length;
+  return Buffer.concat([op(side === 'local' ? BC.S_COND : BC.D_COND, len, len + 4), cond]);
+}
+
 function portCompare(code: number, port: number): Buffer {
   // The port rides in the `no` field of a second op.
   return Buffer.concat([op(code, 8, 12), op(0, 0, port)]);
@@ -85,6 +111,8 @@ function compileNode(f: Filter): Buffer {
       const le = portCompare(f.side === 'local' ? BC.S_LE : BC.D_LE, to);
       return Buffer.concat([patchRejects(ge, le.length), le]);
     }
+    case 'host':
+      return hostCond(f.side, f.prefix);
     case 'not': {
       const x = compileNode(f.of);
       return Buffer.concat([x, op(BC.JMP, 4, 8)]);
@@ -117,8 +145,58 @@ export function compileFilter(f: Filter | undefined): Buffer | undefined {
   return b;
 }
 
-/** Evaluates bytecode the way the kernel does (inet_diag_bc_run): tests check the compiler against it. */
-export function runBytecode(bc: Buffer, sport: number, dport: number): boolean {
+/** The addresses of a socket as the kernel's filter sees them (IPv4-mapped IPv6 addresses stay IPv6). */
+export interface BytecodeAddresses {
+  family: 4 | 6;
+  /** Local and remote address: text (`127.0.0.1`, `::ffff:10.0.0.1`) or network-order bytes. */
+  src: string | Buffer;
+  dst: string | Buffer;
+}
+
+/** The first `bits` bits of a and b are equal. */
+function prefixEqual(a: Buffer, b: Buffer, bits: number): boolean {
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff00 >> bits) & 0xff;
+    if (((a[i] ^ b[i]) & mask) !== 0) return false;
+  }
+  return true;
+}
+
+const MAPPED_HEAD = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+function hostMatches(bc: Buffer, off: number, addr: Buffer, family: 4 | 6): boolean {
+  const condFamily = bc.readUInt8(off + 4);
+  const bits = bc.readUInt8(off + 5);
+  const want = bc.subarray(off + 4 + HOSTCOND_LEN);
+  const entryFamily = family === 4 ? AF_INET : AF_INET6;
+  if (condFamily !== 0 && condFamily !== entryFamily) {
+    // An IPv4 condition also matches an IPv4-mapped IPv6 address; any other family mismatch fails,
+    // whatever the prefix length (the family test comes first, as in the kernel).
+    return (
+      condFamily === AF_INET &&
+      entryFamily === AF_INET6 &&
+      addr.subarray(0, 12).equals(MAPPED_HEAD) &&
+      prefixEqual(addr.subarray(12), want, bits)
+    );
+  }
+  if (bits === 0) return true;
+  return prefixEqual(addr, want, bits);
+}
+
+function toBytes(a: string | Buffer, family: 4 | 6): Buffer {
+  const b = typeof a === 'string' ? addressBytes(a) : a;
+  if (b.length !== (family === 4 ? 4 : 16))
+    throw new RangeError(`address ${typeof a === 'string' ? a : b.toString('hex')} is not IPv${family}`);
+  return b;
+}
+
+/**
+ * Evaluates bytecode the way the kernel does (inet_diag_bc_run): tests check the compiler against it.
+ * Address conditions need `addresses`; without them such a program throws.
+ */
+export function runBytecode(bc: Buffer, sport: number, dport: number, addresses?: BytecodeAddresses): boolean {
+  const src = addresses && toBytes(addresses.src, addresses.family);
+  const dst = addresses && toBytes(addresses.dst, addresses.family);
   let off = 0;
   while (off < bc.length) {
     const code = bc.readUInt8(off);
@@ -148,6 +226,10 @@ export function runBytecode(bc: Buffer, sport: number, dport: number): boolean {
       case BC.D_COND: {
         const port = bc.readInt32LE(off + 8);
         match = port === -1 || port === (code === BC.S_COND ? sport : dport);
+        if (match && bc.readUInt8(off + 4) !== 0) {
+          if (!addresses || !src || !dst) throw new TypeError('runBytecode: an address condition needs the socket addresses');
+          match = hostMatches(bc, off, code === BC.S_COND ? src : dst, addresses.family);
+        }
         break;
       }
       default:
@@ -166,15 +248,25 @@ export interface PortRules {
   /** Keep sockets whose remote port is one of these (OR). */
   remotePorts?: PortRange[];
   excludeRemotePorts?: PortRange[];
+  /** Keep sockets whose local address is in one of these prefixes (OR). */
+  localAddresses?: HostPrefix[];
+  /** Keep sockets whose remote address is in one of these prefixes (OR). */
+  remoteAddresses?: HostPrefix[];
 }
 
-/** The filter of a set of port rules: (local any-of) and (remote any-of) and not(excluded)… */
+/** The filter of a set of rules: (local addresses any-of) and (remote addresses any-of) and (local ports any-of) and … and not(excluded)… */
 export function portRulesFilter(r: PortRules): Filter | undefined {
   const parts: Filter[] = [];
   const anyOf = (side: 'local' | 'remote', ranges: PortRange[]): Filter => ({
     kind: 'or',
     of: ranges.map((range) => ({ kind: 'port', side, range })),
   });
+  const anyHost = (side: 'local' | 'remote', prefixes: HostPrefix[]): Filter => ({
+    kind: 'or',
+    of: prefixes.map((prefix) => ({ kind: 'host', side, prefix })),
+  });
+  if (r.localAddresses?.length) parts.push(anyHost('local', r.localAddresses));
+  if (r.remoteAddresses?.length) parts.push(anyHost('remote', r.remoteAddresses));
   if (r.localPorts?.length) parts.push(anyOf('local', r.localPorts));
   if (r.remotePorts?.length) parts.push(anyOf('remote', r.remotePorts));
   for (const range of r.excludeLocalPorts ?? []) parts.push({ kind: 'not', of: { kind: 'port', side: 'local', range } });

@@ -81,6 +81,14 @@ export interface SampleOptions {
   excludeLocalPorts?: readonly PortSpec[];
   remotePorts?: readonly PortSpec[];
   excludeRemotePorts?: readonly PortSpec[];
+  /**
+   * Kernel-side address rules (the same bytecode conditions as ss's `src`/`dst`): addresses or CIDR
+   * prefixes ("10.0.0.0/8", "127.0.0.1", "fd00::/8"); a socket is kept when its local (remote)
+   * address is in any of them. An IPv4 prefix also matches IPv4-mapped addresses (::ffff:a.b.c.d)
+   * of dual-stack IPv6 sockets. Local and remote rules (and port rules) must all hold.
+   */
+  localAddresses?: readonly string[];
+  remoteAddresses?: readonly string[];
   /** Offender when the receive queue is strictly greater (bytes; UDP: kernel memory). Default 'off'. */
   recvThreshold?: ByteThreshold;
   /** Offender when the send queue is strictly greater. Default 'off'. */
@@ -188,6 +196,8 @@ export const FILTER_OPTION_KEYS = [
   'excludeLocalPorts',
   'remotePorts',
   'excludeRemotePorts',
+  'localAddresses',
+  'remoteAddresses',
 ] as const;
 export const SAMPLE_OPTION_KEYS = [
   ...FILTER_OPTION_KEYS,
@@ -263,6 +273,8 @@ export function compileSampleOptions(options: SampleOptions = {}, path = 'option
         excludeLocalPorts: v.portList(o.excludeLocalPorts, `${path}.excludeLocalPorts`),
         remotePorts: v.portList(o.remotePorts, `${path}.remotePorts`),
         excludeRemotePorts: v.portList(o.excludeRemotePorts, `${path}.excludeRemotePorts`),
+        localAddresses: v.prefixList(o.localAddresses, `${path}.localAddresses`),
+        remoteAddresses: v.prefixList(o.remoteAddresses, `${path}.remoteAddresses`),
       }),
     ),
     recvThreshold: nativeThreshold(v.byteThreshold(o.recvThreshold, `${path}.recvThreshold`, 'off')),

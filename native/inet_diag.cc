@@ -235,18 +235,20 @@ bool CondMatches(const uint8_t* op, bool source, const SockRecord& r) {
   int32_t port;
   memcpy(&port, cond + 4, sizeof(port));
   if (port != -1 && port != (source ? r.sport : r.dport)) return false;
-  if (prefix == 0) return true;
   const uint8_t* want = cond + kHostcondSize;
   const uint8_t* addr = source ? r.src : r.dst;
-  if (family == AF_UNSPEC) return false;  // a prefix needs an address: CheckBytecode allows 0 only
-  if (family == r.family) return PrefixMatch(addr, want, prefix);
-  // An IPv4 condition matches an IPv4-mapped IPv6 address (::ffff:a.b.c.d), as in the kernel.
-  if (family == AF_INET && r.family == AF_INET6) {
+  // The family test comes before the prefix length, as in the kernel: an AF_INET condition with
+  // prefix 0 (0.0.0.0/0) still rejects a plain IPv6 socket.
+  if (family != AF_UNSPEC && family != r.family) {
+    // An IPv4 condition matches an IPv4-mapped IPv6 address (::ffff:a.b.c.d), as in the kernel.
+    if (family != AF_INET || r.family != AF_INET6) return false;
     static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
     if (memcmp(addr, kMapped, sizeof(kMapped)) != 0) return false;
     return PrefixMatch(addr + 12, want, prefix);
   }
-  return false;
+  if (prefix == 0) return true;
+  if (family == AF_UNSPEC) return false;  // a prefix needs an address: CheckBytecode allows 0 only
+  return PrefixMatch(addr, want, prefix);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Socket-selection flags shared by `list` and `queues`. Values are checked by the library's own
 // validators (lib/base/validate.ts), their errors turned into usage errors naming the flag.
 import * as fs from 'node:fs';
-import { portSpec } from '../base/validate';
+import { addressPrefix, portSpec } from '../base/validate';
 import type { SampleOptions, StateListName } from '../sampler';
 import { STATE_LIST_NAMES, stateMask } from '../states';
 import { listFlag, usage, type OptionSpec, type Parsed } from './args';
@@ -17,6 +17,8 @@ export const FILTER_OPTIONS: OptionSpec = {
   dport: { type: 'string', multiple: true },
   'exclude-sport': { type: 'string', multiple: true },
   'exclude-dport': { type: 'string', multiple: true },
+  src: { type: 'string', multiple: true },
+  dst: { type: 'string', multiple: true },
   netns: { type: 'string' },
 };
 
@@ -48,6 +50,10 @@ ${STATE_HELP}
   --dport LIST           remote ports or ranges to include
   --exclude-sport LIST   local ports or ranges to leave out
   --exclude-dport LIST   remote ports or ranges to leave out
+  --src PREFIX           local addresses or CIDR prefixes to include (127.0.0.1, 10.0.0.0/8,
+                         fd00::/8; repeat or comma-separate: any of them); filtered in the kernel
+  --dst PREFIX           remote addresses or prefixes to include; both given: both must match. An
+                         IPv4 prefix also matches ::ffff:a.b.c.d of dual-stack IPv6 sockets (as ss)
   --netns PATH|NAME      sample another network namespace: /proc/PID/ns/net, /var/run/netns/NAME
                          or just NAME (needs root)`;
 
@@ -55,6 +61,15 @@ function portList(flag: string, v: unknown): string[] | undefined {
   const list = listFlag(v);
   if (!list) return undefined;
   for (const p of list) usage(() => portSpec(p, `--${flag}`));
+  return list;
+}
+
+/** A --src/--dst flag: addresses or CIDR prefixes, repeatable and comma-separated; checked here. */
+export function prefixFlag(flag: string, v: unknown): string[] | undefined {
+  const list = listFlag(v);
+  if (!list) return undefined;
+  if (list.length === 0) throw new UsageError(`--${flag}: expected an IPv4 or IPv6 address or CIDR prefix (got "")`);
+  for (const p of list) usage(() => addressPrefix(p, `--${flag}`));
   return list;
 }
 
@@ -82,5 +97,7 @@ export function filterOptions(values: Parsed['values']): SampleOptions {
     remotePorts: portList('dport', values.dport),
     excludeLocalPorts: portList('exclude-sport', values['exclude-sport']),
     excludeRemotePorts: portList('exclude-dport', values['exclude-dport']),
+    localAddresses: prefixFlag('src', values.src),
+    remoteAddresses: prefixFlag('dst', values.dst),
   };
 }

@@ -11,6 +11,7 @@ import { SAS_URL_VARIABLE } from '../upload/sas-url';
 import { parsePortSpec } from '../sampler';
 import { decimalFlag, intFlag, listFlag, parse } from './args';
 import { UsageError } from './errors';
+import { prefixFlag } from './filters';
 import { ensureDir } from '../base/fs';
 
 export const SNAT_HELP = `Usage: sockwatch snat [-t THRESHOLD] [-f SECONDS] [-d HOURS] [-c] [options] [enable-dump|enable-trace|enable-dump-trace]
@@ -31,6 +32,11 @@ and exits. Without enable-*, it monitors and logs only.
   enable-dump-trace        both
 Options:
   --exclude-ports LIST     local ports or ranges not counted (default 80,443,2222)
+  --src PREFIX             count only connections from these local addresses or CIDR prefixes
+                           (10.0.0.0/8, fd00::/8; repeat or comma-separate: any of them)
+  --dst PREFIX             count only connections to these remote addresses or prefixes; an IPv4
+                           prefix also matches ::ffff:a.b.c.d of dual-stack sockets (filtered in
+                           the kernel, like ss src/dst)
   --pid PID                the .NET process; count only its sockets (default: the .NET process
                            owning the most outbound connections)
   --dump-type TYPE         full, withheap, normal or triage (default full)
@@ -87,6 +93,8 @@ export function parseSnatArgs(
       duration: { type: 'string', short: 'd' },
       clean: { type: 'boolean', short: 'c' },
       'exclude-ports': { type: 'string', multiple: true },
+      src: { type: 'string', multiple: true },
+      dst: { type: 'string', multiple: true },
       pid: { type: 'string' },
       'dump-type': { type: 'string' },
       'trace-duration': { type: 'string' },
@@ -133,6 +141,8 @@ export function parseSnatArgs(
       }
     }
   }
+  const localAddresses = prefixFlag('src', values.src);
+  const remoteAddresses = prefixFlag('dst', values.dst);
   for (const name of ['log-dir', 'state-dir'] as const) {
     if (values[name] === '') throw new UsageError(`--${name}: expected a directory`);
   }
@@ -150,6 +160,8 @@ export function parseSnatArgs(
     ...(windowSeconds !== undefined ? { windowMs: windowSeconds * 1000 } : {}),
     thresholdOn: values.window ? 'window' : 'current',
     excludeLocalPorts: excludeLocalPorts ?? [...DEFAULT_EXCLUDED_PORTS],
+    ...(localAddresses !== undefined ? { localAddresses } : {}),
+    ...(remoteAddresses !== undefined ? { remoteAddresses } : {}),
     keepRunning: values['keep-running'] === true,
     keepLocal: values['keep-local'] === true,
     ...(values['state-dir'] !== undefined ? { stateDir: path.resolve(values['state-dir'] as string) } : {}),

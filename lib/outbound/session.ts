@@ -43,6 +43,9 @@ export interface SnatSessionOptions {
   dumpType?: string;
   traceDurationMs?: number;
   excludeLocalPorts?: readonly PortSpec[];
+  /** Count only connections from (to) these addresses or CIDR prefixes (OutboundWatcher's options). */
+  localAddresses?: readonly string[];
+  remoteAddresses?: readonly string[];
   /** The .NET process to watch and collect from; only its sockets are counted. */
   pid?: number;
   windowMs?: number;
@@ -333,6 +336,8 @@ export class SnatSession {
       threshold: o.threshold,
       intervalMs: o.intervalMs,
       excludeLocalPorts: ctx.excludeLocalPorts,
+      ...(o.localAddresses !== undefined ? { localAddresses: o.localAddresses } : {}),
+      ...(o.remoteAddresses !== undefined ? { remoteAddresses: o.remoteAddresses } : {}),
       pid: o.pid,
       windowMs: o.windowMs,
       thresholdOn: o.thresholdOn,

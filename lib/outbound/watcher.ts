@@ -43,6 +43,13 @@ export interface OutboundWatcherOptions {
   intervalMs?: number;
   /** Local ports (or "from-to" ranges) whose connections are not counted (default 80, 443, 2222). */
   excludeLocalPorts?: readonly PortSpec[];
+  /**
+   * Count only connections whose local (remote) address is in one of these addresses or CIDR prefixes
+   * ("10.0.0.0/8", "fd00::/8"), filtered in the kernel; an IPv4 prefix also matches the IPv4-mapped
+   * addresses of dual-stack sockets. Default: every address.
+   */
+  localAddresses?: readonly string[];
+  remoteAddresses?: readonly string[];
   /** TCP states counted (default OUTBOUND_STATES). */
   states?: readonly StateListName[];
   /** Count only the connections of this process (how: `attribution`). */
@@ -112,6 +119,8 @@ const OUTBOUND_WATCHER_OPTION_KEYS = [
   'threshold',
   'intervalMs',
   'excludeLocalPorts',
+  'localAddresses',
+  'remoteAddresses',
   'states',
   'pid',
   'attribution',
@@ -206,7 +215,12 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
       ...(options.states === undefined ? OUTBOUND_STATES : (v.stringList(options.states, 'options.states') as StateListName[])),
     ]; // names checked just below
     // The sample options built from them are checked as the sampler checks them (ports, states).
-    compileSampleOptions({ excludeLocalPorts: this.excludeLocalPorts, states: this.states }, 'options');
+    const addresses: Pick<SampleOptions, 'localAddresses' | 'remoteAddresses'> = {};
+    if (options.localAddresses !== undefined)
+      addresses.localAddresses = [...v.stringList(options.localAddresses, 'options.localAddresses')];
+    if (options.remoteAddresses !== undefined)
+      addresses.remoteAddresses = [...v.stringList(options.remoteAddresses, 'options.remoteAddresses')];
+    compileSampleOptions({ excludeLocalPorts: this.excludeLocalPorts, states: this.states, ...addresses }, 'options');
     if (options.pid !== undefined) v.integer(options.pid, 'options.pid', { min: 1 });
     this.pid = options.pid;
     this.owner = options.pid === undefined ? undefined : new ProcessSockets(options.pid);
@@ -220,6 +234,7 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
       tcp: true,
       states: this.states,
       excludeLocalPorts: this.excludeLocalPorts,
+      ...addresses,
       maxRecords: 0,
       aggregate: { states: this.states, cookies: true },
     };

@@ -9,7 +9,17 @@ export type QueueEventKind = 'alert' | 'repeat' | 'resolved';
 /** Which sockets are watched: the same selection as `sockwatch list`, filtered in the kernel. */
 export type QueueFilter = Pick<
   SampleOptions,
-  'tcp' | 'udp' | 'ipv4' | 'ipv6' | 'states' | 'localPorts' | 'excludeLocalPorts' | 'remotePorts' | 'excludeRemotePorts'
+  | 'tcp'
+  | 'udp'
+  | 'ipv4'
+  | 'ipv6'
+  | 'states'
+  | 'localPorts'
+  | 'excludeLocalPorts'
+  | 'remotePorts'
+  | 'excludeRemotePorts'
+  | 'localAddresses'
+  | 'remoteAddresses'
 >;
 
 /**
