@@ -367,7 +367,8 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
     [['--recv-threshold', 'off', '--send-threshold', 'off', '--accept-threshold', 'off'], /all off: nothing to watch/],
     [['--url', 'ftp://user:pw@example.com/x'], /--url: must be http or https, got ftp:\/\/REDACTED:REDACTED@example\.com\/x/],
     [['--url', 'not a url'], /--url: "not a url" is not a valid URL/],
-    [['--url', URL_OK, '--state-dir', path.join(file, 'state')], /--state-dir: .*sockwatch-not-a-dir-\d+ exists and is not a directory$/],
+    // FILE stands for a regular file made by this test (its path differs per run; test names must not).
+    [['--url', URL_OK, '--state-dir', 'FILE/state'], /--state-dir: .*sockwatch-not-a-dir-\d+ exists and is not a directory$/],
     [['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'], /--state-dir: \/sys\/sockwatch-state is under \/sys, a kernel pseudo file system/],
     [['--state-dir', '/tmp/x'], /--state-dir needs --url/],
     [['--url', URL_OK, '--state-dir', ''], /--state-dir: expected a directory, got ""/],
@@ -385,7 +386,7 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
     [['--state', 'sleepy'], /--state: unknown socket state "sleepy"/],
     [['--sport', '99999'], /--sport: port 99999 is out of range/],
   ])('%j', async (args, msg) => {
-    const r = await run(args);
+    const r = await run(args.map((a) => a.replace(/^FILE\//, `${file}/`)));
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     const lines = r.stderr.trim().split('\n');
