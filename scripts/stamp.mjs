@@ -3,7 +3,8 @@
 // script) and node-addon-api's version, the toolchain and target, and the SHA-256 of the .node file.
 // scripts/build-prebuilds.mjs writes both stamps after building both prebuilds (`npm run native:prebuild`);
 // `node scripts/stamp.mjs check` exits 1 when a prebuild is missing, stale, built with another
-// toolchain than the pinned one, or replaced without a rebuild.
+// toolchain than the pinned one, or replaced without a rebuild. No date in it: a rebuild of
+// unchanged sources changes no file.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -54,7 +55,6 @@ export function writeStamp(key, extra) {
     toolchain: toolchainName(),
     ...extra,
     sha256: sha256(addonFile(key)),
-    date: new Date().toISOString(),
   };
   writeFileSync(stampPath(key), JSON.stringify(stamp, null, 2) + '\n');
   return stamp;
