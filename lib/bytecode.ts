@@ -5,7 +5,9 @@
 // int port (-1: any); then 4 or 16 address bytes}, which the kernel checks (valid_hostcond) and matches
 // by prefix, an AF_INET condition also matching an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
 
+import * as net from 'node:net';
 import { addressBytes } from './address';
+import { describe } from './base/validate';
 
 export const BC = {
   NOP: 0,
@@ -273,4 +275,42 @@ export function portRulesFilter(r: PortRules): Filter | undefined {
   for (const range of r.excludeRemotePorts ?? []) parts.push({ kind: 'not', of: { kind: 'port', side: 'remote', range } });
   if (parts.length === 0) return undefined;
   return parts.length === 1 ? parts[0] : { kind: 'and', of: parts };
+}
+
+const PREFIX_WHAT = 'an IPv4 or IPv6 address or CIDR prefix like "10.0.0.0/8", "::1" or "fd00::/8"';
+
+/**
+ * Parses an address or CIDR prefix ("10.0.0.0/8", "127.0.0.1", "::1/128", "[fd00::]/8"). Host bits
+ * past the prefix are ignored (as ss and the kernel ignore them). An IPv4-mapped IPv6 prefix
+ * (::ffff:10.0.0.0/104) becomes its IPv4 prefix (10.0.0.0/8): the kernel matches an IPv4 condition
+ * against IPv4 sockets and IPv4-mapped addresses of dual-stack IPv6 sockets alike.
+ */
+export function addressPrefix(v: unknown, path: string): HostPrefix {
+  if (typeof v !== 'string') throw new TypeError(`${path} must be ${PREFIX_WHAT} (got ${describe(v)})`);
+  const m = /^\s*(?:\[([^\]]*)\]|([^/\s[\]]+))(?:\/(\d{1,3}))?\s*$/.exec(v);
+  const address = m ? (m[1] ?? m[2]) : undefined;
+  // Zone ids (fe80::1%eth0) name an interface, not an address: the kernel cannot filter by them.
+  if (address === undefined || address.includes('%') || net.isIP(address) === 0)
+    throw new TypeError(`${path} must be ${PREFIX_WHAT} (got ${describe(v)})`);
+  let bytes = addressBytes(address);
+  let family: 4 | 6 = bytes.length === 4 ? 4 : 6;
+  const max = family === 4 ? 32 : 128;
+  const bits = m![3] === undefined ? max : Number(m![3]);
+  if (bits > max) throw new RangeError(`${path}: prefix length ${bits} is out of range 0-${max} for IPv${family} (got ${describe(v)})`);
+  let len = bits;
+  if (family === 6 && bits >= 96 && bytes.subarray(0, 12).equals(MAPPED_HEAD)) {
+    bytes = bytes.subarray(12);
+    family = 4;
+    len = bits - 96;
+  }
+  const out = Buffer.alloc(bytes.length);
+  for (let i = 0, left = len; i < out.length && left > 0; i++, left -= 8) out[i] = bytes[i] & (left >= 8 ? 0xff : (0xff00 >> left) & 0xff);
+  return { family, bytes: out, bits: len };
+}
+
+/** An array of address prefixes; undefined stays undefined. */
+export function prefixList(v: unknown, path: string): HostPrefix[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw new TypeError(`${path} must be an array of addresses or CIDR prefixes (got ${describe(v)})`);
+  return v.map((p, i) => addressPrefix(p, `${path}[${i}]`));
 }

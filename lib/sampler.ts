@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { formatEndpoint, addressBytes, parseEndpoint } from './address';
 import * as v from './base/validate';
 import { type AcceptThreshold, type ByteThreshold, type PortSpec } from './base/validate';
-import { compileFilter, portRulesFilter, type PortRange } from './bytecode';
+import { compileFilter, portRulesFilter, prefixList, type PortRange } from './bytecode';
 import { SockwatchError, systemError } from './base/errors';
 import {
   ACCEPT_AT_LIMIT,
@@ -273,8 +273,8 @@ export function compileSampleOptions(options: SampleOptions = {}, path = 'option
         excludeLocalPorts: v.portList(o.excludeLocalPorts, `${path}.excludeLocalPorts`),
         remotePorts: v.portList(o.remotePorts, `${path}.remotePorts`),
         excludeRemotePorts: v.portList(o.excludeRemotePorts, `${path}.excludeRemotePorts`),
-        localAddresses: v.prefixList(o.localAddresses, `${path}.localAddresses`),
-        remoteAddresses: v.prefixList(o.remoteAddresses, `${path}.remoteAddresses`),
+        localAddresses: prefixList(o.localAddresses, `${path}.localAddresses`),
+        remoteAddresses: prefixList(o.remoteAddresses, `${path}.remoteAddresses`),
       }),
     ),
     recvThreshold: nativeThreshold(v.byteThreshold(o.recvThreshold, `${path}.recvThreshold`, 'off')),

@@ -1,7 +1,8 @@
 // Socket-selection flags shared by `list` and `queues`. Values are checked by the library's own
 // validators (lib/base/validate.ts), their errors turned into usage errors naming the flag.
 import * as fs from 'node:fs';
-import { addressPrefix, portSpec } from '../base/validate';
+import { portSpec } from '../base/validate';
+import { addressPrefix } from '../bytecode';
 import type { SampleOptions, StateListName } from '../sampler';
 import { STATE_LIST_NAMES, stateMask } from '../states';
 import { listFlag, usage, type OptionSpec, type Parsed } from './args';
