@@ -48,6 +48,8 @@ export type {
   DeadLetterReason,
   DropReason,
   FsyncMode,
+} from './alerts/outbox';
+export type {
   HttpDeliveryOptions,
   HttpDeliveryEvents,
   HttpDeliveryStats,
@@ -55,7 +57,7 @@ export type {
   RetryScheduledEvent,
   DeadLetteredEvent,
   StopOptions,
-} from './alerts';
+} from './alerts/delivery';
 export { SockwatchError, ERROR_CODES, type SockwatchErrorCode } from './base/errors';
 export * as dotnet from './dotnet';
 export * as upload from './upload';

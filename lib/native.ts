@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { systemError } from './base/errors';
+import { removeFilesOfDeadProcesses } from './base/proc';
 
 /** Kernel constants that cross the boundary as numbers (linux/socket.h, netinet/in.h). */
 export const AF_INET = 2;
@@ -336,21 +337,10 @@ const EMBEDDED_FILE_RE = /^[0-9a-f]{16}-(\d+)-[0-9a-f]{8}\.node$/;
 
 /** Removes addon files a killed run left between writing and unlinking them (their pid is gone). */
 function removeLeftovers(dir: string): void {
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const pid = Number(EMBEDDED_FILE_RE.exec(name)?.[1] ?? NaN);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(dir, name), { force: true });
-    }
-  }
+  removeFilesOfDeadProcesses(dir, (name) => {
+    const m = EMBEDDED_FILE_RE.exec(name);
+    return m ? Number(m[1]) : undefined;
+  });
 }
 
 /** dlopen refused the file because its file system is mounted noexec ("failed to map segment", EPERM). */

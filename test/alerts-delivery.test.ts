@@ -3,20 +3,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  HttpDelivery,
-  Outbox,
-  DEAD_LETTER_FILE,
-  alertUrl,
-  backoffDelay,
-  parseRetryAfter,
-  type DeadLetteredEvent,
-  type DeliveredEvent,
-  type HttpDeliveryOptions,
-  type OutboxDroppedEvent,
-  type OutboxOptions,
-  type RetryScheduledEvent,
-} from '../lib/alerts';
+import { HttpDelivery, Outbox, DEAD_LETTER_FILE, alertUrl, backoffDelay, parseRetryAfter } from '../lib/alerts';
+import type {
+  DeadLetteredEvent,
+  DeliveredEvent,
+  HttpDeliveryOptions,
+  OutboxDroppedEvent,
+  OutboxOptions,
+  RetryScheduledEvent,
+} from '../lib';
 import { onCleanup, runCleanups } from './helpers/cleanup';
 import { freePort, receiver } from './helpers/http-receiver';
 import { tmpDir } from './helpers/tmp';

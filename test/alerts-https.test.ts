@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { HttpDelivery, Outbox, type DeliveredEvent, type RetryScheduledEvent } from '../lib/alerts';
+import { HttpDelivery, Outbox } from '../lib/alerts';
+import type { DeliveredEvent, RetryScheduledEvent } from '../lib';
 import { HttpReceiver } from './helpers/http-receiver';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;

@@ -4,7 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LOCK_FILE, Outbox, type OutboxDamagedEvent } from '../lib/alerts';
+import { LOCK_FILE, Outbox } from '../lib/alerts';
+import type { OutboxDamagedEvent } from '../lib';
 import { encodeLine } from '../lib/alerts/line-codec';
 import { tmpDir } from './helpers/tmp';
 

@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import ts from 'typescript';
-import { Outbox, StateDirLockedError, LOCK_FILE, DEAD_LETTER_FILE, type OutboxDroppedEvent } from '../lib/alerts';
+import { Outbox, StateDirLockedError, LOCK_FILE, DEAD_LETTER_FILE } from '../lib/alerts';
+import type { OutboxDroppedEvent } from '../lib';
 import { runCleanups } from './helpers/cleanup';
 import { tmpDir } from './helpers/tmp';
 

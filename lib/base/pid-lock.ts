@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SockwatchError, legacyCodeOf } from './errors';
-import { processStartTime } from './proc';
+import { processStartTime, removeFilesOfDeadProcesses } from './proc';
 
 /** The lock file format this version writes and reads. */
 export const LOCK_FORMAT_VERSION = 1;
@@ -227,24 +227,12 @@ function removeIfUnchanged(file: string, content: string): boolean {
 
 /** Temporary files of lock attempts by processes that died in the middle of one. */
 function removeLeftovers(file: string): void {
-  const dir = path.dirname(file);
   const base = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const pattern = new RegExp(`^${base}\\.(?:stale-)?(\\d+)[.-][0-9a-f]{8}(?:\\.tmp)?$`);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  removeFilesOfDeadProcesses(path.dirname(file), (name) => {
     const m = pattern.exec(name);
-    if (!m || Number(m[1]) === process.pid) continue;
-    try {
-      process.kill(Number(m[1]), 0);
-    } catch (err) {
-      if (errnoCode(err) === 'ESRCH') fs.rmSync(path.join(dir, name), { force: true });
-    }
-  }
+    return m ? Number(m[1]) : undefined;
+  });
 }
 
 /** Writes a complete temporary lock file: mode 0600, never through a link. */

@@ -47,3 +47,32 @@ export function processStartTime(pid: number, procRoot = '/proc'): string | unde
     return undefined;
   }
 }
+
+/** False only when no process `pid` exists (ESRCH); a process we may not signal (EPERM) is alive. */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the files in `dir` that a process which no longer exists left behind: `pidOf(name)` gives
+ * the pid a file name carries (undefined for a name that is not such a file). Our own and live
+ * processes' files stay; an unreadable directory is left alone.
+ */
+export function removeFilesOfDeadProcesses(dir: string, pidOf: (name: string) => number | undefined): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = pidOf(name);
+    if (pid === undefined || !Number.isInteger(pid) || pid === process.pid || pidExists(pid)) continue;
+    fs.rmSync(`${dir}/${name}`, { force: true });
+  }
+}

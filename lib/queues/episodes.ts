@@ -69,20 +69,11 @@ interface EpisodeLine {
   id: string;
   repeat: number;
   lastAt: number;
-  r: {
-    protocol: 'tcp' | 'udp';
-    family: 4 | 6;
-    state: number;
-    stateName: string;
-    localAddress: string;
-    localPort: number;
-    remoteAddress: string;
-    remotePort: number;
-    recvQ: number;
-    sendQ: number;
-    uid: number;
-    inode: number;
-  };
+  /** The socket as last seen (a SocketRecord without its cookie, skmem and reasons; any state name). */
+  r: Pick<
+    SocketRecord,
+    'protocol' | 'family' | 'state' | 'localAddress' | 'localPort' | 'remoteAddress' | 'remotePort' | 'recvQ' | 'sendQ' | 'uid' | 'inode'
+  > & { stateName: string };
 }
 
 interface EpisodeFileContent {
