@@ -88,7 +88,8 @@ const keys = (rs: SocketRecord[]) => rs.map(recordKey).sort();
 
 /** Cookies (hex, as ss -e prints them after sk:) of the sockets `ss` selects with `expr`. */
 function ssCookies(args: string[], expr: string): Set<string> {
-  const out = execFileSync('ss', [...args, '-anHe', expr], { encoding: 'utf8' });
+  // Other test files may hold tens of thousands of loopback sockets meanwhile: room for all of ss's lines.
+  const out = execFileSync('ss', [...args, '-anHe', expr], { encoding: 'utf8', maxBuffer: 1 << 30 });
   return new Set([...out.matchAll(/\bsk:([0-9a-f]+)/g)].map((m) => m[1]));
 }
 
