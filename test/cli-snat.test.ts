@@ -161,6 +161,58 @@ describe('sockwatch snat (no .NET needed)', () => {
     },
   );
 
+  it.skipIf(!canUnshareNet)(
+    "a namespace shared with a process it cannot see (another pid namespace) is not taken for the app's own",
+    async () => {
+      const logDir = path.join(tmp, 'hidden-owner');
+      const ready = path.join(tmp, 'hidden-owner.ready');
+      const otherFile = path.join(tmp, 'hidden-owner.other');
+      // In a fresh network namespace: a listener on a port not excluded, held by a process outside
+      // the pid namespace that sockwatch and the app then run in (so /proc does not show its owner).
+      const listener =
+        "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9100)); s.listen(); print('up', flush=True); time.sleep(600)";
+      const app = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)";
+      const inner = [
+        'python3 -c "$APP_PY" "$READY_FILE" </dev/null >/dev/null 2>&1 &',
+        'app=$!',
+        'i=0; while [ ! -s "$READY_FILE" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done',
+        'exec "$@" --pid "$app"',
+      ].join('\n');
+      const script = [
+        'ip link set lo up || exit 126',
+        'python3 -c "$LISTENER_PY" </dev/null >"$OTHER_FILE.up" 2>&1 &',
+        'echo $! >"$OTHER_FILE"',
+        'i=0; while [ ! -s "$OTHER_FILE.up" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done',
+        'exec unshare --pid --fork --mount-proc sh -c "$INNER_SH" sh "$@"',
+      ].join('\n');
+      const r = await run(['-t', '50', '-f', '0.3', '-d', '0.0003', '--log-dir', logDir], {
+        wrapper: ['unshare', '--net', 'sh', '-c', script, 'sh'],
+        env: {
+          COMPUTERNAME: 'hidden-owner',
+          APP_PY: app,
+          LISTENER_PY: listener,
+          INNER_SH: inner,
+          READY_FILE: ready,
+          OTHER_FILE: otherFile,
+        },
+      });
+      const other = Number(fs.readFileSync(otherFile, 'utf8'));
+      onCleanup(() => {
+        try {
+          process.kill(other, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const text = readLogs(logDir, 'hidden-owner', 'log');
+      expect(text).toMatch(
+        /counting mode: process sockets: the network namespace of process \d+ is shared with other processes holding 1 TCP socket\(s\) on ports not excluded \(owners not visible from here\)/,
+      );
+    },
+  );
+
   it("refuses to append its log through a symbolic link planted at the hour's log file (run as root)", async () => {
     const logDir = path.join(tmp, 'planted');
     const victim = path.join(tmp, 'victim.txt');

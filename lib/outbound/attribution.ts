@@ -94,6 +94,19 @@ export interface AttributionInput {
   excludeLocalPorts: readonly PortSpec[];
 }
 
+/** TCP states whose sockets have an owner (an inode); TIME_WAIT and SYN_RECV sockets have none. */
+const LIVE_STATES = [
+  'established',
+  'syn-sent',
+  'fin-wait-1',
+  'fin-wait-2',
+  'close',
+  'close-wait',
+  'last-ack',
+  'listen',
+  'closing',
+] as const;
+
 /**
  * Decides how to count the connections of `pid` (see the rule at the top). Never throws for a gone
  * process: it answers 'process' then (its remaining cookies are all there is).
@@ -113,36 +126,30 @@ export async function decideAttribution(input: AttributionInput): Promise<Attrib
     };
   }
   const own = new Set(socketInodesOrUndefined(pid) ?? []);
+  const ours = [...own, ...(socketInodesOrUndefined(process.pid) ?? [])];
   const others = otherProcessesInNetns(targetNs, new Set([pid, process.pid]));
-  const inodes: number[] = [];
-  const holders = new Set<number>();
   let unreadable = 0;
-  for (const o of others) {
-    if (o.inodes === undefined) {
-      unreadable++;
-      continue;
-    }
-    for (const i of o.inodes) if (!own.has(i)) inodes.push(i);
-  }
-  let counted = 0;
-  const anyTcp = async (owners: number[]): Promise<number> => {
+  for (const o of others) if (o.inodes === undefined) unreadable++;
+  const tcpSockets = async (owners?: number[]): Promise<number> => {
     const r = await sampler.sample({
       tcp: true,
-      states: ['all'],
+      states: [...LIVE_STATES],
       excludeLocalPorts: input.excludeLocalPorts,
       maxRecords: 0,
-      aggregate: { states: ['all'], ownerInodes: owners },
+      aggregate: { states: [...LIVE_STATES], ...(owners ? { ownerInodes: owners } : {}) },
     });
     return r.aggregates.reduce((sum, a) => sum + a.total, 0);
   };
-  if (inodes.length > 0) {
-    counted = await anyTcp(inodes);
-    if (counted > 0) {
-      // Name (a few of) the processes that hold them, for the log.
-      for (const o of others) {
-        if (holders.size >= 5 || o.inodes === undefined || o.inodes.length === 0) continue;
-        if ((await anyTcp(o.inodes.filter((i) => !own.has(i)))) > 0) holders.add(o.pid);
-      }
+  // Every live TCP socket on a port not excluded, against those of the target and sockwatch: the rest
+  // belong to someone else, seen in /proc or not (a process of another pid namespace, fds we may not
+  // read). Counting what is NOT ours keeps an invisible owner from passing for "no other process".
+  const counted = (await tcpSockets()) - (ours.length > 0 ? await tcpSockets(ours) : 0);
+  const holders = new Set<number>();
+  if (counted > 0) {
+    // Name (a few of) the visible processes that hold them, for the log.
+    for (const o of others) {
+      if (holders.size >= 5 || o.inodes === undefined || o.inodes.length === 0) continue;
+      if ((await tcpSockets(o.inodes.filter((i) => !own.has(i)))) > 0) holders.add(o.pid);
     }
   }
   const notReadable = unreadable > 0 ? ` (${unreadable} process(es) whose sockets could not be read were not checked)` : '';
@@ -152,7 +159,7 @@ export async function decideAttribution(input: AttributionInput): Promise<Attrib
       foreign: false,
       reason:
         `the network namespace of process ${pid} is shared with other processes holding ${counted} TCP socket(s) on ports not excluded ` +
-        `(pid ${[...holders].join(', ')}${holders.size >= 5 ? ', ...' : ''}): counting only its live sockets and the ones seen ` +
+        `(${holders.size > 0 ? `pid ${[...holders].join(', ')}${holders.size >= 5 ? ', ...' : ''}` : 'owners not visible from here'}): counting only its live sockets and the ones seen ` +
         `at earlier polls (connections opened and closed between two polls, and their TIME_WAIT, are missed)${notReadable}`,
     };
   }
