@@ -10,7 +10,6 @@ import {
   QueueTracker,
   QueueWatcher,
   alertId,
-  exceeds,
   type Episode,
   type EpisodeScope,
   type QueueAlert,
@@ -19,36 +18,12 @@ import {
 import { cleanupSockets, unreadConnection } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
 import { waitFor } from './helpers/wait';
+import { socketRecord, THRESHOLDS } from './helpers/records';
 
 afterAll(cleanupSockets);
 
-const T: Thresholds = { recv: 100, send: 100, accept: 'limit' };
-
-function rec(o: Partial<SocketRecord> = {}): SocketRecord {
-  const r: SocketRecord = {
-    protocol: 'tcp',
-    family: 4,
-    state: 1,
-    stateName: 'established',
-    localAddress: '127.0.0.1',
-    localPort: 8080,
-    remoteAddress: '127.0.0.1',
-    remotePort: 50000,
-    recvQ: 0,
-    sendQ: 0,
-    uid: 0,
-    inode: 1234,
-    cookie: 42n,
-    ifindex: 0,
-    timer: 0,
-    retrans: 0,
-    expires: 0,
-    exceeded: [],
-    ...o,
-  };
-  if (!o.exceeded) r.exceeded = (['RECV', 'SEND', 'ACCEPT'] as const).filter((t) => exceeds(t, r, T));
-  return r;
-}
+const T: Thresholds = THRESHOLDS;
+const rec = (o: Partial<SocketRecord> = {}): SocketRecord => socketRecord(o, T);
 
 function tracker(repeatMs = 10_000): QueueTracker {
   return new QueueTracker({

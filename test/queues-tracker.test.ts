@@ -17,34 +17,10 @@ import {
   type Thresholds,
   type TrackerOptions,
 } from '../lib/queues';
+import { socketRecord, THRESHOLDS } from './helpers/records';
 
-const T: Thresholds = { recv: 100, send: 100, accept: 'limit' };
-
-function rec(o: Partial<SocketRecord> = {}): SocketRecord {
-  const r: SocketRecord = {
-    protocol: 'tcp',
-    family: 4,
-    state: 1,
-    stateName: 'established',
-    localAddress: '127.0.0.1',
-    localPort: 8080,
-    remoteAddress: '127.0.0.1',
-    remotePort: 50000,
-    recvQ: 0,
-    sendQ: 0,
-    uid: 0,
-    inode: 1234,
-    cookie: 42n,
-    ifindex: 0,
-    timer: 0,
-    retrans: 0,
-    expires: 0,
-    exceeded: [],
-    ...o,
-  };
-  if (!o.exceeded) r.exceeded = (['RECV', 'SEND', 'ACCEPT'] as const).filter((t) => exceeds(t, r, T));
-  return r;
-}
+const T: Thresholds = THRESHOLDS;
+const rec = (o: Partial<SocketRecord> = {}): SocketRecord => socketRecord(o, T);
 
 function tracker(o: Partial<TrackerOptions> = {}): QueueTracker {
   return new QueueTracker({
