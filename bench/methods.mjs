@@ -17,11 +17,25 @@ export const DIST_INDEX = path.join(here, '..', 'dist', 'index.js');
 
 export class SkipError extends Error {}
 
-/** The compiled library, or a SkipError saying why it cannot be used. */
+/**
+ * The compiled library plus the few internals the harness needs beyond the public API (the request
+ * the floor must send, alert ids, delivery defaults), or a SkipError saying why it cannot be used.
+ */
+export function requireLibrary() {
+  const dist = path.dirname(DIST_INDEX);
+  return {
+    ...require(DIST_INDEX),
+    compileSampleOptions: require(path.join(dist, 'sampler.js')).compileSampleOptions,
+    alertId: require(path.join(dist, 'queues', 'alert-params.js')).alertId,
+    DELIVERY_DEFAULTS: require(path.join(dist, 'alerts', 'delivery.js')).DELIVERY_DEFAULTS,
+  };
+}
+
+/** requireLibrary(), checked to load the addon too. */
 export function loadLibrary() {
   let lib;
   try {
-    lib = require(DIST_INDEX);
+    lib = requireLibrary();
   } catch (err) {
     throw new SkipError(`dist/index.js not loadable (run npm run build): ${err.message.split('\n')[0]}`);
   }

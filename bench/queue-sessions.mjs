@@ -11,16 +11,14 @@
 //
 // A session function (row, job) returns a plain JSON-able result or throws SkipError.
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, waitForLine } from './children.mjs';
-import { DIST_INDEX, SkipError } from './methods.mjs';
+import { requireLibrary, SkipError } from './methods.mjs';
 import { max, median } from './stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(import.meta.url);
 const CLI = path.join(here, '..', 'dist', 'cli', 'main.js');
 const PROBE = path.join(here, 'tick-probe.cjs');
 const RECEIVER = path.join(here, 'receiver.mjs');
@@ -53,7 +51,7 @@ const T = {
 function requireDist() {
   if (!existsSync(CLI)) throw new SkipError('dist/cli/main.js missing (run npm run build)');
   try {
-    return require(DIST_INDEX);
+    return requireLibrary();
   } catch (err) {
     throw new SkipError(`dist/index.js not loadable (run npm run build): ${err.message.split('\n')[0]}`);
   }
