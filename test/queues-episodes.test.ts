@@ -55,9 +55,9 @@ describe('QueueTracker across a restart', () => {
     expect(saved).toHaveLength(1);
     expect(saved[0]).toMatchObject({ type: 'RECV', cookie: 42n, since: 1000, id: alert!.id, repeat: 1, lastAt: 1010 });
 
-    // The next run: restored, then the socket still offends 25 s after the crossing.
+    // The next run starts at 1015 (slot 2 not yet due); the socket still offends 25 s after the crossing.
     const b = tracker();
-    expect(b.restore(saved)).toBe(1);
+    expect(b.restore(saved, 1015)).toBe(1);
     expect(b.active).toBe(1);
     const events = tick(b, 1025, [rec({ recvQ: 600 })]);
     expect(events.map((e) => `${e.event}#${e.repeat}`)).toEqual(['repeat#2']);
@@ -65,11 +65,26 @@ describe('QueueTracker across a restart', () => {
     expect(events[0]!.since).toBe(1000);
   });
 
+  it('never sends a repeat slot again that may have gone out before the crash: the next slot follows', () => {
+    const a = tracker();
+    tick(a, 1000, [rec({ recvQ: 500 })]);
+    tick(a, 1010, [rec({ recvQ: 500 })]); // repeat #1, saved
+    tick(a, 1020, [rec({ recvQ: 500 })]); // repeat #2 sent, then killed before its number was saved
+    const saved = a.episodes().map((e) => ({ ...e, repeat: 1, lastAt: 1010 }));
+    const b = tracker();
+    b.restore(saved, 1021);
+    // Slot 2 was due at the restart: not sent again (it would carry repeat #2's id with another ts).
+    expect(tick(b, 1025, [rec({ recvQ: 500 })])).toEqual([]);
+    const events = tick(b, 1030, [rec({ recvQ: 500 })]);
+    expect(events.map((e) => `${e.event}#${e.repeat}`)).toEqual(['repeat#3']);
+    expect(events[0]!.id).toBe(alertId('h1', 42n, 'RECV', 1000, 'repeat', 3));
+  });
+
   it('resolves a restored episode whose socket closed while nothing ran (two exact re-checks miss it)', () => {
     const a = tracker();
     tick(a, 1000, [rec({ recvQ: 500 })]);
     const b = tracker();
-    b.restore(a.episodes());
+    b.restore(a.episodes(), 1000.5);
     const gone = new Map<bigint, SocketRecord | null>([[42n, null]]);
     expect(tick(b, 1001, [], gone)).toEqual([]);
     const [resolved] = tick(b, 1002, [], gone);
@@ -82,7 +97,7 @@ describe('QueueTracker across a restart', () => {
     const a = tracker();
     tick(a, 1000, [rec({ recvQ: 500 })]);
     const b = tracker();
-    b.restore(a.episodes());
+    b.restore(a.episodes(), 1000.5);
     const events = tick(b, 1001, [rec({ recvQ: 500, remotePort: 40000 })]);
     expect(events.map((e) => e.event)).toEqual(['resolved', 'alert']);
     expect(events[0]).toMatchObject({ closed: true, remote: '127.0.0.1:50000', since: 1000 });

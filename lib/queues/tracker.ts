@@ -14,8 +14,8 @@
 // Events beyond maxEventsPerTick are deferred: the transition is not taken and is re-evaluated on
 // the next tick. New offenders beyond maxTracked are counted as untracked, never stored.
 // Restarts: episodes() lists the open (alerted) pairs for lib/queues/episodes.ts; restore() puts them
-// back as alerted, so the next run sends no new alert, repeats on the same schedule and resolves
-// them. A restored pair is checked against its 4-tuple the first time its cookie is seen again: a
+// back as alerted, so the next run sends no new alert, repeats on the same schedule (from the next
+// slot after the restart: one that was due may already have gone out) and resolves them. A restored pair is checked against its 4-tuple the first time its cookie is seen again: a
 // different socket with the same cookie ends the old episode (closed) and starts its own.
 import type { AcceptThreshold, ByteThreshold } from '../base/validate';
 import { endpoints, type SampleResult, type SocketRecord } from '../sampler';
@@ -169,11 +169,21 @@ export class QueueTracker {
     return out;
   }
 
+  /** The repeat slot due at `ts` for an episode that crossed at `since` (0 without repeats). */
+  private dueRepeat(since: number, ts: number): number {
+    if (this.o.repeatMs <= 0) return 0;
+    return Math.max(0, Math.floor(((ts - since) * 1000 + 0.001) / this.o.repeatMs));
+  }
+
   /**
    * Puts open episodes of an earlier run (same host, boot and namespace) back as alerted pairs.
    * Returns how many were restored; those beyond maxTracked or already tracked are not.
+   * `now` (unix s) is the restart: a repeat slot already due then may have gone out before the
+   * earlier run died (its repeat number is saved after the event, at most every few seconds), so it
+   * is not sent again: the next repeat is the next slot on the schedule. One id, one event: a
+   * repeat id is never sent twice with different parameters.
    */
-  restore(episodes: Episode[]): number {
+  restore(episodes: Episode[], now: number = Date.now() / 1000): number {
     let n = 0;
     for (const ep of episodes) {
       const key = `${ep.cookie}/${ep.type}`;
@@ -186,7 +196,7 @@ export class QueueTracker {
         history: this.mask,
         active: true,
         since: ep.since,
-        repeats: ep.repeat,
+        repeats: Math.max(ep.repeat, this.dueRepeat(ep.since, now)),
         misses: 0,
         restored: true,
       });
@@ -281,7 +291,7 @@ export class QueueTracker {
           this.changeCount++;
         } else Object.assign(e, before);
       } else if (this.o.repeatMs > 0) {
-        const due = Math.floor(((ts - e.since) * 1000 + 0.001) / this.o.repeatMs);
+        const due = this.dueRepeat(e.since, ts);
         if (due > e.repeats) {
           const was = e.repeats;
           e.repeats = due;
