@@ -9,38 +9,13 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  loadBinding,
-  packageRoot,
-  FAMILY_V4,
-  PROTO_TCP,
-  SCAN_AGGREGATE,
-  SCAN_ALL,
-  SCAN_TEST_ABORT_AFTER_FIRST,
-  SCAN_TEST_NO_SEND,
-  THRESHOLD_OFF,
-  type NativeScanRequest,
-} from '../lib/native';
+import { loadBinding, packageRoot, SCAN_AGGREGATE, SCAN_ALL, SCAN_TEST_ABORT_AFTER_FIRST, SCAN_TEST_NO_SEND } from '../lib/native';
 import { Sampler, compileSampleOptions, endpoints, type SampleOptions } from '../lib/sampler';
-import { diagMsg, done } from './helpers/netlink-fixtures';
+import { diagMsg, done, recordedScanRequest } from './helpers/netlink-fixtures';
 
 const binding = loadBinding();
 
-const req = (over: Partial<NativeScanRequest> = {}): NativeScanRequest => ({
-  protocols: PROTO_TCP,
-  families: FAMILY_V4,
-  tcpStates: 0xfff,
-  udpStates: 0,
-  recvThreshold: THRESHOLD_OFF,
-  sendThreshold: THRESHOLD_OFF,
-  acceptThreshold: THRESHOLD_OFF,
-  maxRecords: 1000,
-  flags: SCAN_ALL,
-  aggStates: 0,
-  aggTop: 0,
-  aggMinTotal: 0,
-  ...over,
-});
+const req = recordedScanRequest;
 
 describe('recorded replies through the production scan', () => {
   it('skips and counts sockets whose state the addon does not know, in counts, records and aggregates', () => {

@@ -24,11 +24,10 @@ import {
   SCAN_AGGREGATE,
   SCAN_ALL,
   SCAN_SKMEMINFO,
-  THRESHOLD_OFF,
   type NativeScanRequest,
 } from '../lib/native';
 import { unpackRecords } from '../lib/sampler';
-import { diagMsg, done, error, u32s } from './helpers/netlink-fixtures';
+import { diagMsg, done, error, u32s, recordedScanRequest } from './helpers/netlink-fixtures';
 import { runCleanups } from './helpers/cleanup';
 import { tmpDir } from './helpers/tmp';
 
@@ -66,21 +65,7 @@ interface Case {
   req: NativeScanRequest;
 }
 
-const req = (over: Partial<NativeScanRequest> = {}): NativeScanRequest => ({
-  protocols: PROTO_TCP,
-  families: FAMILY_V4,
-  tcpStates: 0xfff,
-  udpStates: 0,
-  recvThreshold: THRESHOLD_OFF,
-  sendThreshold: THRESHOLD_OFF,
-  acceptThreshold: THRESHOLD_OFF,
-  maxRecords: 1000,
-  flags: SCAN_ALL,
-  aggStates: 0,
-  aggTop: 0,
-  aggMinTotal: 0,
-  ...over,
-});
+const req = recordedScanRequest;
 
 /** The hand-built replies of parser.test.ts and native-hardening.test.ts. */
 function handBuilt(): Case[] {

@@ -1,4 +1,5 @@
 // Builders for netlink reply datagrams (nlmsghdr + inet_diag_msg + rtattrs), little-endian as on x86.
+import { FAMILY_V4, PROTO_TCP, SCAN_ALL, THRESHOLD_OFF, type NativeScanRequest } from '../../lib/native';
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 export const SOCK_DIAG_BY_FAMILY = 20;
@@ -77,4 +78,23 @@ export function u32s(values: number[]): Buffer {
   const b = Buffer.alloc(values.length * 4);
   values.forEach((v, i) => b.writeUInt32LE(v, i * 4));
   return b;
+}
+
+/** A native scan request for replaying recorded replies: IPv4 TCP, every state, every socket a record. */
+export function recordedScanRequest(over: Partial<NativeScanRequest> = {}): NativeScanRequest {
+  return {
+    protocols: PROTO_TCP,
+    families: FAMILY_V4,
+    tcpStates: 0xfff,
+    udpStates: 0,
+    recvThreshold: THRESHOLD_OFF,
+    sendThreshold: THRESHOLD_OFF,
+    acceptThreshold: THRESHOLD_OFF,
+    maxRecords: 1000,
+    flags: SCAN_ALL,
+    aggStates: 0,
+    aggTop: 0,
+    aggMinTotal: 0,
+    ...over,
+  };
 }
