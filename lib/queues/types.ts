@@ -68,6 +68,7 @@ export interface QueueTickStats {
   tick: number;
   /** Unix time of the sample. */
   timestamp: number;
+  /** Sockets the sample counted: without TIME_WAIT and SYN_RECV unless the filter names its states (QUEUE_WATCH_STATES). */
   socketsSeen: number;
   /** Offending sockets the kernel pass found (including those beyond maxRecords). */
   offendersTotal: number;

@@ -25,6 +25,7 @@ import { TypedEmitter } from '../base/emitter';
 import { SocketOwners } from './owners';
 import * as v from '../base/validate';
 import { compileSampleOptions, CompiledSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler } from '../sampler';
+import type { StateName } from '../states';
 import { AlertStream } from './alert-stream';
 import { currentScope, EpisodeStore, EPISODES_DEFAULT_MAX, type Episode, type EpisodesLoad } from './episodes';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
@@ -122,6 +123,29 @@ export const QUEUE_DEFAULTS = {
   maxBuffered: 10_000,
 };
 
+/**
+ * The states a queue watch asks the kernel for when its filter names none: every state but
+ * TIME_WAIT and SYN_RECV. The kernel fills TIME_WAIT sockets (tcp_twsk_diag_fill) and request
+ * sockets (NEW_SYN_RECV, tcp_req_diag_fill, which the kernel adds to any mask holding SYN_RECV) with
+ * zero queues, uid and inode, so they can never offend; a state left out of the mask is skipped
+ * before the kernel fills and copies a record for it (it is still walked). On a host full of
+ * TIME_WAIT this is most of a dump's cost. Left out with them: full SYN_RECV sockets, which exist
+ * only for TCP Fast Open server connections during their handshake's last round trip (a TFO SYN's
+ * payload waits in one; the socket is watched once ESTABLISHED). What is absent: tick stats'
+ * socketsSeen no longer counts these states. A filter that names its states is sent as given.
+ */
+export const QUEUE_WATCH_STATES: readonly StateName[] = Object.freeze([
+  'established',
+  'syn-sent',
+  'fin-wait-1',
+  'fin-wait-2',
+  'close',
+  'close-wait',
+  'last-ack',
+  'listen',
+  'closing',
+]);
+
 /** Least time between two saves of the episode file when only repeat numbers changed. */
 const EPISODE_SAVE_MS = 5000;
 
@@ -206,6 +230,7 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     compileSampleOptions(this.filter, 'options.filter'); // the filter's values, named as options.filter.x
     this.sampleOptions = new CompiledSampleOptions({
       ...this.filter,
+      states: this.filter.states ?? QUEUE_WATCH_STATES,
       recvThreshold: this.thresholds.recv,
       sendThreshold: this.thresholds.send,
       acceptThreshold: this.thresholds.accept,
