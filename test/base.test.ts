@@ -156,7 +156,7 @@ describe('/proc/PID/stat', () => {
     expect(own?.startTime).toBe(processStartTime(process.pid));
     const rest = Array.from({ length: 50 }, (_, i) => String(i + 4)); // fields 4.. ; field 22 is rest[18]
     const parsed = parseProcStat(`123 (a) (b) c) S ${rest.join(' ')}\n`);
-    expect(parsed).toEqual({ pid: 123, comm: 'a) (b) c', state: 'S', ppid: 4, startTime: '22' });
+    expect(parsed).toEqual({ pid: 123, comm: 'a) (b) c', state: 'S', ppid: 4, flags: 9, startTime: '22' });
     expect(startTimeFromStat('garbage')).toBeUndefined();
     expect(processStartTime(deadPid())).toBeUndefined();
   });

@@ -13,6 +13,8 @@ export interface ProcStat {
   /** One-letter state (field 3): R, S, D, Z… */
   state: string;
   ppid: number;
+  /** Field 9: the kernel's PF_* flags (PF_KTHREAD 0x00200000 marks a kernel thread). */
+  flags: number;
   /** Field 22: start time in clock ticks since boot, as written by the kernel. */
   startTime: string;
 }
@@ -31,8 +33,11 @@ export function parseProcStat(text: string | undefined): ProcStat | undefined {
     .split(' ');
   const startTime = fields[19];
   if (!Number.isSafeInteger(pid) || startTime === undefined || !/^\d+$/.test(startTime)) return undefined;
-  return { pid, comm: text.slice(open + 2, close), state: fields[0]!, ppid: Number(fields[1]), startTime };
+  return { pid, comm: text.slice(open + 2, close), state: fields[0]!, ppid: Number(fields[1]), flags: Number(fields[6]), startTime };
 }
+
+/** PF_KTHREAD in ProcStat.flags: the process is a kernel thread. */
+export const PF_KTHREAD = 0x00200000;
 
 /** Field 22 (start time, clock ticks since boot) of a /proc/PID/stat text. */
 export function startTimeFromStat(text: string | undefined): string | undefined {
