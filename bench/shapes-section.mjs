@@ -1,0 +1,124 @@
+// The host-shapes and BPF section of bench/RESULTS.md (issue 13). Rule: bench/shapes.mjs and
+// bench/bpf-spike.mjs own the text between their markers and write nothing else of the file; each
+// writes its own part ("shapes" and "bpf"), and a rerun replaces only that part.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { evaluateTargets, fmtTime, pairedCpuRatio, pairedRatio } from './report.mjs';
+import { targets } from './scenarios.mjs';
+
+const marker = (part) => [
+  `<!-- ${part}:start (written by bench/${part === 'shapes' ? 'shapes' : 'bpf-spike'}.mjs) -->`,
+  `<!-- ${part}:end -->`,
+];
+
+/** `file` with the marked part replaced by `text` (appended when absent). */
+export function writeSection(file, text, part = 'shapes') {
+  const [start, end] = marker(part);
+  const section = `${start}\n${text.trim()}\n${end}`;
+  const md = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const i = md.indexOf(start);
+  const j = md.indexOf(end);
+  const next = i >= 0 && j > i ? md.slice(0, i) + section + md.slice(j + end.length) : `${md.replace(/\n*$/, '\n')}\n${section}\n`;
+  writeFileSync(file, next);
+}
+
+const x = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
+const n = (v) => (Number.isFinite(v) ? v.toLocaleString('en-US') : '–');
+
+/** Targets of the shape runs: the table's own, plus the queue watch's request against the all-states floor. */
+export const SHAPE_TARGETS = [
+  ...targets.filter((t) => t.kind !== 'heap-flat' && t.kind !== 'memory-bounded' && t.id !== 'lookup'),
+  {
+    id: 'queue-vs-floor',
+    label: 'queue-watch scan ≤ 0.6× the all-states floor (same run; issue 13, TIME_WAIT-heavy shape)',
+    kind: 'ratio',
+    row: 'queue-scan',
+    over: 'floor-1walk',
+    max: 0.6,
+    only: 'timewait',
+  },
+  {
+    id: 'queue-vs-own-floor',
+    label: 'queue-watch scan vs its own floor (same state mask)',
+    kind: 'ratio',
+    row: 'queue-scan',
+    over: 'floor-queue',
+    info: true,
+  },
+];
+
+function farmLine(s) {
+  const i = s.info;
+  const st = i.sockstat.filter(Boolean);
+  const tw = st.map((v) => v.tw);
+  const inuse = st.map((v) => v.inuse);
+  return (
+    `**${i.label}** (\`${i.shape}\`): ${i.children} farm process(es), ${n(i.connections)} connections, ${n(i.farmSockets)} farm sockets, ${i.offenders} offenders` +
+    (i.timeWaitTarget
+      ? `, plus ${n(i.timeWaitTarget)} TIME_WAIT sockets kept topped up (first ${n(i.timeWaitSetup?.tw)} in ${((i.timeWaitSetup?.setupMs ?? 0) / 1000).toFixed(1)} s)`
+      : '') +
+    `; during the rounds the namespace held ${n(Math.min(...inuse))}–${n(Math.max(...inuse))} TCP sockets in use and ${n(Math.min(...tw))}–${n(Math.max(...tw))} in TIME_WAIT (sockstat); the full floor counted ${n(s.hostSockets)}.`
+  );
+}
+
+function shapeTable(s, rows) {
+  const out = [
+    farmLine(s),
+    '',
+    '| Row | time/op (median) | min | CPU/op | × baseline | × baseline (CPU) | sockets seen | records |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const row of rows) {
+    const r = s.rows[row.id];
+    if (!r) continue;
+    if (r.skipped) {
+      out.push(`| \`${row.id}\` | skipped: ${r.skipped} | | | | | | |`);
+      continue;
+    }
+    if (row.session) {
+      out.push(
+        `| \`${row.id}\` (CLI, ${r.ticks} ticks) | scan p50 ${fmtTime(row, r.scanP50Ms)} | – | CPU ${r.cpuPct.toFixed(1)}% of a core (kernel ${r.sysCpuPct.toFixed(1)}%) | ${r.missedTicks} missed ticks | jitter p99 ${fmtTime(row, r.jitterP99Ms)} | ${n(r.socketsSeen)} | – |`,
+      );
+      continue;
+    }
+    const base = row.baseline ? s.rows[row.baseline] : undefined;
+    const ok = base && !base.skipped;
+    out.push(
+      `| \`${row.id}\` | ${fmtTime(row, r.medianMs)} | ${fmtTime(row, r.minMs)} | ${Number.isFinite(r.cpuMedianMs) ? fmtTime(row, r.cpuMedianMs) : '–'} | ${ok ? `${x(pairedRatio(r, base))} ${row.baseline}` : '–'} | ${ok ? x(pairedCpuRatio(r, base)) : '–'} | ${n(r.info?.socketsSeen ?? r.info?.sockets)} | ${n(r.info?.records)} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+export function renderShapesSection({ env, rounds, shapes, rows }) {
+  const evals = SHAPE_TARGETS.map((t) => evaluateTargets([t], t.only ? shapes.filter((s) => s.size === t.only) : shapes)[0]);
+  const out = [];
+  out.push('## Host shapes (issue 13)');
+  out.push('');
+  out.push(
+    `${env.date.slice(0, 10)} · Linux ${env.kernel} · ${env.cpu} × ${env.cores} · Node ${env.node} · \`node bench/shapes.mjs\` (\`npm run bench:shapes\`), ${rounds} rounds, ${env.durationS} s; load average at the start ${env.loadavg}.`,
+  );
+  out.push('');
+  out.push(
+    'Each shape runs in a network namespace of its own whose TCP hash has the host’s size (`tcp_child_ehash_entries` = `tcp_ehash_entries` while the namespace was created, then put back), so every walk measured here covers this farm only, and other processes on the machine (6 other sessions shared its 2 cores) add CPU noise but no sockets. ' +
+      `Inside: \`tcp_tw_reuse\` = 0 (a connect may not recycle a TIME_WAIT), \`tcp_max_tw_buckets\` = ${env.sysctls?.tcp_max_tw_buckets}, \`ip_local_port_range\` left at ${env.sysctls?.ip_local_port_range} (the TIME_WAIT maker spreads over 256 source addresses, under 1% of the range each); the namespace, its sysctls and its sockets are gone after the run. ` +
+      'Rows, processes and ratios as in the tables above (fresh process per row and round, ratios paired by round); no heap rows here.',
+  );
+  out.push('');
+  out.push(`| Target | ${shapes.map((s) => s.info.label).join(' | ')} | Verdict |`);
+  out.push(`|---|${shapes.map(() => '---:').join('|')}|---|`);
+  for (const e of evals) {
+    const cells = shapes.map((s) => {
+      const c = e.cells[s.size];
+      return c ? `${c.text}${c.ok === false ? ' ✗' : c.ok ? ' ✓' : ''} <sub>(${c.subText ?? `min ${c.minText}`})</sub>` : '–';
+    });
+    out.push(`| ${e.target.label.replaceAll('|', '\\|')} | ${cells.join(' | ')} | ${e.verdict} |`);
+  }
+  out.push('');
+  for (const s of shapes) {
+    out.push(`### ${s.info.label}`);
+    out.push('');
+    out.push(shapeTable(s, rows));
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,297 @@
+// Host shapes (issue 13): the existing rows of the scenario table on farms shaped like real hosts,
+// in a network namespace of their own with a TCP hash of their own. Not a test; opt-in:
+//
+//   npm run bench:shapes        (= node bench/shapes.mjs; root; about 10 minutes)
+//   node bench/shapes.mjs --shapes timewait --rounds 2 --only floor-1walk,queue-scan,floor-queue
+//
+// Shapes:
+//   timewait   the standard farm at 20k sockets (10k connections, 10 offenders) plus 40k client-side
+//              TIME_WAIT sockets from real short loopback connections (bench/shapes-tw.c), kept at
+//              40k while the rows run: 2/3 of all sockets in TIME_WAIT, as on a host with SNAT trouble
+//   200k       the standard farm at 200k sockets (100k loopback connections, both ends held, over
+//              12 child processes of ≤ 18,000 fds each)
+//
+// Namespace: as root, the parent sets net.ipv4.tcp_child_ehash_entries to the host's
+// tcp_ehash_entries (so the walk covers a hash of the host's size), creates a network namespace,
+// puts the setting back at once (it is read only when a namespace is created), brings up its
+// loopback and re-runs itself inside (`ip netns exec`). Inside, it sets tcp_tw_reuse = 0 and
+// tcp_max_tw_buckets (both per namespace) for the TIME_WAIT farm. The namespace is deleted at the
+// end, on a signal and on a crash of the parent; its sockets (TIME_WAIT too) go with it. The root
+// namespace's sysctls are the same before and after, and other processes' sockets stay out of every
+// walk measured here (and this farm out of theirs). --no-netns runs in the caller's namespace
+// instead and restores the per-namespace sysctls it changed.
+//
+// Results: bench/out/shapes.json, and the shapes section of bench/RESULTS.md (shapes-section.mjs).
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { installExitHandlers, killAllChildren, runChild, spawnTracked, startFarm, waitForLine } from './children.mjs';
+import { planFarm } from './farm-plan.mjs';
+import { loadLibrary } from './methods.mjs';
+import { environment } from './report.mjs';
+import { summarizeSessions } from './queue-report.mjs';
+import { scenarios } from './scenarios.mjs';
+import { shapeRows } from './shapes-rows.mjs';
+import { renderShapesSection, writeSection } from './shapes-section.mjs';
+import { median, min } from './stats.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const OUT_DIR = path.join(here, 'out');
+const FLOOR_BIN = path.join(OUT_DIR, 'floor');
+const TW_BIN = path.join(OUT_DIR, 'shapes-tw');
+const FLOOR_WARMUPS = 3;
+
+export const SHAPES = {
+  timewait: { label: 'TIME_WAIT-heavy', farm: { sockets: 20_000, offenders: 10 }, timeWait: 40_000 },
+  '200k': { label: '200k sockets', farm: { sockets: 200_000, offenders: 10 }, timeWait: 0 },
+};
+
+/** Rows on every shape: every repeated-call row of the table, the shape rows, and the 250 ms watch. */
+function rowsToRun(only) {
+  const rows = [...scenarios.filter((r) => !r.session || r.id === 'watch-250'), ...shapeRows()];
+  if (!only) return rows;
+  const wanted = new Set(only);
+  for (const id of only) {
+    const b = rows.find((r) => r.id === id)?.baseline;
+    if (b) wanted.add(b);
+  }
+  return rows.filter((r) => wanted.has(r.id));
+}
+
+function parseArgs(argv) {
+  const o = { shapes: Object.keys(SHAPES), rounds: 3, netns: true, inside: false, only: undefined, out: path.join(here, 'RESULTS.md') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () =>
+      argv[++i] ??
+      (() => {
+        throw new RangeError(`${a} needs a value`);
+      })();
+    if (a === '--shapes') o.shapes = value().split(',');
+    else if (a === '--rounds') o.rounds = Number(value());
+    else if (a === '--only') o.only = value().split(',');
+    else if (a === '--out') o.out = path.resolve(value());
+    else if (a === '--no-netns') o.netns = false;
+    else if (a === '--inside') o.inside = true;
+    else throw new RangeError(`unknown option ${a}`);
+  }
+  for (const s of o.shapes) if (!SHAPES[s]) throw new RangeError(`--shapes: no shape "${s}" (known: ${Object.keys(SHAPES).join(', ')})`);
+  if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new RangeError('--rounds must be a positive integer');
+  return o;
+}
+
+// --- sysctls and the namespace ------------------------------------------------------------------
+
+const sysctlPath = (name) => path.join('/proc/sys', ...name.split('.'));
+const readSysctl = (name) => readFileSync(sysctlPath(name), 'utf8').trim();
+const writeSysctl = (name, value) => writeFileSync(sysctlPath(name), String(value));
+
+/** Sets sysctls, returning a function that puts every one back (idempotent). */
+function setSysctls(values) {
+  const old = [];
+  for (const [name, value] of Object.entries(values)) {
+    old.push([name, readSysctl(name)]);
+    writeSysctl(name, value);
+  }
+  let restored = false;
+  return () => {
+    if (restored) return;
+    restored = true;
+    for (const [name, value] of old.reverse()) writeSysctl(name, value);
+  };
+}
+
+/** Creates the namespace (own TCP hash of the host's size) and runs this script inside it. */
+async function runInNamespace(argv) {
+  const name = `sockwatch-shapes-${process.pid}`;
+  const ehash = readSysctl('net.ipv4.tcp_ehash_entries');
+  const restore = setSysctls({ 'net.ipv4.tcp_child_ehash_entries': ehash });
+  try {
+    execFileSync('ip', ['netns', 'add', name]);
+  } finally {
+    restore();
+  }
+  let deleted = false;
+  const remove = () => {
+    if (deleted) return;
+    deleted = true;
+    killAllChildren('SIGKILL');
+    try {
+      execFileSync('ip', ['netns', 'del', name]);
+    } catch {
+      // already gone
+    }
+  };
+  process.on('exit', remove);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
+    process.on(sig, () => {
+      remove();
+      process.exit(130);
+    });
+  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  process.stdout.write(`namespace ${name}: own TCP hash of ${ehash} buckets (tcp_child_ehash_entries put back to its value)\n`);
+  const child = spawnTracked('ip', ['netns', 'exec', name, process.execPath, fileURLToPath(import.meta.url), '--inside', ...argv], {
+    stdio: ['pipe', 'inherit', 'inherit'],
+  });
+  const code = await new Promise((resolve) => child.once('exit', (c, s) => resolve(c ?? (s ? 1 : 0))));
+  remove();
+  process.exit(code);
+}
+
+// --- measuring ----------------------------------------------------------------------------------
+
+function compileHelpers() {
+  mkdirSync(OUT_DIR, { recursive: true });
+  for (const [bin, src] of [
+    [FLOOR_BIN, path.join(here, 'floor.c')],
+    [TW_BIN, path.join(here, 'shapes-tw.c')],
+  ]) {
+    if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(src).mtimeMs) continue;
+    execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-o', bin, src], { stdio: 'inherit' });
+  }
+}
+
+async function runFloor(row, lib, runs) {
+  const req = lib.compileSampleOptions(row.options ?? {});
+  const args = ['-r', String(runs), '-w', String(FLOOR_WARMUPS), '-p', String(req.protocols), '-f', String(req.families)];
+  args.push('-t', String(req.tcpStates), '-u', String(req.udpStates));
+  if (req.bytecode?.length) args.push('-b', Buffer.from(req.bytecode).toString('hex'));
+  if (row.oneWalk) args.push('-1');
+  const r = await runChild(FLOOR_BIN, args);
+  if (r.code !== 0) return { skipped: `floor failed: ${r.stderr.trim()}` };
+  const out = JSON.parse(r.stdout);
+  return { times: out.ms, cpuTimes: out.cpuMs, info: { socketsSeen: out.sockets, bytesReceived: out.bytes, recvCalls: out.recvCalls } };
+}
+
+async function runNode(script, job) {
+  const r = await runChild(process.execPath, [path.join(here, script), JSON.stringify(job)]);
+  if (r.code !== 0) return { skipped: `${script} failed: ${r.stderr.trim().split('\n').slice(0, 3).join(' ')}` };
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+function summarize(rounds) {
+  const skipped = rounds.find((r) => r.skipped);
+  if (skipped) return { skipped: skipped.skipped };
+  const hasCpu = rounds.every((r) => Array.isArray(r.cpuTimes));
+  return {
+    medianMs: median(rounds.flatMap((r) => r.times)),
+    minMs: min(rounds.flatMap((r) => r.times)),
+    rounds: rounds.length,
+    roundMedians: rounds.map((r) => median(r.times)),
+    cpuMedianMs: hasCpu ? median(rounds.flatMap((r) => r.cpuTimes)) : null,
+    cpuRoundMedians: hasCpu ? rounds.map((r) => median(r.cpuTimes)) : null,
+    info: rounds[rounds.length - 1].info,
+  };
+}
+
+function sockstat() {
+  const text = readFileSync('/proc/net/sockstat', 'utf8');
+  const tcp = /^TCP: inuse (\d+) orphan (\d+) tw (\d+) alloc (\d+)/m.exec(text);
+  return tcp ? { inuse: Number(tcp[1]), tw: Number(tcp[3]), alloc: Number(tcp[4]) } : undefined;
+}
+
+async function runShape(key, o, lib, rows) {
+  const shape = SHAPES[key];
+  const t0 = performance.now();
+  const farm = await startFarm(planFarm(shape.farm));
+  let tw;
+  try {
+    if (shape.timeWait) {
+      tw = spawnTracked(TW_BIN, [String(shape.timeWait)]);
+      tw.ready = await waitForLine(tw, 'READY', 'shapes-tw', 180_000);
+    }
+    const info = {
+      shape: key,
+      label: shape.label,
+      children: farm.children.length,
+      connections: farm.children.reduce((n, c) => n + c.connections, 0),
+      farmSockets: farm.children.reduce((n, c) => n + c.sockets, 0),
+      offenders: farm.children.reduce((n, c) => n + c.offenders, 0),
+      timeWaitTarget: shape.timeWait,
+      timeWaitSetup: tw?.ready,
+      setupMs: performance.now() - t0,
+      sockstat: [sockstat()],
+    };
+    process.stdout.write(`[${key}] ready: ${JSON.stringify(info.sockstat[0])} in ${(info.setupMs / 1000).toFixed(1)} s\n`);
+    const raw = new Map(rows.map((r) => [r.id, []]));
+    const size = shape.farm.sockets + shape.timeWait;
+    for (let round = 0; round < o.rounds; round++) {
+      for (const row of rows) {
+        const wanted = row.session ? 1 : (row.rounds ?? o.rounds);
+        if (round >= wanted || raw.get(row.id).some((r) => r.skipped)) continue;
+        let r;
+        if (row.session)
+          r = await runNode('session.mjs', { id: row.id, size, mode: 'session', farm: { sockets: size, offenders: info.offenders } });
+        else if (row.kind === 'floor') r = await runFloor(row, lib, (row.runs ?? 11) * 2);
+        else r = await runNode('shapes-measure.mjs', { id: row.id, size, mode: 'time', farm: { sample: farm.children[0]?.sample } });
+        raw.get(row.id).push(r);
+      }
+      info.sockstat.push(sockstat());
+      process.stdout.write(`[${key}] round ${round + 1}/${o.rounds} done (${JSON.stringify(info.sockstat.at(-1))})\n`);
+    }
+    const result = { size: key, info, rows: {}, hostSockets: undefined };
+    for (const row of rows) {
+      result.rows[row.id] = row.session ? summarizeSessions(row, raw.get(row.id)) : summarize(raw.get(row.id));
+      const r = result.rows[row.id];
+      process.stdout.write(
+        `[${key}] ${row.id.padEnd(16)} ${r.skipped ? `skipped: ${r.skipped}` : r.session ? `CPU ${r.cpuPct?.toFixed?.(1)}%` : `${r.medianMs.toFixed(2)} ms`}\n`,
+      );
+    }
+    result.hostSockets = result.rows.floor?.info?.socketsSeen;
+    return result;
+  } finally {
+    if (tw) tw.kill('SIGTERM');
+    await farm.stop();
+  }
+}
+
+async function inside(o) {
+  installExitHandlers();
+  compileHelpers();
+  const lib = loadLibrary();
+  const twMax = Math.max(...o.shapes.map((s) => SHAPES[s].timeWait)) * 2;
+  const restore = setSysctls({
+    'net.ipv4.tcp_tw_reuse': 0,
+    ...(twMax > Number(readSysctl('net.ipv4.tcp_max_tw_buckets')) ? { 'net.ipv4.tcp_max_tw_buckets': twMax } : {}),
+  });
+  process.on('exit', restore);
+  const env = {
+    ...environment(),
+    netns: o.netns,
+    sysctls: {
+      tcp_tw_reuse: 0,
+      tcp_max_tw_buckets: readSysctl('net.ipv4.tcp_max_tw_buckets'),
+      ip_local_port_range: readSysctl('net.ipv4.ip_local_port_range'),
+    },
+  };
+  const rows = rowsToRun(o.only);
+  const started = performance.now();
+  const shapes = [];
+  try {
+    for (const key of o.shapes) shapes.push(await runShape(key, o, lib, rows));
+  } finally {
+    restore();
+  }
+  env.durationS = Math.round((performance.now() - started) / 1000);
+  mkdirSync(OUT_DIR, { recursive: true });
+  writeFileSync(path.join(OUT_DIR, 'shapes.json'), `${JSON.stringify({ env, rounds: o.rounds, shapes }, null, 2)}\n`);
+  writeSection(o.out, renderShapesSection({ env, rounds: o.rounds, shapes, rows }));
+  process.stdout.write(
+    `wrote bench/out/shapes.json and the shapes section of ${path.relative(process.cwd(), o.out)} (${env.durationS} s)\n`,
+  );
+}
+
+const argv = process.argv.slice(2);
+const o = parseArgs(argv);
+const run =
+  o.inside || !o.netns
+    ? inside(o)
+    : process.getuid?.() === 0
+      ? runInNamespace(argv)
+      : Promise.reject(new RangeError('bench/shapes.mjs needs root for its namespace (or --no-netns)'));
+run.catch((err) => {
+  process.stderr.write(`shapes: ${err instanceof RangeError ? err.message : (err.stack ?? err)}\n`);
+  killAllChildren();
+  process.exit(err instanceof RangeError ? 2 : 1);
+});
