@@ -11,6 +11,8 @@ Commands:
   list      list TCP and UDP sockets with their queues (like ss -tuan)
   queues    watch send/receive/accept queues and alert an HTTP URL on a breach
   snat      watch outbound connections per destination; dump and trace a .NET app over a threshold
+  exporter  serve Prometheus metrics of every socket (states, queues, outbound destinations)
+  top       live full-screen view of destinations, queues and processes
 
 Options:
   -v, --version  print the sockwatch, addon and Node.js versions
@@ -27,6 +29,10 @@ async function loadCommand(name: string): Promise<Command | undefined> {
       return (await import('./queues')).runQueues;
     case 'snat':
       return (await import('./snat')).runSnat;
+    case 'exporter':
+      return (await import('./exporter')).runExporter;
+    case 'top':
+      return (await import('./top')).runTop;
     default:
       return undefined;
   }
@@ -44,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const cmd = await loadCommand(name);
-    if (!cmd) throw new UsageError(`unknown command "${name}" (commands: list, queues, snat)`);
+    if (!cmd) throw new UsageError(`unknown command "${name}" (commands: list, queues, snat, top)`);
     return await cmd(rest, process.stdout);
   } catch (e) {
     const err = e as Error & { exitCode?: number; code?: string };
