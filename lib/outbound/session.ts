@@ -69,6 +69,9 @@ export interface SnatSessionOptions {
   print?: (line: string) => void;
   /** Warnings for the terminal (stderr). */
   warn?: (line: string) => void;
+  /** Every poll and every collection step as it happens (snat --metrics-listen counts them). */
+  onPoll?: (poll: OutboundPoll) => void;
+  onStep?: (step: CollectionStep) => void;
 }
 
 export type SessionEnd = 'finished' | 'duration' | 'signal';
@@ -323,6 +326,7 @@ export class SnatSession {
       maxRetryDelayMs: o.maxRetryDelayMs,
     });
     collector.on('step', (s: CollectionStep) => {
+      o.onStep?.(s);
       const line = formatStep(s);
       this.log!.write(line ? [line] : undefined, stepRecord(s), s.time);
       if (line) (line.includes('ERROR:') || line.includes('WARNING:') ? this.warn : this.print)(redactText(line));
@@ -385,6 +389,7 @@ export class SnatSession {
     let wasExceeded = false;
     let attributionMode: string | undefined;
     watcher.on('poll', (poll: OutboundPoll) => {
+      this.o.onPoll?.(poll);
       // How the pid's connections are counted: one line at the first poll and whenever it changes.
       if (poll.attribution && poll.attribution.mode !== attributionMode) {
         attributionMode = poll.attribution.mode;
