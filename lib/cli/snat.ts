@@ -9,10 +9,14 @@ import { DEFAULT_EXCLUDED_PORTS } from '../outbound/watcher';
 import { redactText } from '../base/redact';
 import { SAS_URL_VARIABLE } from '../upload/sas-url';
 import { parsePortSpec } from '../sampler';
-import { decimalFlag, intFlag, listFlag, parse } from './args';
+import { decimalFlag, intFlag, listFlag, parse, usage } from './args';
 import { UsageError } from './errors';
 import { prefixFlag } from './filters';
+import { METRICS_LISTEN_HELP, METRICS_LISTEN_OPTIONS, metricsListenFlags, serveCommandMetrics, type MetricsListen } from './exporter';
+import { snatMetrics, type SnatMetricsHooks } from '../metrics/process-metrics';
 import { ensureDir } from '../base/fs';
+import { MAX_FLEET_LOCKS, MAX_FLEET_SLOTS, parseWindow, type FleetLimits } from '../fleet/limits';
+import { FleetSetupError } from '../outbound/session';
 
 export const SNAT_HELP = `Usage: sockwatch snat [-t THRESHOLD] [-f SECONDS] [-d HOURS] [-c] [options] [enable-dump|enable-trace|enable-dump-trace]
 
@@ -49,6 +53,11 @@ Options:
   --log-dir DIR            where outconn-logs-{instance}/, dumps, traces, the pidfile and the
                            lock files go (default: the current directory)
   --state-dir DIR          pending-upload records (default: {log dir}/.sockwatch-snat)
+  --fleet-max N            at most N collections start per window across every instance uploading
+                           to the same container (coordinated through blobs in it, storage clock)
+  --fleet-window DURATION  that window: 90s, 30m, 1h, 1d (default 1h; windows start on the hour UTC)
+  --fleet-concurrent M     at most M collections run at once across those instances (leased blobs)
+${METRICS_LISTEN_HELP}
   -h, --help               this help
 
 Environment (read here first, else from the target's /proc/PID/environ):
@@ -84,7 +93,7 @@ function testHook(name: string, env: NodeJS.ProcessEnv): number | undefined {
 export function parseSnatArgs(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { help: true } | { help: false; clean: boolean; logDir: string; session: SnatSessionOptions } {
+): { help: true } | { help: false; clean: boolean; logDir: string; session: SnatSessionOptions; metrics?: MetricsListen } {
   const { values, positionals } = parse(
     argv,
     {
@@ -104,6 +113,10 @@ export function parseSnatArgs(
       'keep-local': { type: 'boolean' },
       'log-dir': { type: 'string' },
       'state-dir': { type: 'string' },
+      'fleet-max': { type: 'string' },
+      'fleet-window': { type: 'string' },
+      'fleet-concurrent': { type: 'string' },
+      ...METRICS_LISTEN_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
     true,
@@ -147,6 +160,7 @@ export function parseSnatArgs(
     if (values[name] === '') throw new UsageError(`--${name}: expected a directory`);
   }
   const logDir = path.resolve((values['log-dir'] as string | undefined) ?? '.');
+  const fleet = fleetFlags(values, dump || trace);
   const session: SnatSessionOptions = {
     dump,
     trace,
@@ -165,10 +179,36 @@ export function parseSnatArgs(
     keepRunning: values['keep-running'] === true,
     keepLocal: values['keep-local'] === true,
     ...(values['state-dir'] !== undefined ? { stateDir: path.resolve(values['state-dir'] as string) } : {}),
+    ...(fleet !== undefined ? { fleet } : {}),
     blockSize: testHook('SOCKWATCH_UPLOAD_BLOCK_SIZE', env),
     concurrency: testHook('SOCKWATCH_UPLOAD_CONCURRENCY', env),
   };
-  return { help: false, clean: values.clean === true, logDir, session };
+  const metrics = metricsListenFlags(values);
+  return { help: false, clean: values.clean === true, logDir, session, ...(metrics ? { metrics } : {}) };
+}
+
+/** --fleet-max, --fleet-window, --fleet-concurrent: the session's fleet limits, or undefined. */
+function fleetFlags(values: Record<string, unknown>, collecting: boolean): FleetLimits | undefined {
+  const max = intFlag('--fleet-max', values['fleet-max'], { min: 1, max: MAX_FLEET_SLOTS });
+  const concurrent = intFlag('--fleet-concurrent', values['fleet-concurrent'], { min: 1, max: MAX_FLEET_LOCKS });
+  const window = values['fleet-window'] as string | undefined;
+  if (window !== undefined && max === undefined) throw new UsageError('--fleet-window: needs --fleet-max (it is the window of that limit)');
+  const windowMs = window === undefined ? undefined : usage(() => parseWindow(window, '--fleet-window'));
+  if (max === undefined && concurrent === undefined) return undefined;
+  const flag = max !== undefined ? '--fleet-max' : '--fleet-concurrent';
+  if (!collecting) throw new UsageError(`${flag}: needs enable-dump, enable-trace or enable-dump-trace (the limits apply to collections)`);
+  return {
+    ...(max !== undefined ? { max } : {}),
+    ...(windowMs !== undefined ? { windowMs } : {}),
+    ...(concurrent !== undefined ? { concurrent } : {}),
+  };
+}
+
+/** The fleet flags given, for a message: "--fleet-max", "--fleet-max/--fleet-concurrent". */
+function fleetFlagNames(fleet: FleetLimits): string {
+  return [fleet.max !== undefined ? '--fleet-max' : '', fleet.concurrent !== undefined ? '--fleet-concurrent' : '']
+    .filter(Boolean)
+    .join('/');
 }
 
 async function clean(logDir: string, out: NodeJS.WritableStream): Promise<number> {
@@ -214,6 +254,8 @@ export async function runSnat(argv: string[], out: NodeJS.WritableStream): Promi
   }
   if (parsed.clean) return clean(parsed.logDir, out);
   prepareDirectories(parsed.session);
+  let hooks: SnatMetricsHooks | undefined;
+  const metricsServer = parsed.metrics && (await serveCommandMetrics('snat', parsed.metrics, (r) => (hooks = snatMetrics(r))));
 
   const stop = new AbortController();
   let signals = 0;
@@ -237,10 +279,16 @@ export async function runSnat(argv: string[], out: NodeJS.WritableStream): Promi
       signal: stop.signal,
       print: (line) => out.write(`${redactText(line)}\n`),
       warn: (line) => process.stderr.write(`sockwatch snat: ${redactText(line)}\n`),
+      ...(hooks ? { onPoll: hooks.poll, onStep: hooks.step } : {}),
     });
     await session.run();
     return 0;
+  } catch (err) {
+    if (err instanceof FleetSetupError && parsed.session.fleet)
+      throw new UsageError(`${fleetFlagNames(parsed.session.fleet)}: ${err.message}`);
+    throw err;
   } finally {
+    await metricsServer?.close();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }

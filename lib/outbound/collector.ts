@@ -60,6 +60,22 @@ export interface CollectorOptions {
   metadata?: Record<string, string>;
   /** Clock (file names). */
   now?: () => Date;
+  /** Asked before each collection starts (fleet limits, lib/fleet/gate.ts); none: always allowed. */
+  gate?: CollectionGate;
+}
+
+/**
+ * A gate before each collection: a permit, released once the collection's kinds are done (collected
+ * and uploaded, or failed), or undefined: not now (the trigger is asked again at a later poll).
+ * Never rejects. Uploads resumed from an earlier run are not collections and do not ask.
+ */
+export interface CollectionGate {
+  admit(request: {
+    kinds: CollectionKind[];
+    destination?: string;
+    count?: number;
+    threshold?: number;
+  }): Promise<{ release(): Promise<void> } | undefined>;
 }
 
 /** What exceeded the threshold (blob metadata and log). */
@@ -141,6 +157,7 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
   private readonly abort = new AbortController();
   private readonly now: () => Date;
   private finishedEmitted = false;
+  private admitting = false;
 
   constructor(options: CollectorOptions) {
     super();
@@ -208,9 +225,40 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
     });
   }
 
-  /** The threshold was exceeded: starts each enabled kind not started yet in this run. */
+  /**
+   * The threshold was exceeded: starts each enabled kind not started yet in this run (with a gate:
+   * once it allows; one question at a time).
+   */
   trigger(info: TriggerInfo = {}): void {
-    if (this.abort.signal.aborted) return;
+    if (this.abort.signal.aborted || this.admitting) return;
+    const gate = this.opts.gate;
+    if (!gate) {
+      this.start(info);
+      return;
+    }
+    const kinds = (['dump', 'trace'] as const).filter((k) => this.states[k] === 'idle');
+    if (kinds.length === 0) return;
+    this.admitting = true;
+    const { remote: destination, count, threshold } = info;
+    this.track(
+      (async () => {
+        let permit: { release(): Promise<void> } | undefined;
+        try {
+          permit = await gate.admit({ kinds, destination, count, threshold });
+        } finally {
+          this.admitting = false;
+        }
+        if (!permit) return;
+        const started = this.abort.signal.aborted ? [] : this.start(info);
+        await Promise.allSettled(started);
+        await permit.release();
+      })(),
+    );
+  }
+
+  /** Starts each idle kind whose per-instance lock is free; returns their promises. */
+  private start(info: TriggerInfo): Promise<void>[] {
+    const started: Promise<void>[] = [];
     for (const kind of ['dump', 'trace'] as const) {
       if (this.states[kind] !== 'idle') continue;
       const lockFile = path.join(this.opts.lockDir, lockFileName(kind, this.instance));
@@ -225,8 +273,11 @@ export class DiagnosticsCollector extends TypedEmitter<CollectorEvents> {
       this.locks.add(lockFile);
       this.states[kind] = 'running';
       this.step({ kind, step: 'lock-acquired', lockFile, ...(got.takenOverFrom ? { takenOverFrom: got.takenOverFrom.pid } : {}) });
-      this.track(this.collect(kind, info));
+      const p = this.collect(kind, info);
+      this.track(p);
+      started.push(p);
     }
+    return started;
   }
 
   private async target(): Promise<DotnetTarget> {

@@ -14,6 +14,9 @@ import { redactText } from '../base/redact';
 import { Sampler, type PortSpec } from '../sampler';
 import { parseContainerSasUrl, SAS_URL_VARIABLE, type ContainerSasUrl } from '../upload/sas-url';
 import { DiagnosticsCollector, type CollectionStep } from './collector';
+import { FleetCoordinator } from '../fleet/coordinator';
+import { FleetGate, leaseTroubleText } from '../fleet/gate';
+import type { FleetLimits } from '../fleet/limits';
 import { HourlyLog } from './hourly-log';
 import { formatPollBlock, logTimestamp, pollRecord } from './log-format';
 import { acquireOwnerFile, releaseOwnerFile } from '../base/pid-lock';
@@ -52,6 +55,12 @@ export interface SnatSessionOptions {
   thresholdOn?: ThresholdBasis;
   keepRunning?: boolean;
   keepLocal?: boolean;
+  /**
+   * Fleet-wide limits kept in the SAS URL's container (lib/fleet/): at most `max` collections start
+   * per `windowMs` (storage clock) and at most `concurrent` run at once, across every instance using
+   * that container. Needs collection enabled and a SAS URL.
+   */
+  fleet?: FleetLimits;
   /** Holds outconn-logs-{instance}/, the pidfile, the locks, dumps and traces (default: cwd). */
   logDir?: string;
   /** Pending uploads and upload records (default: {logDir}/.sockwatch-snat). */
@@ -90,6 +99,15 @@ export class SnatStartError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'SnatStartError';
+  }
+}
+
+/** Fleet limits asked for without what they need (collection, a SAS URL): exit code 2. */
+export class FleetSetupError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'FleetSetupError';
   }
 }
 
@@ -164,6 +182,13 @@ export class SnatSession {
       const instanceSetting = resolveSetting(INSTANCE_VARIABLE, env, targetPid);
       const instance = instanceSetting.value ?? os.hostname();
       const sas = this.resolveSas(env, targetPid);
+      if (o.fleet !== undefined && !this.collecting)
+        throw new FleetSetupError('fleet limits apply to collections: enable a dump or a trace');
+      if (o.fleet !== undefined && !sas.value) {
+        throw new FleetSetupError(
+          `fleet limits need a container SAS URL: ${SAS_URL_VARIABLE} is not set here or in the target's environment (the instances coordinate through its container)`,
+        );
+      }
 
       ensureDir(logDir);
       const pidfile = path.join(logDir, PIDFILE_NAME);
@@ -188,6 +213,7 @@ export class SnatSession {
           excludeLocalPorts,
           takenOverFrom: claim.takenOverFrom?.pid,
           targetPid,
+          fleetGate: this.fleetGate(instance, sas.value),
         });
       } finally {
         releaseOwnerFile(pidfile);
@@ -195,6 +221,22 @@ export class SnatSession {
     } finally {
       await sampler.close();
     }
+  }
+
+  /** The fleet limits' gate (lines to the log and the terminal), when asked for. */
+  private fleetGate(instance: string, sas: ContainerSasUrl | undefined): FleetGate | undefined {
+    if (this.o.fleet === undefined || !sas) return undefined;
+    const report = (text: string, level: 'info' | 'warning'): void => this.note(text, level);
+    const coordinator = new FleetCoordinator({
+      containerSas: sas,
+      limits: this.o.fleet,
+      instance,
+      onLeaseTrouble: (t) => {
+        const line = leaseTroubleText(t);
+        report(line.text, line.level);
+      },
+    });
+    return new FleetGate(coordinator, { report });
   }
 
   /**
@@ -277,6 +319,7 @@ export class SnatSession {
         'warning',
       );
     }
+    if (ctx.fleetGate && ctx.sas) this.note(ctx.fleetGate.describe(ctx.sas.containerName));
     if (o.durationMs !== undefined) this.note(`Monitoring will run for ${hoursText(o.durationMs)} and then automatically clean up`);
   }
 
@@ -324,6 +367,7 @@ export class SnatSession {
       concurrency: o.concurrency,
       retryDelayMs: o.retryDelayMs,
       maxRetryDelayMs: o.maxRetryDelayMs,
+      ...(ctx.fleetGate ? { gate: ctx.fleetGate } : {}),
     });
     collector.on('step', (s: CollectionStep) => {
       o.onStep?.(s);
@@ -442,6 +486,7 @@ interface RunContext {
   excludeLocalPorts: readonly PortSpec[];
   takenOverFrom: number | undefined;
   targetPid: number | undefined;
+  fleetGate: FleetGate | undefined;
 }
 
 /** The first of three endings settles the run: all collected, the duration over, the stop signal. */

@@ -43,6 +43,8 @@ export interface StartAzuriteOptions {
   loose?: boolean;
   /** How long to wait for the listening line (default 60 s: a loaded 2-core machine is slow). */
   startTimeoutMs?: number;
+  /** Added to Azurite's environment (e.g. LD_PRELOAD of libfaketime, to give it a clock of its own). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Azurite {
@@ -74,6 +76,7 @@ function spawnAzurite(options: StartAzuriteOptions): Promise<{ child: ChildProce
   const child = spawn(process.execPath, ['-e', WATCHDOG, fs.realpathSync(AZURITE_BLOB), ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
     cwd: options.location ?? ROOT,
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
   });
   child.stdin!.on('error', () => undefined); // EPIPE once the watchdog is gone
   return new Promise((resolve, reject) => {
