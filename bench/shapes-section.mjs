@@ -122,3 +122,97 @@ export function renderShapesSection({ env, rounds, shapes, rows }) {
   }
   return out.join('\n');
 }
+
+/** Target of the BPF queue scan against the netlink floor, by farm size (issue 13). */
+const BPF_TARGETS = { 40000: 0.2, 200000: 0.15 };
+
+export function renderBpfSection({ env, options, sizes, rows }) {
+  const out = ['## BPF socket iterator spike (issue 13)', ''];
+  out.push(
+    `${env.date.slice(0, 10)} · Linux ${env.kernel} · ${env.cpu} × ${env.cores} (shared with 6 other sessions) · ${env.clang} · \`node bench/bpf-spike.mjs\` (\`npm run bench:bpf\`), ${options.rounds} rounds of 22 scans per row (7 at 200k); load average at the start ${env.loadavg}; ${env.durationS} s.`,
+  );
+  out.push('');
+  out.push(
+    'The standard farm in a network namespace with a TCP hash of its own (as the host shapes). `floor-*`: bench/floor.c (netlink, fixed fields only). `bpf-*`: native-bpf/sockscan (libbpf, static), one `read()` loop per iterator (TCP, UDP) per scan; the programs apply the state mask, thresholds and accept-at-limit in the kernel and emit 64-byte records for offenders only; per-state counts of every socket walked come from the object’s .bss. Times are per full scan (TCP + UDP); ratios paired by round; CPU is the process’s CPU time, which leaves out time spent waiting for a core on this busy machine.',
+  );
+  out.push('');
+  out.push(`| Target | ${sizes.map((s) => n(s.size)).join(' | ')} | Verdict |`);
+  out.push(`|---|${sizes.map(() => '---:').join('|')}|---|`);
+  for (const id of ['bpf-scan', 'bpf-queue']) {
+    let missed = false;
+    let judged = false;
+    const cells = sizes.map((s) => {
+      const r = s.rows[id];
+      const f = s.rows['floor-1walk'];
+      if (!r || r.skipped || !f || f.skipped) return '–';
+      const v = pairedRatio(r, f);
+      const max = BPF_TARGETS[s.size];
+      const ok = max === undefined ? undefined : v <= max;
+      if (ok === false) missed = true;
+      if (ok !== undefined) judged = true;
+      return `${x(v)}${ok === false ? ' ✗' : ok ? ' ✓' : ''} <sub>(CPU ${x(pairedCpuRatio(r, f))})</sub>`;
+    });
+    out.push(
+      `| \`${id}\` ≤ 0.2× (40k) / 0.15× (200k) the netlink floor (\`floor-1walk\`) | ${cells.join(' | ')} | ${missed ? '**missed**' : 'met'} |`,
+    );
+  }
+  const cpuCells = sizes.map((s) => {
+    const r = s.rows['bpf-queue'];
+    return r && !r.skipped
+      ? `${((r.cpuMedianMs / 250) * 100).toFixed(1)}% <sub>(netlink ${((s.rows['floor-queue'].cpuMedianMs / 250) * 100).toFixed(1)}%)</sub>`
+      : '–';
+  });
+  out.push(
+    `| kernel pass of \`sockwatch queues\` at 250 ms, CPU per scan / 250 ms (target: the whole CLI < 5% of a core at 40k) | ${cpuCells.join(' | ')} | estimate |`,
+  );
+  out.push('');
+  for (const s of sizes) {
+    out.push(`### ${n(s.size)} sockets`);
+    out.push('');
+    const st = s.info.sockstat.filter(Boolean);
+    out.push(
+      `Farm: ${s.info.children} processes, ${n(s.info.sockets)} sockets; the namespace held ${n(Math.min(...st.map((v) => v.inuse)))}–${n(Math.max(...st.map((v) => v.inuse)))} TCP sockets in use during the rounds.`,
+    );
+    out.push('');
+    out.push(
+      '| Row | what | time/scan (median) | min | CPU/scan | × floor-1walk | × floor-1walk (CPU) | sockets in the mask | offenders |',
+    );
+    out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const row of rows) {
+      const r = s.rows[row.id];
+      if (!r) continue;
+      if (r.skipped) {
+        out.push(`| \`${row.id}\` | ${row.title} | skipped: ${r.skipped} | | | | | | |`);
+        continue;
+      }
+      const f = s.rows['floor-1walk'];
+      const ms = (v) => (v >= 10 ? `${v.toFixed(1)} ms` : `${v.toFixed(2)} ms`);
+      out.push(
+        `| \`${row.id}\` | ${row.title} | ${ms(r.medianMs)} | ${ms(r.minMs)} | ${ms(r.cpuMedianMs)} | ${row.id === 'floor-1walk' ? '–' : x(pairedRatio(r, f))} | ${row.id === 'floor-1walk' ? '–' : x(pairedCpuRatio(r, f))} | ${n(r.info.socketsSeen)} | ${row.kind === 'bpf' ? n(r.info.offenders) : '–'} |`,
+      );
+    }
+    const p = s.parity;
+    if (p)
+      out.push(
+        '',
+        `Same answer: the addon (netlink) found ${p.netlinkOffenders} offenders among ${n(p.netlinkSockets)} sockets, the BPF iterator ${p.bpfOffenders} among ${n(p.bpfSockets)} (${n(p.bpfWalked)} walked): ${p.same ? 'the same sockets with the same queues' : `**different** (only netlink: ${p.onlyNetlink.join('; ')}; only BPF: ${p.onlyBpf.join('; ')})`}.`,
+      );
+    if (s.latency) {
+      out.push(
+        '',
+        `Latency of a busy application on its own sockets at this size: bench/bpf-echo.c, 16 loopback connections, 64-byte ping-pong (client thread → server thread, TCP_NODELAY), ${options.latencySeconds} s per condition, ${options.latencyRounds} rounds with the conditions interleaved; a scanner process runs back to back beside it (medians over rounds):`,
+        '',
+      );
+      out.push('| Beside the ping-pong | round trips | RTT p50 | p90 | p99 | p99.9 | max |');
+      out.push('|---|---:|---:|---:|---:|---:|---:|');
+      const label = { idle: 'nothing', netlink: 'netlink floor scans, back to back', bpf: 'BPF iterator scans, back to back' };
+      for (const [name, l] of Object.entries(s.latency)) {
+        out.push(
+          `| ${label[name]}${l.scannerRan === false ? ' (⚠ the scanner stopped early)' : ''} | ${n(l.roundTrips)} | ${l.p50Us.toFixed(1)} µs | ${l.p90Us.toFixed(1)} µs | ${l.p99Us.toFixed(1)} µs | ${l.p999Us.toFixed(0)} µs | ${l.maxUs.toFixed(0)} µs |`,
+        );
+      }
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}

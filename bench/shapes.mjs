@@ -22,11 +22,12 @@
 // instead and restores the per-namespace sysctls it changed.
 //
 // Results: bench/out/shapes.json, and the shapes section of bench/RESULTS.md (shapes-section.mjs).
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installExitHandlers, killAllChildren, runChild, spawnTracked, startFarm, waitForLine } from './children.mjs';
+import { readSysctl, runInNamespace, setSysctls } from './shapes-netns.mjs';
+import { compileC, FLOOR_BIN, OUT_DIR, runFloor, sockstat, summarize } from './shapes-common.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { loadLibrary } from './methods.mjs';
 import { environment } from './report.mjs';
@@ -34,13 +35,9 @@ import { summarizeSessions } from './queue-report.mjs';
 import { scenarios } from './scenarios.mjs';
 import { shapeRows } from './shapes-rows.mjs';
 import { renderShapesSection, writeSection } from './shapes-section.mjs';
-import { median, min } from './stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const OUT_DIR = path.join(here, 'out');
-const FLOOR_BIN = path.join(OUT_DIR, 'floor');
 const TW_BIN = path.join(OUT_DIR, 'shapes-tw');
-const FLOOR_WARMUPS = 3;
 
 export const SHAPES = {
   timewait: { label: 'TIME_WAIT-heavy', farm: { sockets: 20_000, offenders: 10 }, timeWait: 40_000 },
@@ -81,114 +78,12 @@ function parseArgs(argv) {
   return o;
 }
 
-// --- sysctls and the namespace ------------------------------------------------------------------
-
-const sysctlPath = (name) => path.join('/proc/sys', ...name.split('.'));
-const readSysctl = (name) => readFileSync(sysctlPath(name), 'utf8').trim();
-const writeSysctl = (name, value) => writeFileSync(sysctlPath(name), String(value));
-
-/** Sets sysctls, returning a function that puts every one back (idempotent). */
-function setSysctls(values) {
-  const old = [];
-  for (const [name, value] of Object.entries(values)) {
-    old.push([name, readSysctl(name)]);
-    writeSysctl(name, value);
-  }
-  let restored = false;
-  return () => {
-    if (restored) return;
-    restored = true;
-    for (const [name, value] of old.reverse()) writeSysctl(name, value);
-  };
-}
-
-/** Creates the namespace (own TCP hash of the host's size) and runs this script inside it. */
-async function runInNamespace(argv) {
-  const name = `sockwatch-shapes-${process.pid}`;
-  const ehash = readSysctl('net.ipv4.tcp_ehash_entries');
-  const restore = setSysctls({ 'net.ipv4.tcp_child_ehash_entries': ehash });
-  try {
-    execFileSync('ip', ['netns', 'add', name]);
-  } finally {
-    restore();
-  }
-  let deleted = false;
-  const remove = () => {
-    if (deleted) return;
-    deleted = true;
-    killAllChildren('SIGKILL');
-    try {
-      execFileSync('ip', ['netns', 'del', name]);
-    } catch {
-      // already gone
-    }
-  };
-  process.on('exit', remove);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
-    process.on(sig, () => {
-      remove();
-      process.exit(130);
-    });
-  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-  process.stdout.write(`namespace ${name}: own TCP hash of ${ehash} buckets (tcp_child_ehash_entries put back to its value)\n`);
-  const child = spawnTracked('ip', ['netns', 'exec', name, process.execPath, fileURLToPath(import.meta.url), '--inside', ...argv], {
-    stdio: ['pipe', 'inherit', 'inherit'],
-  });
-  const code = await new Promise((resolve) => child.once('exit', (c, s) => resolve(c ?? (s ? 1 : 0))));
-  remove();
-  process.exit(code);
-}
-
 // --- measuring ----------------------------------------------------------------------------------
-
-function compileHelpers() {
-  mkdirSync(OUT_DIR, { recursive: true });
-  for (const [bin, src] of [
-    [FLOOR_BIN, path.join(here, 'floor.c')],
-    [TW_BIN, path.join(here, 'shapes-tw.c')],
-  ]) {
-    if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(src).mtimeMs) continue;
-    execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-o', bin, src], { stdio: 'inherit' });
-  }
-}
-
-async function runFloor(row, lib, runs) {
-  const req = lib.compileSampleOptions(row.options ?? {});
-  const args = ['-r', String(runs), '-w', String(FLOOR_WARMUPS), '-p', String(req.protocols), '-f', String(req.families)];
-  args.push('-t', String(req.tcpStates), '-u', String(req.udpStates));
-  if (req.bytecode?.length) args.push('-b', Buffer.from(req.bytecode).toString('hex'));
-  if (row.oneWalk) args.push('-1');
-  const r = await runChild(FLOOR_BIN, args);
-  if (r.code !== 0) return { skipped: `floor failed: ${r.stderr.trim()}` };
-  const out = JSON.parse(r.stdout);
-  return { times: out.ms, cpuTimes: out.cpuMs, info: { socketsSeen: out.sockets, bytesReceived: out.bytes, recvCalls: out.recvCalls } };
-}
 
 async function runNode(script, job) {
   const r = await runChild(process.execPath, [path.join(here, script), JSON.stringify(job)]);
   if (r.code !== 0) return { skipped: `${script} failed: ${r.stderr.trim().split('\n').slice(0, 3).join(' ')}` };
   return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function summarize(rounds) {
-  const skipped = rounds.find((r) => r.skipped);
-  if (skipped) return { skipped: skipped.skipped };
-  const hasCpu = rounds.every((r) => Array.isArray(r.cpuTimes));
-  return {
-    medianMs: median(rounds.flatMap((r) => r.times)),
-    minMs: min(rounds.flatMap((r) => r.times)),
-    rounds: rounds.length,
-    roundMedians: rounds.map((r) => median(r.times)),
-    cpuMedianMs: hasCpu ? median(rounds.flatMap((r) => r.cpuTimes)) : null,
-    cpuRoundMedians: hasCpu ? rounds.map((r) => median(r.cpuTimes)) : null,
-    info: rounds[rounds.length - 1].info,
-  };
-}
-
-function sockstat() {
-  const text = readFileSync('/proc/net/sockstat', 'utf8');
-  const tcp = /^TCP: inuse (\d+) orphan (\d+) tw (\d+) alloc (\d+)/m.exec(text);
-  return tcp ? { inuse: Number(tcp[1]), tw: Number(tcp[3]), alloc: Number(tcp[4]) } : undefined;
 }
 
 async function runShape(key, o, lib, rows) {
@@ -248,7 +143,8 @@ async function runShape(key, o, lib, rows) {
 
 async function inside(o) {
   installExitHandlers();
-  compileHelpers();
+  compileC(FLOOR_BIN, path.join(here, 'floor.c'));
+  compileC(TW_BIN, path.join(here, 'shapes-tw.c'));
   const lib = loadLibrary();
   const twMax = Math.max(...o.shapes.map((s) => SHAPES[s].timeWait)) * 2;
   const restore = setSysctls({
