@@ -222,6 +222,17 @@ sw::ScanParams Params(Rng* rng) {
     std::sort(p.owner_inodes.begin(), p.owner_inodes.end());
     p.owner_cookies.push_back(rng->Next());
   }
+  if (rng->Chance(50)) {
+    p.flags |= sw::kScanHistogram;
+    uint64_t b = rng->Below(2);
+    for (size_t i = 0, n = rng->Below(6); i < n; i++) p.hist_bounds.push_back(b += 1 + rng->Below(5000));
+  }
+  if (rng->Chance(50)) p.flags |= sw::kScanAggMergeMapped;
+  p.listeners_top = static_cast<uint32_t>(rng->Below(3));
+  if (rng->Chance(30)) {
+    uint32_t from = static_cast<uint32_t>(rng->Below(65536));
+    p.agg_exclude_ports = {from, from + static_cast<uint32_t>(rng->Below(65536 - from))};
+  }
   return p;
 }
 
@@ -231,6 +242,29 @@ void CheckOutput(const sw::ScanParams& p, const sw::ScanOutput& out) {
   uint64_t counted = 0;
   for (size_t i = 0; i < sw::kStateSlots; i++) counted += out.tcp_states[i] + out.udp_states[i];
   if (counted != out.sockets_seen) Fail("state counts do not add up to socketsSeen");
+  uint64_t by_family = 0;
+  for (const auto& row : out.family_states)
+    for (uint32_t n : row) by_family += n;
+  if (by_family != out.sockets_seen) Fail("per-family state counts do not add up to socketsSeen");
+  if (out.over_recv > out.offenders_total || out.over_send > out.offenders_total ||
+      out.over_accept > out.offenders_total)
+    Fail("more sockets over a threshold than offenders");
+  if (p.flags & sw::kScanHistogram) {
+    size_t width = p.hist_bounds.size() + 1;
+    if (out.hist_counts.size() != sw::kHistSeries * width) Fail("histogram of the wrong size");
+    uint64_t series[sw::kHistSeries] = {0};
+    for (size_t i = 0; i < out.hist_counts.size(); i++) series[i / width] += out.hist_counts[i];
+    if (series[0] != series[1] || series[2] != series[3]) Fail("recv and send histograms count differently");
+    if (series[0] + series[2] > out.sockets_seen) Fail("more sockets histogrammed than seen");
+  } else if (!out.hist_counts.empty()) {
+    Fail("a histogram nobody asked for");
+  }
+  if (out.listeners.size() > p.listeners_top) Fail("more listeners than asked for");
+  uint64_t aggregated = 0;
+  for (const sw::AggEntry& e : out.aggregates) aggregated += e.total;
+  if (aggregated > out.aggregated_sockets) Fail("aggregates hold more sockets than were aggregated");
+  if (p.agg_top == 0 && p.agg_min_total == 0 && aggregated != out.aggregated_sockets)
+    Fail("uncut aggregates do not add up to the sockets aggregated");
   for (const sw::Offender& o : out.records) {
     if (!sw::KnownState(o.rec.state)) Fail("a record with an unknown state");
     if (o.rec.skmem_count > sw::kMaxSkmem) Fail("skmem count past its slots");

@@ -7,9 +7,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${1:-100000}"
 seed="${2:-1}"
-cxx="${CXX:-$(command -v clang++ || command -v g++)}"
 out="$(mktemp -d "${TMPDIR:-/tmp}/sockwatch-fuzz.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
+# clang++ when it can link the sanitizers (Debian's clang without libclang-rt-*-dev cannot), else g++.
+cxx="${CXX:-}"
+if [ -z "$cxx" ]; then
+  for c in clang++ g++; do
+    command -v "$c" >/dev/null || continue
+    if echo 'int main() { return 0; }' | "$c" -x c++ -fsanitize=address,undefined -o "$out/probe" - 2>/dev/null; then
+      cxx="$c"
+      break
+    fi
+  done
+fi
+[ -n "$cxx" ] || { echo "fuzz/run.sh: no C++ compiler here links ASan + UBSan" >&2; exit 1; }
 "$cxx" -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
   -Wall -Wextra -Inative -o "$out/fuzz_scan" fuzz/fuzz_scan.cc \
   native/netlink.cc native/inet_diag.cc native/scan.cc native/proc_udp.cc

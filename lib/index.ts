@@ -17,6 +17,12 @@ export type {
   PortSpec,
   SocketStateName,
   StateListName,
+  QueueHistogram,
+  QueueHistograms,
+  QueueHistogramOptions,
+  ListenerInfo,
+  ListenersOptions,
+  StateCountsByFamily,
 } from './sampler';
 export type { QueueAlertJson } from './queues/alert-json';
 export { QueueWatcher, SocketOwners, alertToParams } from './queues';

@@ -29,6 +29,12 @@ export const SCAN_AGG_COOKIES = 8; // with SCAN_AGGREGATE: return the cookie of 
 export const SCAN_FORCE_PROC_UDP = 16; // read UDP from /proc/net/udp{,6} even when udp_diag exists (tests)
 export const SCAN_TEST_ABORT_AFTER_FIRST = 32; // tests: the scan gives up (ECANCELED) mid-dump, after one socket
 export const SCAN_TEST_NO_SEND = 64; // tests: the request is not sent, so its reply never comes (recv timeout)
+export const SCAN_HISTOGRAM = 128; // queue histograms per protocol over histBounds (histCounts, histSums)
+export const SCAN_AGG_MERGE_MAPPED = 256; // with SCAN_AGGREGATE: an IPv4-mapped IPv6 remote is aggregated as IPv4
+/** At most this many histogram bounds. */
+export const MAX_HIST_BOUNDS = 64;
+/** Histogram series in histCounts / histSums, in this order. */
+export const HIST_SERIES = ['tcp.recv', 'tcp.send', 'udp.recv', 'udp.send'] as const;
 /** Bits of RecordField.Reasons. */
 export const REASON_RECV = 1;
 export const REASON_SEND = 2;
@@ -63,6 +69,12 @@ export interface NativeScanRequest {
   /** Sorted ascending. When given, only sockets whose inode or cookie is listed are aggregated. */
   ownerInodes?: Uint32Array;
   ownerCookies?: BigUint64Array;
+  /** [from, to] local port pairs: sockets on them are not aggregated (still counted). */
+  aggExcludePorts?: Uint32Array;
+  /** With SCAN_HISTOGRAM: bucket upper bounds (inclusive), strictly increasing whole numbers, at most 64. */
+  histBounds?: Float64Array;
+  /** Return the N LISTEN sockets fullest by accept queue / backlog (0 or undefined: none). */
+  listenersTop?: number;
 }
 
 /** Fields per record in NativeRecords.fields, in this order. */
@@ -109,6 +121,8 @@ export interface NativeAggregates {
   count: number;
   /** Distinct remote endpoints before the aggTop / aggMinTotal cuts. */
   total: number;
+  /** Sockets aggregated, before the cuts. */
+  sockets: number;
   families: Uint8Array;
   ports: Uint16Array;
   counts: Uint32Array;
@@ -116,6 +130,14 @@ export interface NativeAggregates {
   /** With SCAN_AGG_COOKIES: cookie i belongs to aggregate cookieIndex[i]. */
   cookies?: BigUint64Array;
   cookieIndex?: Uint32Array;
+}
+
+export interface NativeListeners {
+  count: number;
+  families: Uint8Array;
+  ports: Uint16Array;
+  queues: Uint32Array;
+  addresses: string;
 }
 
 export interface NativeScanResult {
@@ -128,6 +150,19 @@ export interface NativeScanResult {
   skippedUnknownState: number;
   /** Socket counts per state: TCP at [state], UDP at [16 + state]. */
   stateCounts: Uint32Array;
+  /** Per protocol and family: [((TCP 0 / UDP 1) * 2 + (IPv4 0 / IPv6 1)) * 16 + state]. */
+  familyStateCounts: Uint32Array;
+  /** Sockets over recvThreshold / sendThreshold / acceptThreshold (not capped by maxRecords). */
+  overRecv: number;
+  overSend: number;
+  overAccept: number;
+  /** With SCAN_HISTOGRAM: HIST_SERIES.length series of histBounds.length + 1 buckets (not cumulative). */
+  histCounts?: Uint32Array;
+  /** With SCAN_HISTOGRAM: the sum of the values per series. */
+  histSums?: Float64Array;
+  /** With listenersTop: the fullest listeners, fullest first; listener i is families[i],
+   *  addresses.split(',')[i], ports[i], queues[2i] (accept queue), queues[2i+1] (backlog). */
+  listeners?: NativeListeners;
   /** With SCAN_AGGREGATE. */
   aggregates?: NativeAggregates;
   /** True when UDP came from /proc/net/udp{,6} because the kernel has no udp_diag. */

@@ -19,6 +19,7 @@ import {
   IPPROTO_UDP,
   FAMILY_V4,
   FAMILY_V6,
+  MAX_HIST_BOUNDS,
   PROTO_TCP,
   PROTO_UDP,
   REASON_ACCEPT,
@@ -26,6 +27,8 @@ import {
   REASON_SEND,
   SCAN_AGGREGATE,
   SCAN_AGG_COOKIES,
+  SCAN_AGG_MERGE_MAPPED,
+  SCAN_HISTOGRAM,
   SCAN_ALL,
   SCAN_FORCE_PROC_UDP,
   SCAN_SKMEMINFO,
@@ -38,6 +41,7 @@ import {
   type NativeSampler,
   type NativeRecords,
   type NativeAggregates,
+  type NativeListeners,
   RECORD_FIELDS,
   RecordField,
   SKMEM_SLOTS,
@@ -65,6 +69,28 @@ export interface AggregateOptions {
   top?: number;
   /** Return only destinations with at least this many sockets. */
   minTotal?: number;
+  /**
+   * Sockets whose local port is in these are not aggregated (they are still counted, histogrammed
+   * and subject to thresholds): e.g. the ports a server listens on, so inbound connections are
+   * not counted as outbound. Applied in native code, unlike the top-level excludeLocalPorts
+   * (a kernel filter that drops the sockets from the whole scan).
+   */
+  excludeLocalPorts?: readonly PortSpec[];
+  /** Aggregate an IPv4-mapped IPv6 remote (::ffff:a.b.c.d, a dual-stack socket) as the IPv4 endpoint a.b.c.d. */
+  mergeMapped?: boolean;
+}
+
+export interface QueueHistogramOptions {
+  /**
+   * Bucket upper bounds in bytes (inclusive, as Prometheus `le`): non-negative integers, strictly
+   * increasing, at most 64. Default DEFAULT_QUEUE_HISTOGRAM_BOUNDS.
+   */
+  bounds?: readonly number[];
+}
+
+export interface ListenersOptions {
+  /** How many LISTEN sockets to return, the fullest (accept queue / backlog) first. */
+  top: number;
 }
 
 export interface SampleOptions {
@@ -105,6 +131,51 @@ export interface SampleOptions {
   aggregate?: boolean | AggregateOptions;
   /** Read UDP from /proc/net/udp{,6} even where udp_diag exists (tests of the fallback). */
   forceProcUdp?: boolean;
+  /**
+   * Histograms of receive and send queues per protocol (result.queueHistograms), computed in the
+   * same native pass: every socket the scan counts except TCP LISTEN (whose queues are the accept
+   * queue and its backlog).
+   */
+  queueHistogram?: boolean | QueueHistogramOptions;
+  /** The top N LISTEN sockets by accept-queue fill (result.listeners). */
+  listeners?: ListenersOptions;
+}
+
+/** Default queue histogram bounds, bytes. */
+export const DEFAULT_QUEUE_HISTOGRAM_BOUNDS: readonly number[] = Object.freeze([
+  0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+]);
+
+export interface QueueHistogram {
+  /** Bucket upper bounds (inclusive). */
+  bounds: number[];
+  /** Sockets per bucket, NOT cumulative: length bounds.length + 1, the last is +Inf. */
+  counts: number[];
+  /** Sum of the values (bytes). */
+  sum: number;
+  /** Sockets in the histogram (the sum of counts). */
+  count: number;
+}
+
+export interface QueueHistograms {
+  tcp: { recv: QueueHistogram; send: QueueHistogram };
+  udp: { recv: QueueHistogram; send: QueueHistogram };
+}
+
+export interface ListenerInfo {
+  family: 4 | 6;
+  localAddress: string;
+  localPort: number;
+  /** Connections waiting to be accepted. */
+  acceptQueue: number;
+  /** The accept queue's limit. */
+  backlog: number;
+}
+
+/** Counts per state name for each protocol and family. */
+export interface StateCountsByFamily {
+  tcp: { 4: Record<string, number>; 6: Record<string, number> };
+  udp: { 4: Record<string, number>; 6: Record<string, number> };
 }
 
 export type QueueType = 'RECV' | 'SEND' | 'ACCEPT';
@@ -172,6 +243,16 @@ export interface SampleResult {
   aggregates: Aggregate[];
   /** Distinct remote endpoints seen, including those cut by `top` / `minTotal`. */
   aggregatesTotal: number;
+  /** Sockets aggregated, including those of endpoints cut by `top` / `minTotal` ("other" = this − the sum of totals). */
+  aggregatedSockets: number;
+  /** Count per state name, per protocol and family. */
+  stateCountsByFamily: StateCountsByFamily;
+  /** Sockets over each threshold (all of them: not capped by maxRecords); 0 for a threshold that is off. */
+  overThreshold: { recv: number; send: number; accept: number };
+  /** With the queueHistogram option. */
+  queueHistograms?: QueueHistograms;
+  /** With the listeners option: the top N LISTEN sockets by acceptQueue / backlog (ties: the longer queue first); else empty. */
+  listeners: ListenerInfo[];
   aggCookies?: BigUint64Array;
   aggCookieIndex?: Uint32Array;
   /** True when UDP came from /proc because the kernel has no udp_diag. */
@@ -209,8 +290,21 @@ export const SAMPLE_OPTION_KEYS = [
   'maxRecords',
   'aggregate',
   'forceProcUdp',
+  'queueHistogram',
+  'listeners',
 ] as const;
-const AGGREGATE_OPTION_KEYS = ['states', 'cookies', 'ownerInodes', 'ownerCookies', 'top', 'minTotal'] as const;
+const AGGREGATE_OPTION_KEYS = [
+  'states',
+  'cookies',
+  'ownerInodes',
+  'ownerCookies',
+  'top',
+  'minTotal',
+  'excludeLocalPorts',
+  'mergeMapped',
+] as const;
+const HISTOGRAM_OPTION_KEYS = ['bounds'] as const;
+const LISTENERS_OPTION_KEYS = ['top'] as const;
 const LOOKUP_OPTION_KEYS = ['protocol', 'local', 'remote', 'cookie', 'skmem'] as const;
 
 /** The one place where a threshold becomes the addon's encoding (THRESHOLD_OFF, ACCEPT_AT_LIMIT). */
@@ -251,6 +345,28 @@ function stateList(list: unknown, path: string): number {
   return mask;
 }
 
+/** Histogram bounds: finite non-negative integers, strictly increasing, 1 to MAX_HIST_BOUNDS of them. */
+function histogramBounds(list: unknown, path: string): Float64Array {
+  if (list === undefined) return Float64Array.from(DEFAULT_QUEUE_HISTOGRAM_BOUNDS);
+  if (!Array.isArray(list)) throw new TypeError(`${path} must be an array of byte counts (got ${v.describe(list)})`);
+  if (list.length === 0 || list.length > MAX_HIST_BOUNDS)
+    throw new RangeError(`${path} must have 1 to ${MAX_HIST_BOUNDS} bounds (got ${list.length})`);
+  const out = new Float64Array(list.length);
+  list.forEach((b: unknown, i) => {
+    out[i] = v.integer(b, `${path}[${i}]`);
+    if (i > 0 && out[i] <= out[i - 1]) throw new RangeError(`${path} must be strictly increasing (${out[i - 1]} then ${out[i]} at [${i}])`);
+  });
+  return out;
+}
+
+/** An option that is true, false or an options object (false and undefined: undefined). */
+function flagOrObject<T extends object>(x: unknown, path: string, keys: readonly string[]): Partial<T> | undefined {
+  if (x === undefined || x === false) return undefined;
+  if (x !== true && (x === null || typeof x !== 'object'))
+    throw new TypeError(`${path} must be true, false or an object (got ${v.describe(x)})`);
+  return v.optionsObject<T>(x === true ? {} : x, path, keys);
+}
+
 /** Validates and compiles sample options into the request the addon takes. */
 export function compileSampleOptions(options: SampleOptions = {}, path = 'options'): NativeScanRequest {
   const o = v.optionsObject<SampleOptions>(options, path, SAMPLE_OPTION_KEYS);
@@ -286,12 +402,25 @@ export function compileSampleOptions(options: SampleOptions = {}, path = 'option
     aggTop: 0,
     aggMinTotal: 0,
   };
-  if (o.aggregate !== undefined && o.aggregate !== false) {
-    const ap = `${path}.aggregate`;
-    if (o.aggregate !== true && (o.aggregate === null || typeof o.aggregate !== 'object'))
-      throw new TypeError(`${ap} must be true, false or an object (got ${v.describe(o.aggregate)})`);
-    const a = v.optionsObject<AggregateOptions>(o.aggregate === true ? {} : o.aggregate, ap, AGGREGATE_OPTION_KEYS);
+  const h = flagOrObject<QueueHistogramOptions>(o.queueHistogram, `${path}.queueHistogram`, HISTOGRAM_OPTION_KEYS);
+  if (h) {
+    req.flags |= SCAN_HISTOGRAM;
+    req.histBounds = histogramBounds(h.bounds, `${path}.queueHistogram.bounds`);
+  }
+  if (o.listeners !== undefined) {
+    const lp = `${path}.listeners`;
+    if (o.listeners === null || typeof o.listeners !== 'object')
+      throw new TypeError(`${lp} must be an object like {top: 10} (got ${v.describe(o.listeners)})`);
+    const l = v.optionsObject<ListenersOptions>(o.listeners, lp, LISTENERS_OPTION_KEYS);
+    req.listenersTop = v.integer(l.top, `${lp}.top`, { min: 1, max: v.UINT32_MAX });
+  }
+  const ap = `${path}.aggregate`;
+  const a = flagOrObject<AggregateOptions>(o.aggregate, ap, AGGREGATE_OPTION_KEYS);
+  if (a) {
     req.flags |= SCAN_AGGREGATE | (v.boolean(a.cookies, `${ap}.cookies`) ? SCAN_AGG_COOKIES : 0);
+    if (v.boolean(a.mergeMapped, `${ap}.mergeMapped`)) req.flags |= SCAN_AGG_MERGE_MAPPED;
+    const excluded = v.portList(a.excludeLocalPorts, `${ap}.excludeLocalPorts`);
+    if (excluded && excluded.length > 0) req.aggExcludePorts = Uint32Array.from(excluded.flatMap((r) => [r.from, r.to]));
     req.aggStates = a.states !== undefined ? stateList(a.states, `${ap}.states`) : ALL_STATES_MASK & ~(1 << TCP_STATES.listen);
     if (a.ownerInodes !== undefined)
       req.ownerInodes = Uint32Array.from(v.integerList(a.ownerInodes, `${ap}.ownerInodes`, { max: v.UINT32_MAX })).sort();
@@ -413,7 +542,35 @@ function unpackAggregates(a: NativeAggregates): Aggregate[] {
   return out;
 }
 
-function toResult(n: NativeScanResult, timestamp: number): SampleResult {
+function unpackHistograms(n: NativeScanResult, bounds: Float64Array): QueueHistograms | undefined {
+  if (!n.histCounts || !n.histSums) return undefined;
+  const width = bounds.length + 1;
+  const one = (series: number): QueueHistogram => {
+    const counts = Array.from(n.histCounts!.subarray(series * width, (series + 1) * width));
+    return { bounds: Array.from(bounds), counts, sum: n.histSums![series], count: counts.reduce((x, y) => x + y, 0) };
+  };
+  // The native order (HIST_SERIES): tcp.recv, tcp.send, udp.recv, udp.send.
+  return { tcp: { recv: one(0), send: one(1) }, udp: { recv: one(2), send: one(3) } };
+}
+
+function unpackListeners(l: NativeListeners | undefined): ListenerInfo[] {
+  if (!l || l.count === 0) return [];
+  const addresses = l.addresses.split(',');
+  const out: ListenerInfo[] = new Array(l.count);
+  for (let i = 0; i < l.count; i++) {
+    out[i] = {
+      family: l.families[i] === AF_INET6 ? 6 : 4,
+      localAddress: addresses[i],
+      localPort: l.ports[i],
+      acceptQueue: l.queues[2 * i],
+      backlog: l.queues[2 * i + 1],
+    };
+  }
+  return out;
+}
+
+function toResult(n: NativeScanResult, timestamp: number, req: NativeScanRequest): SampleResult {
+  const f = n.familyStateCounts;
   return {
     timestamp,
     records: unpackRecords(n.records),
@@ -424,6 +581,14 @@ function toResult(n: NativeScanResult, timestamp: number): SampleResult {
     udpStates: stateCounts(n.stateCounts, 16, 'udp'),
     aggregates: n.aggregates ? unpackAggregates(n.aggregates) : [],
     aggregatesTotal: n.aggregates?.total ?? 0,
+    aggregatedSockets: n.aggregates?.sockets ?? 0,
+    stateCountsByFamily: {
+      tcp: { 4: stateCounts(f, 0, 'tcp'), 6: stateCounts(f, 16, 'tcp') },
+      udp: { 4: stateCounts(f, 32, 'udp'), 6: stateCounts(f, 48, 'udp') },
+    },
+    overThreshold: { recv: n.overRecv, send: n.overSend, accept: n.overAccept },
+    queueHistograms: req.histBounds ? unpackHistograms(n, req.histBounds) : undefined,
+    listeners: unpackListeners(n.listeners),
     aggCookies: n.aggregates?.cookies,
     aggCookieIndex: n.aggregates?.cookieIndex,
     udpFromProc: n.udpFromProc,
@@ -598,7 +763,7 @@ export class Sampler {
     const native = this.handle();
     if (this.pending > 0) throw busyError('sampleSync');
     const ts = unixNow();
-    return toResult(native.scanSync(req), ts);
+    return toResult(native.scanSync(req), ts, req);
   }
 
   /** One scan on the libuv pool; the event loop stays free. Calls queue one behind another. */
@@ -613,7 +778,7 @@ export class Sampler {
     // Native rejections carry no JS stack: enqueue gives them the caller's.
     return this.enqueue(async (native) => {
       const ts = unixNow();
-      return toResult(await native.scan(req), ts);
+      return toResult(await native.scan(req), ts, req);
     });
   }
 

@@ -101,8 +101,37 @@ Napi::Object PackRecords(Napi::Env env, const std::vector<sw::Offender>& recs, b
 
 Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out);
 
+// Listeners travel packed like aggregates: families, ports, [queue, backlog] pairs, addresses.
+Napi::Object ListenersToJs(Napi::Env env, const ScanOutput& out) {
+  size_t n = out.listeners.size();
+  Napi::Object l = Napi::Object::New(env);
+  Napi::Uint8Array fam = Napi::Uint8Array::New(env, n);
+  Napi::Uint16Array ports = Napi::Uint16Array::New(env, n);
+  Napi::Uint32Array queues = Napi::Uint32Array::New(env, 2 * n);
+  if (fam.IsEmpty() || ports.IsEmpty() || queues.IsEmpty() ||
+      (n > 0 && (fam.Data() == nullptr || ports.Data() == nullptr || queues.Data() == nullptr))) {
+    return Napi::Object();
+  }
+  std::string addresses;
+  for (size_t i = 0; i < n; i++) {
+    const sw::Listener& e = out.listeners[i];
+    fam[i] = e.family;
+    ports[i] = e.port;
+    queues[2 * i] = e.queue;
+    queues[2 * i + 1] = e.backlog;
+    if (i) addresses.push_back(',');
+    addresses += FormatAddress(e.family, e.addr);
+  }
+  l.Set("count", Napi::Number::New(env, static_cast<double>(n)));
+  l.Set("families", fam);
+  l.Set("ports", ports);
+  l.Set("queues", queues);
+  l.Set("addresses", Napi::String::New(env, addresses));
+  return l;
+}
+
 // Every scan result costs a handful of N-API calls, whatever the number of sockets.
-Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags) {
+Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags, bool listeners) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("records", PackRecords(env, out.records, (flags & sw::kScanSkmem) != 0));
   o.Set("offendersTotal", Napi::Number::New(env, static_cast<double>(out.offenders_total)));
@@ -114,7 +143,25 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags) {
   memcpy(counts.Data(), out.tcp_states, sizeof(out.tcp_states));
   memcpy(counts.Data() + sw::kStateSlots, out.udp_states, sizeof(out.udp_states));
   o.Set("stateCounts", counts);
+  // Per protocol and family: [(TCP 0 / UDP 1) * 2 + (v4 0 / v6 1)] * kStateSlots + state.
+  Napi::Uint32Array fam_counts = Napi::Uint32Array::New(env, 4 * sw::kStateSlots);
+  if (fam_counts.IsEmpty() || fam_counts.Data() == nullptr) return Napi::Object();
+  memcpy(fam_counts.Data(), out.family_states, sizeof(out.family_states));
+  o.Set("familyStateCounts", fam_counts);
+  o.Set("overRecv", Napi::Number::New(env, static_cast<double>(out.over_recv)));
+  o.Set("overSend", Napi::Number::New(env, static_cast<double>(out.over_send)));
+  o.Set("overAccept", Napi::Number::New(env, static_cast<double>(out.over_accept)));
   if (flags & sw::kScanAggregate) o.Set("aggregates", AggregatesToJs(env, out));
+  if (flags & sw::kScanHistogram) {
+    Napi::Uint32Array hc = Napi::Uint32Array::New(env, out.hist_counts.size());
+    Napi::Float64Array hs = Napi::Float64Array::New(env, sw::kHistSeries);
+    if (hc.IsEmpty() || hs.IsEmpty() || hc.Data() == nullptr || hs.Data() == nullptr) return Napi::Object();
+    memcpy(hc.Data(), out.hist_counts.data(), out.hist_counts.size() * sizeof(uint32_t));
+    for (size_t i = 0; i < sw::kHistSeries; i++) hs[i] = static_cast<double>(out.hist_sums[i]);
+    o.Set("histCounts", hc);
+    o.Set("histSums", hs);
+  }
+  if (listeners) o.Set("listeners", ListenersToJs(env, out));
   o.Set("udpFromProc", out.udp_from_proc);
   o.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(out.bytes_received)));
   o.Set("recvCalls", Napi::Number::New(env, static_cast<double>(out.recv_calls)));
@@ -148,6 +195,7 @@ Napi::Object AggregatesToJs(Napi::Env env, const ScanOutput& out) {
   }
   aggs.Set("count", Napi::Number::New(env, static_cast<double>(na)));
   aggs.Set("total", Napi::Number::New(env, static_cast<double>(out.aggregates_total)));
+  aggs.Set("sockets", Napi::Number::New(env, static_cast<double>(out.aggregated_sockets)));
   aggs.Set("families", fam);
   aggs.Set("ports", ports);
   aggs.Set("counts", counts);
@@ -223,6 +271,47 @@ bool ParseScanRequest(Napi::Value arg, ScanParams* p) {
     p->owner_cookies.assign(a.Data(), a.Data() + a.ElementLength());
   } else if (!cookies.IsUndefined()) {
     Napi::TypeError::New(env, "native: ownerCookies must be a BigUint64Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value excl = o.Get("aggExcludePorts");
+  if (excl.IsTypedArray() && excl.As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
+      excl.As<Napi::TypedArray>().ElementLength() % 2 == 0) {
+    Napi::Uint32Array a = excl.As<Napi::Uint32Array>();
+    p->agg_exclude_ports.assign(a.Data(), a.Data() + a.ElementLength());
+  } else if (!excl.IsUndefined()) {
+    Napi::TypeError::New(env, "native: aggExcludePorts must be a Uint32Array of [from, to] pairs")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value bounds = o.Get("histBounds");
+  if (bounds.IsTypedArray() && bounds.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    Napi::Float64Array a = bounds.As<Napi::Float64Array>();
+    // Re-checked here: the sink trusts them (strictly increasing, whole, non-negative, few).
+    bool ok = a.ElementLength() <= sw::kMaxHistBounds;
+    for (size_t i = 0; ok && i < a.ElementLength(); i++) {
+      double b = a[i];
+      ok = b >= 0 && b <= 9007199254740991.0 && b == static_cast<double>(static_cast<uint64_t>(b)) &&
+           (i == 0 || b > a[i - 1]);
+      if (ok) p->hist_bounds.push_back(static_cast<uint64_t>(b));
+    }
+    if (!ok) {
+      Napi::RangeError::New(env, "native: histBounds must be at most 64 increasing whole numbers")
+          .ThrowAsJavaScriptException();
+      return false;
+    }
+  } else if (!bounds.IsUndefined()) {
+    Napi::TypeError::New(env, "native: histBounds must be a Float64Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  if ((p->flags & sw::kScanHistogram) && bounds.IsUndefined()) {
+    Napi::TypeError::New(env, "native: the histogram flag needs histBounds").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value top = o.Get("listenersTop");
+  if (top.IsNumber()) {
+    p->listeners_top = top.As<Napi::Number>().Uint32Value();
+  } else if (!top.IsUndefined()) {
+    Napi::TypeError::New(env, "native: listenersTop must be a number").ThrowAsJavaScriptException();
     return false;
   }
   return true;
@@ -369,7 +458,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
       SystemError(env, s).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    return OutputToJs(env, out, p.flags);
+    return OutputToJs(env, out, p.flags, p.listeners_top > 0);
   }
 
   Napi::Value Scan(const Napi::CallbackInfo& info) {
@@ -471,7 +560,7 @@ void CompleteScan(napi_env env, napi_status status, void* data) {
   napi_value value = nullptr;
   bool ok = job->status.ok();
   if (ok) {
-    Napi::Object r = OutputToJs(env, job->out, job->params.flags);
+    Napi::Object r = OutputToJs(env, job->out, job->params.flags, job->params.listeners_top > 0);
     if (!r.IsEmpty()) value = r;
   } else {
     Napi::Error e = SystemError(env, job->status);
@@ -528,7 +617,7 @@ Napi::Value ParseRecorded(const Napi::CallbackInfo& info) {
     SystemError(env, s).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Object o = OutputToJs(env, out, p.flags);
+  Napi::Object o = OutputToJs(env, out, p.flags, p.listeners_top > 0);
   o.Set("done", channel.saw_done());
   return o;
 }

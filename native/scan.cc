@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "proc_udp.h"
 
@@ -27,7 +28,14 @@ bool Above(uint32_t value, int64_t threshold) { return threshold >= 0 && static_
 // Everything one socket record goes through, whichever source it came from.
 class ScanSink : public MessageSink {
  public:
-  ScanSink(const ScanParams& p, ScanOutput* out) : p_(p), out_(out) {}
+  ScanSink(const ScanParams& p, ScanOutput* out) : p_(p), out_(out) {
+    if (p_.flags & kScanHistogram) {
+      hist_ = true;
+      bounds_ = p_.hist_bounds.data();
+      nbounds_ = p_.hist_bounds.size();
+      out_->hist_counts.assign(kHistSeries * (nbounds_ + 1), 0);
+    }
+  }
 
   void set_protocol(uint8_t proto) { protocol_ = proto; }
 
@@ -63,6 +71,7 @@ class ScanSink : public MessageSink {
   // index so it refers to the returned list (cookies of dropped aggregates are dropped too).
   void FinishAggregates() {
     out_->aggregates_total = entries_.size();
+    if (entries_.empty()) return;
     std::vector<uint32_t> order;
     order.reserve(entries_.size());
     for (uint32_t i = 0; i < entries_.size(); i++) {
@@ -94,6 +103,17 @@ class ScanSink : public MessageSink {
     out_->agg_cookie_index.resize(w);
   }
 
+  // Keeps the listeners_top fullest listeners, fullest first.
+  void FinishListeners() {
+    std::vector<Listener>& l = out_->listeners;
+    if (l.size() > p_.listeners_top) {
+      std::partial_sort(l.begin(), l.begin() + p_.listeners_top, l.end(), Fuller);
+      l.resize(p_.listeners_top);
+    } else {
+      std::sort(l.begin(), l.end(), Fuller);
+    }
+  }
+
  private:
   bool Owned(const SockRecord& rec) const {
     if (p_.owner_inodes.empty() && p_.owner_cookies.empty()) return true;
@@ -101,13 +121,78 @@ class ScanSink : public MessageSink {
     return std::binary_search(p_.owner_cookies.begin(), p_.owner_cookies.end(), rec.cookie);
   }
 
+  bool ExcludedLocalPort(uint16_t port) const {
+    const std::vector<uint32_t>& x = p_.agg_exclude_ports;
+    for (size_t i = 0; i + 1 < x.size(); i += 2) {
+      if (port >= x[i] && port <= x[i + 1]) return true;
+    }
+    return false;
+  }
+
+  // ::ffff:a.b.c.d
+  static bool V4Mapped(const uint8_t* a) {
+    static const uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(a, kPrefix, sizeof(kPrefix)) == 0;
+  }
+
+  // Acceptance ratio of the accept queue to its limit; a queue with no limit is the fullest.
+  static double Fill(const Listener& l) {
+    if (l.queue == 0) return 0.0;
+    return l.backlog == 0 ? INFINITY : static_cast<double>(l.queue) / l.backlog;
+  }
+
+  // Fuller first; equal ratios: the longer queue first; then a fixed order (family, port, address).
+  static bool Fuller(const Listener& a, const Listener& b) {
+    double fa = Fill(a), fb = Fill(b);
+    if (fa != fb) return fa > fb;
+    if (a.queue != b.queue) return a.queue > b.queue;
+    if (a.family != b.family) return a.family < b.family;
+    if (a.port != b.port) return a.port < b.port;
+    return memcmp(a.addr, b.addr, sizeof(a.addr)) < 0;
+  }
+
+  void AddListener(const SockRecord& rec) {
+    Listener l;
+    l.family = rec.family;
+    l.port = rec.sport;
+    memcpy(l.addr, rec.src, sizeof(l.addr));
+    l.queue = rec.rqueue;
+    l.backlog = rec.wqueue;
+    out_->listeners.push_back(l);
+  }
+
+  // Bucket of a value: the first bound it does not exceed (Prometheus `le`), else +Inf. Most
+  // queues are empty, so this is usually one compare.
+  size_t Bucket(uint32_t v) const {
+    size_t i = 0;
+    while (i < nbounds_ && v > bounds_[i]) i++;
+    return i;
+  }
+
+  void Histogram(const SockRecord& r, bool tcp) {
+    size_t series = tcp ? 0 : 2;
+    size_t width = nbounds_ + 1;
+    uint32_t* c = out_->hist_counts.data();
+    c[series * width + Bucket(r.rqueue)]++;
+    c[(series + 1) * width + Bucket(r.wqueue)]++;
+    out_->hist_sums[series] += r.rqueue;
+    out_->hist_sums[series + 1] += r.wqueue;
+  }
+
   void Aggregate(const SockRecord& rec) {
     if (!Owned(rec)) return;
+    if (!p_.agg_exclude_ports.empty() && ExcludedLocalPort(rec.sport)) return;
+    out_->aggregated_sockets++;
     AggKey key;
     memset(&key, 0, sizeof(key));
-    key.family = rec.family;
     key.port = rec.dport;
-    memcpy(key.addr, rec.dst, sizeof(key.addr));
+    if ((p_.flags & kScanAggMergeMapped) && rec.family == AF_INET6 && V4Mapped(rec.dst)) {
+      key.family = AF_INET;
+      memcpy(key.addr, rec.dst + 12, 4);
+    } else {
+      key.family = rec.family;
+      memcpy(key.addr, rec.dst, sizeof(key.addr));
+    }
     uint32_t idx;
     // Consecutive sockets often share a destination: skip the hash lookup then.
     if (has_last_ && last_key_ == key) {
@@ -135,16 +220,24 @@ class ScanSink : public MessageSink {
   // Counts the socket (state, offender) and says whether it needs a full record.
   bool Count(const SockRecord& r, uint32_t* reasons) {
     out_->sockets_seen++;
-    uint32_t* counts = r.protocol == IPPROTO_TCP ? out_->tcp_states : out_->udp_states;
-    counts[r.state & 15]++;
+    bool tcp = r.protocol == IPPROTO_TCP;
+    out_->family_states[(tcp ? 0 : 2) + (r.family == AF_INET6 ? 1 : 0)][r.state & 15]++;
     *reasons = OffenderReasons(r, p_);
-    if (*reasons != 0) out_->offenders_total++;
-    return WantsRecord(*reasons) || WantsAggregate(r);
+    if (*reasons != 0) {
+      out_->offenders_total++;
+      if (*reasons & kReasonRecv) out_->over_recv++;
+      if (*reasons & kReasonSend) out_->over_send++;
+      if (*reasons & kReasonAccept) out_->over_accept++;
+    }
+    bool listen = tcp && r.state == kTcpListen;
+    if (hist_ && !listen) Histogram(r, tcp);
+    return WantsRecord(*reasons) || WantsAggregate(r) || (listen && p_.listeners_top > 0);
   }
 
   void Keep(const SockRecord& rec, uint32_t reasons) {
     if (WantsRecord(reasons)) out_->records.push_back(Offender{rec, reasons});
     if (WantsAggregate(rec)) Aggregate(rec);
+    if (p_.listeners_top > 0 && rec.protocol == IPPROTO_TCP && rec.state == kTcpListen) AddListener(rec);
   }
 
   bool WantsRecord(uint32_t reasons) const {
@@ -164,6 +257,9 @@ class ScanSink : public MessageSink {
   bool has_last_ = false;
   AggKey last_key_;
   uint32_t last_idx_ = 0;
+  bool hist_ = false;
+  const uint64_t* bounds_ = nullptr;
+  size_t nbounds_ = 0;
 };
 
 // Sends a built dump request and feeds its replies to the sink.
@@ -257,6 +353,7 @@ uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p) {
 
 Status RunScan(DiagChannel* sock, const ScanParams& p, bool allow_proc_udp, ScanOutput* out) {
   uint64_t start = NowNs();
+  if ((p.flags & kScanHistogram) && p.hist_bounds.size() > kMaxHistBounds) return Status::Fail(-EINVAL, "histogram");
   sock->ResetCounters();
   ScanSink sink(p, out);
   const uint8_t families[2] = {AF_INET, AF_INET6};
@@ -303,6 +400,11 @@ Status RunScan(DiagChannel* sock, const ScanParams& p, bool allow_proc_udp, Scan
     }
   }
   sink.FinishAggregates();
+  sink.FinishListeners();
+  for (size_t st = 0; st < kStateSlots; st++) {
+    out->tcp_states[st] = out->family_states[0][st] + out->family_states[1][st];
+    out->udp_states[st] = out->family_states[2][st] + out->family_states[3][st];
+  }
   out->bytes_received = sock->bytes_received();
   out->recv_calls = sock->recv_calls();
   out->elapsed_ns = NowNs() - start;

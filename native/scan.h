@@ -25,6 +25,8 @@ enum : uint32_t {
   kScanForceProcUdp = 16,
   kScanTestAbortAfterFirst = 32,  // tests: the sink gives up (ECANCELED) after the dump's first socket
   kScanTestNoSend = 64,           // tests: requests are not sent, so no reply ever comes (timeout)
+  kScanHistogram = 128,           // queue histograms per protocol (hist_bounds)
+  kScanAggMergeMapped = 256,      // aggregation: an IPv4-mapped IPv6 remote counts as the IPv4 endpoint
   kReasonRecv = 1,
   kReasonSend = 2,
   kReasonAccept = 4,
@@ -37,6 +39,10 @@ constexpr int kTcpListen = 10;
 constexpr size_t kStateSlots = 16;
 // Counts per aggregate as they cross to JS: the total, then one per state.
 constexpr size_t kAggCountFields = 1 + kStateSlots;
+// Queue histograms: at most this many bounds (buckets: bounds + 1, the last is +Inf).
+constexpr size_t kMaxHistBounds = 64;
+// Histogram slots, in this order: TCP recv, TCP send, UDP recv, UDP send.
+constexpr size_t kHistSeries = 4;
 
 struct ScanParams {
   uint32_t protocols = kProtoTcp | kProtoUdp;
@@ -50,10 +56,13 @@ struct ScanParams {
   uint32_t max_records = 0;
   uint32_t flags = 0;
   uint32_t agg_states = 0;
-  uint32_t agg_top = 0;                 // keep the N largest aggregates (0: all)
-  uint32_t agg_min_total = 0;           // keep aggregates with at least this many sockets
-  std::vector<uint32_t> owner_inodes;   // sorted
-  std::vector<uint64_t> owner_cookies;  // sorted
+  uint32_t agg_top = 0;                     // keep the N largest aggregates (0: all)
+  uint32_t agg_min_total = 0;               // keep aggregates with at least this many sockets
+  std::vector<uint32_t> owner_inodes;       // sorted
+  std::vector<uint64_t> owner_cookies;      // sorted
+  std::vector<uint32_t> agg_exclude_ports;  // [from, to] pairs: sockets on these local ports are not aggregated
+  std::vector<uint64_t> hist_bounds;        // with kScanHistogram: strictly increasing, at most kMaxHistBounds
+  uint32_t listeners_top = 0;               // return the N LISTEN sockets fullest by acceptQueue/backlog (0: none)
 };
 
 struct Offender {
@@ -78,6 +87,14 @@ struct AggEntry {
   uint32_t states[kStateSlots] = {0};
 };
 
+struct Listener {
+  uint8_t family;
+  uint16_t port;
+  uint8_t addr[16];
+  uint32_t queue;    // accept queue
+  uint32_t backlog;  // its limit
+};
+
 struct ScanOutput {
   std::vector<Offender> records;
   uint64_t offenders_total = 0;
@@ -85,8 +102,20 @@ struct ScanOutput {
   uint64_t skipped_unknown_state = 0;  // sockets whose state the addon does not know (not counted)
   uint32_t tcp_states[kStateSlots] = {0};
   uint32_t udp_states[kStateSlots] = {0};
+  // Per protocol and family: [(protocol TCP 0 / UDP 1) * 2 + (family v4 0 / v6 1)][state].
+  uint32_t family_states[4][kStateSlots] = {{0}};
+  // Sockets over each threshold (all of them, not capped by max_records).
+  uint64_t over_recv = 0;
+  uint64_t over_send = 0;
+  uint64_t over_accept = 0;
+  // With kScanHistogram: kHistSeries series of hist_bounds.size() + 1 buckets each (not cumulative),
+  // and the sum of the values per series. TCP LISTEN sockets are not in them.
+  std::vector<uint32_t> hist_counts;
+  uint64_t hist_sums[kHistSeries] = {0};
+  std::vector<Listener> listeners;   // the listeners_top fullest, fullest first
   std::vector<AggEntry> aggregates;  // sorted by total, descending, after the cuts
   uint64_t aggregates_total = 0;     // distinct remote endpoints before the cuts
+  uint64_t aggregated_sockets = 0;   // sockets aggregated, before the cuts
   std::vector<uint64_t> agg_cookies;
   std::vector<uint32_t> agg_cookie_index;
   bool udp_from_proc = false;
