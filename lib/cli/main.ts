@@ -11,6 +11,7 @@ Commands:
   list      list TCP and UDP sockets with their queues (like ss -tuan)
   queues    watch send/receive/accept queues and alert an HTTP URL on a breach
   snat      watch outbound connections per destination; dump and trace a .NET app over a threshold
+  exporter  serve Prometheus metrics of every socket (states, queues, outbound destinations)
   top       live full-screen view of destinations, queues and processes
 
 Options:
@@ -28,6 +29,8 @@ async function loadCommand(name: string): Promise<Command | undefined> {
       return (await import('./queues')).runQueues;
     case 'snat':
       return (await import('./snat')).runSnat;
+    case 'exporter':
+      return (await import('./exporter')).runExporter;
     case 'top':
       return (await import('./top')).runTop;
     default:

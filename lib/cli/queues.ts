@@ -25,6 +25,8 @@ import { UINT32_MAX } from '../base/validate';
 import { decimalFlag, intFlag, parse, sizeFlag, type Parsed } from './args';
 import { UsageError } from './errors';
 import { FILTER_HELP, FILTER_OPTIONS, filterOptions, resolveNetns } from './filters';
+import { METRICS_LISTEN_HELP, METRICS_LISTEN_OPTIONS, metricsListenFlags, serveCommandMetrics, type MetricsListen } from './exporter';
+import { queuesMetrics } from '../metrics/process-metrics';
 
 export const QUEUES_HELP = `Usage: sockwatch queues [options]
 
@@ -59,6 +61,7 @@ Delivery (with --url):
   --outbox-max-records N    undelivered alerts kept; the oldest are dropped beyond (default 100000)
   --outbox-max-bytes BYTES  undelivered bytes kept (default 64m)
   -q, --quiet               no line per alert on stdout
+${METRICS_LISTEN_HELP}
 Output:
   -h, --help                this help
 
@@ -89,6 +92,7 @@ const OPTIONS = {
   'outbox-max-records': { type: 'string' },
   'outbox-max-bytes': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  ...METRICS_LISTEN_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -198,6 +202,8 @@ interface QueueConfig {
   maxAlertsPerTick: number | undefined;
   owners: boolean;
   quiet: boolean;
+  /** With --metrics-listen: alerts raised, delivered…, the outbox, as Prometheus metrics. */
+  metrics: MetricsListen | undefined;
   /** With --url. */
   delivery?: {
     url: URL;
@@ -246,6 +252,7 @@ function parseQueueArgs(argv: string[]): QueueConfig | 'help' {
     quiet: values.quiet === true,
     filter: filterOptions(values),
     netns: resolveNetns(values.netns),
+    metrics: metricsListenFlags(values),
   };
   if (url) config.delivery = parseDeliveryFlags(values, url);
   return config;
@@ -565,9 +572,18 @@ export async function runQueues(argv: string[], out: NodeJS.WritableStream): Pro
   wireWatcherNotices(watcher, notices);
   if (sink) wireDeliveryNotices(sink, notices, stderr);
   reportEpisodes(watcher, notices, stderr);
+  let metricsServer;
+  try {
+    metricsServer = config.metrics && (await serveCommandMetrics('queues', config.metrics, (r) => queuesMetrics(r, watcher, sink)));
+  } catch (e) {
+    await watcher.stop();
+    sink?.outbox.close();
+    throw e;
+  }
   announce(watcher, sink, stderr);
 
   const reason = await runUntilStopped(watcher, sink, out);
   await shutDown(watcher, sink, reason, notices, stderr);
+  await metricsServer?.close();
   return 0;
 }
