@@ -14,12 +14,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { installExitHandlers, killAllChildren, runChild, spawnTracked, startFarm } from './children.mjs';
+import { installExitHandlers, killAllChildren, runChild, spawnTracked } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { loadLibrary } from './methods.mjs';
 import { environment } from './report.mjs';
 import { THRESHOLD } from './scenarios.mjs';
-import { compileC, FLOOR_BIN, OUT_DIR, runFloor, runFloorLike, sockstat, summarize } from './shapes-common.mjs';
+import { compileC, FLOOR_BIN, OUT_DIR, runFloor, runFloorLike, sockstat, startFarmStaged, summarize } from './shapes-common.mjs';
 import { runInNamespace } from './shapes-netns.mjs';
 import { queueWatchStates } from './shapes-rows.mjs';
 import { renderBpfSection, writeSection } from './shapes-section.mjs';
@@ -214,7 +214,7 @@ async function inside(o) {
   const started = performance.now();
   const sizes = [];
   for (const size of o.sizes) {
-    const farm = await startFarm(planFarm({ sockets: size, offenders: 10 }));
+    const farm = await startFarmStaged(planFarm({ sockets: size, offenders: 10 }));
     try {
       const info = { sockets: farm.children.reduce((n, c) => n + c.sockets, 0), children: farm.children.length, sockstat: [sockstat()] };
       process.stdout.write(`[${size}] farm ready: ${JSON.stringify(info.sockstat[0])}\n`);

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runChild } from './children.mjs';
+import { runChild, startFarm } from './children.mjs';
 import { median, min } from './stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -57,4 +57,21 @@ export function summarize(rounds) {
 export function sockstat() {
   const tcp = /^TCP: inuse (\d+) orphan (\d+) tw (\d+) alloc (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
   return tcp ? { inuse: Number(tcp[1]), tw: Number(tcp[3]), alloc: Number(tcp[4]) } : undefined;
+}
+
+/**
+ * startFarm in groups of `perGroup` children, one group after another: on a loaded 2-core machine
+ * twelve children connecting at once overflow their accept queues and some connections wait for SYN
+ * retransmits (the first 200k attempt never got ready within 180 s).
+ */
+export async function startFarmStaged(specs, perGroup = 2) {
+  const farms = [];
+  const stop = () => Promise.all(farms.map((f) => f.stop()));
+  try {
+    for (let i = 0; i < specs.length; i += perGroup) farms.push(await startFarm(specs.slice(i, i + perGroup)));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { children: farms.flatMap((f) => f.children), stop };
 }

@@ -109,7 +109,8 @@ export function renderShapesSection({ env, rounds, shapes, rows }) {
   for (const e of evals) {
     const cells = shapes.map((s) => {
       const c = e.cells[s.size];
-      return c ? `${c.text}${c.ok === false ? ' ✗' : c.ok ? ' ✓' : ''} <sub>(${c.subText ?? `min ${c.minText}`})</sub>` : '–';
+      const cpu = Number.isFinite(c?.cpu) ? `; CPU ${x(c.cpu)}` : '';
+      return c ? `${c.text}${c.ok === false ? ' ✗' : c.ok ? ' ✓' : ''} <sub>(min ${c.minText}${cpu})</sub>` : '–';
     });
     out.push(`| ${e.target.label.replaceAll('|', '\\|')} | ${cells.join(' | ')} | ${e.verdict} |`);
   }
@@ -117,7 +118,7 @@ export function renderShapesSection({ env, rounds, shapes, rows }) {
   for (const s of shapes) {
     out.push(`### ${s.info.label}`);
     out.push('');
-    out.push(shapeTable(s, rows));
+    out.push(s.failed ? `Not measured: ${s.failed}.` : shapeTable(s, rows));
     out.push('');
   }
   return out.join('\n');

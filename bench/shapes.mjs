@@ -25,9 +25,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { installExitHandlers, killAllChildren, runChild, spawnTracked, startFarm, waitForLine } from './children.mjs';
+import { installExitHandlers, killAllChildren, runChild, spawnTracked, waitForLine } from './children.mjs';
 import { readSysctl, runInNamespace, setSysctls } from './shapes-netns.mjs';
-import { compileC, FLOOR_BIN, OUT_DIR, runFloor, sockstat, summarize } from './shapes-common.mjs';
+import { compileC, FLOOR_BIN, OUT_DIR, runFloor, sockstat, startFarmStaged, summarize } from './shapes-common.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { loadLibrary } from './methods.mjs';
 import { environment } from './report.mjs';
@@ -89,7 +89,7 @@ async function runNode(script, job) {
 async function runShape(key, o, lib, rows) {
   const shape = SHAPES[key];
   const t0 = performance.now();
-  const farm = await startFarm(planFarm(shape.farm));
+  const farm = await startFarmStaged(planFarm(shape.farm));
   let tw;
   try {
     if (shape.timeWait) {
@@ -165,7 +165,15 @@ async function inside(o) {
   const started = performance.now();
   const shapes = [];
   try {
-    for (const key of o.shapes) shapes.push(await runShape(key, o, lib, rows));
+    for (const key of o.shapes) {
+      try {
+        shapes.push(await runShape(key, o, lib, rows));
+      } catch (err) {
+        // One shape failing (a farm that never got ready) leaves the others' results.
+        process.stderr.write(`[${key}] failed: ${err.message}\n`);
+        shapes.push({ size: key, failed: err.message, info: { shape: key, label: SHAPES[key].label }, rows: {} });
+      }
+    }
   } finally {
     restore();
   }
@@ -184,7 +192,7 @@ const run =
   o.inside || !o.netns
     ? inside(o)
     : process.getuid?.() === 0
-      ? runInNamespace(argv)
+      ? runInNamespace('shapes', fileURLToPath(import.meta.url), argv)
       : Promise.reject(new RangeError('bench/shapes.mjs needs root for its namespace (or --no-netns)'));
 run.catch((err) => {
   process.stderr.write(`shapes: ${err instanceof RangeError ? err.message : (err.stack ?? err)}\n`);
