@@ -35,6 +35,8 @@ Options:
   --all-netns              every network namespace of the host (needs root); rows name theirs
   --view NAME              the view to start with: destinations, queues or processes; with the
                            snapshot, only that view (default: all three)
+  --filter TEXT            start with this filter (as the / key: a port or pid, or part of an
+                           address, command or namespace)
   --once                   print one plain snapshot even on a terminal
   --limit N                rows per table in the snapshot (default 25)
   -h, --help               this help
@@ -53,6 +55,7 @@ export async function runTop(argv: string[], out: NodeJS.WritableStream): Promis
     pid: { type: 'string' },
     'all-netns': { type: 'boolean' },
     view: { type: 'string' },
+    filter: { type: 'string' },
     once: { type: 'boolean' },
     limit: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -89,6 +92,7 @@ export async function runTop(argv: string[], out: NodeJS.WritableStream): Promis
     allNetns,
     view: (view as ViewName | undefined) ?? 'destinations',
     style: styleFor(process.env),
+    filter: typeof values.filter === 'string' ? values.filter.trim() : '',
   });
   const stdout = process.stdout;
   if (values.once === true || out !== stdout || !stdout.isTTY) {

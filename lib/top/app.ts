@@ -23,6 +23,8 @@ import {
 export interface TopOptions extends TopSourceOptions {
   view: ViewName;
   style: Style;
+  /** The filter to start with (as typed after '/'). */
+  filter?: string;
 }
 
 /** Most queue rows whose owners are looked up while a filter is set (a filter may name a command). */
@@ -45,7 +47,7 @@ export class Top {
     this.state = {
       view: o.view,
       sort: { destinations: 0, queues: 0, processes: 0 },
-      filter: '',
+      filter: o.filter ?? '',
       editing: undefined,
       paused: false,
       help: false,
@@ -81,7 +83,7 @@ export class Top {
     this.data = data;
   }
 
-  /** The plain snapshot: one sample (owners looked up for the rows printed, for at most 1 s). */
+  /** The plain snapshot: one sample (owners looked up for the rows printed, for at most 3 s). */
   async snapshot(views: readonly ViewName[], width: number, limit: number): Promise<string> {
     await this.collect(views, true);
     if (views.includes('queues')) {
@@ -90,7 +92,7 @@ export class Top {
       );
       this.data.owners = await this.queues.owners.resolve(
         inodes.filter((i) => i !== 0),
-        { deadline: performance.now() + 1000 },
+        { deadline: performance.now() + 3000 },
       );
       this.data.processesUpdatedAt = this.processes.updatedAt;
     }

@@ -344,8 +344,7 @@ export class ProcessTable {
         const key = `${s.ns} ${pid ?? (r.inode === 0 ? 'none' : 'unknown')}`;
         let row = byKey.get(key);
         if (!row) {
-          const comm =
-            pid !== undefined ? (this.comms.get(pid) ?? '?') : r.inode === 0 ? '(no process: TIME-W, SYN-R)' : '(owner not visible)';
+          const comm = pid !== undefined ? (this.comms.get(pid) ?? '?') : r.inode === 0 ? '(no process)' : '(owner not visible)';
           byKey.set(key, (row = { ns: s.ns, ...(pid !== undefined ? { pid } : {}), comm, tcp: 0, udp: 0, states: {} }));
         }
         if (r.protocol === 'udp') row.udp++;

@@ -247,7 +247,7 @@ export const HELP_LINES = [
   'queues over --recv-threshold / --send-threshold, listeners whose accept queue',
   'reached the backlog. 240s: distinct connections in the last 240 s (SNAT ports',
   'Azure still holds). Processes: sockets per owning process from /proc/*/fd, every',
-  'few seconds; TIME-W and SYN-R sockets belong to no process and are counted apart.',
+  'few seconds; TIME-W and SYN-R sockets belong to no process: "(no process)".',
 ];
 
 function statusText(state: TopState, data: TopData): string {
