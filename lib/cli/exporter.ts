@@ -47,12 +47,12 @@ export const METRICS_LISTEN_HELP = `Metrics:
                             (127.0.0.1:PORT, [::1]:PORT, 0.0.0.0:PORT)
   --web.config.file PATH    TLS and basic auth for it (the Prometheus exporters' web config)`;
 
-/** A duration flag: a number of seconds, or with a unit ms, s or m ("500ms", "1s", "1.5s", "2m"). */
+/** A duration flag: a number of seconds, or with a unit ms, s, m or h ("500ms", "1s", "1.5s", "2m", "1h"). */
 export function durationFlag(name: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m)?$/.exec(String(value).trim());
-  if (!m) throw new UsageError(`${name}: "${String(value)}" is not a duration (like 500ms, 1s, 2m; a bare number is seconds)`);
-  const ms = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  const m = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)?$/.exec(String(value).trim());
+  if (!m) throw new UsageError(`${name}: "${String(value)}" is not a duration (like 500ms, 1s, 2m, 1h; a bare number is seconds)`);
+  const ms = Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const)[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
   if (ms > 2 ** 31 - 1) throw new UsageError(`${name}: "${String(value)}" is too long`);
   return Math.round(ms);
 }
