@@ -217,3 +217,18 @@ export function renderBpfSection({ env, options, sizes, rows }) {
   }
   return out.join('\n');
 }
+
+/**
+ * `rendered` (a freshly rendered RESULTS.md) with the shapes and bpf parts of `previous` carried
+ * over, for bench/run.mjs, which re-renders the whole file (as it carries the soak section).
+ */
+export function carryShapeSections(previous, rendered) {
+  let md = rendered;
+  for (const part of ['shapes', 'bpf']) {
+    const [start, end] = marker(part);
+    const i = previous.indexOf(start);
+    const j = previous.indexOf(end);
+    if (i >= 0 && j > i && !md.includes(start)) md = `${md.replace(/\n*$/, '\n')}\n${previous.slice(i, j + end.length)}\n`;
+  }
+  return md;
+}

@@ -41,6 +41,24 @@ export function stateName(state: number, protocol: 'tcp' | 'udp' = 'tcp'): Socke
   return NAMES[state] ?? `state-${state}`;
 }
 
+/**
+ * The states of full sockets: every state but TIME_WAIT and SYN_RECV, whose sockets (TIME_WAIT and
+ * request sockets, NEW_SYN_RECV, which the kernel adds to a mask holding SYN_RECV) are minisocks
+ * the kernel reports with no owner (uid and inode 0) and empty queues. Full SYN_RECV sockets exist
+ * only for TCP Fast Open servers during a handshake's last round trip, and are left out with them.
+ */
+export const FULL_SOCKET_STATES: readonly StateName[] = Object.freeze([
+  'established',
+  'syn-sent',
+  'fin-wait-1',
+  'fin-wait-2',
+  'close',
+  'close-wait',
+  'last-ack',
+  'listen',
+  'closing',
+]);
+
 /** Every state bit ss -a asks for (1..11 plus NEW_SYN_RECV 12, reported as SYN_RECV). */
 export const ALL_STATES_MASK = 0x1ffe;
 export const UDP_STATES_MASK = (1 << TCP_STATES.established) | (1 << TCP_STATES.close);

@@ -88,14 +88,30 @@ static __always_inline __u8 reasons_of(__u8 state, __u32 rq, __u32 wq, int tcp) 
   return r;
 }
 
-static __always_inline void fill_addrs(struct sw_rec *rec, struct sock_common *skc, __u16 family) {
+// One offender record to the reader of the iterator.
+static __always_inline void emit(struct seq_file *seq, struct sock_common *skc, __u8 proto, __u8 state, __u8 reasons,
+                                 __u32 rq, __u32 wq, __u32 uid, __u64 cookie) {
+  struct sw_rec rec = {};
+  __u16 family = skc->skc_family;
+  offenders++;
+  rec.proto = proto;
+  rec.family = family;
+  rec.state = state;
+  rec.reasons = reasons;
+  rec.sport = skc->skc_num;
+  rec.dport = __builtin_bswap16(skc->skc_dport);
+  rec.rqueue = rq;
+  rec.wqueue = wq;
+  rec.uid = uid;
+  rec.cookie = cookie;
   if (family == SW_AF_INET) {
-    __builtin_memcpy(rec->src, &skc->skc_rcv_saddr, 4);
-    __builtin_memcpy(rec->dst, &skc->skc_daddr, 4);
+    __builtin_memcpy(rec.src, &skc->skc_rcv_saddr, 4);
+    __builtin_memcpy(rec.dst, &skc->skc_daddr, 4);
   } else {
-    BPF_CORE_READ_INTO(&rec->src, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
-    BPF_CORE_READ_INTO(&rec->dst, skc, skc_v6_daddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(&rec.src, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+    BPF_CORE_READ_INTO(&rec.dst, skc, skc_v6_daddr.in6_u.u6_addr8);
   }
+  bpf_seq_write(seq, &rec, sizeof(rec));
 }
 
 SEC("iter/tcp")
@@ -128,21 +144,7 @@ int sw_scan_tcp(struct bpf_iter__tcp *ctx) {
     wq = tp->write_seq - tp->snd_una;
   }
   __u8 reasons = reasons_of(state, rq, wq, 1);
-  if (!reasons) return 0;
-  offenders++;
-  struct sw_rec rec = {};
-  rec.proto = 6;
-  rec.family = family;
-  rec.state = state;
-  rec.reasons = reasons;
-  rec.sport = sport;
-  rec.dport = __builtin_bswap16(skc->skc_dport);
-  rec.rqueue = rq;
-  rec.wqueue = wq;
-  rec.uid = ctx->uid;
-  rec.cookie = bpf_get_socket_cookie(skc);
-  fill_addrs(&rec, skc, family);
-  bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+  if (reasons) emit(ctx->meta->seq, skc, 6, state, reasons, rq, wq, ctx->uid, bpf_get_socket_cookie(skc));
   return 0;
 }
 
@@ -164,20 +166,6 @@ int sw_scan_udp(struct bpf_iter__udp *ctx) {
   __u32 rq = r > 0 ? (__u32)r : 0;
   __u32 wq = sk->sk_wmem_alloc.refs.counter - 1;
   __u8 reasons = reasons_of(state, rq, wq, 0);
-  if (!reasons) return 0;
-  offenders++;
-  struct sw_rec rec = {};
-  rec.proto = 17;
-  rec.family = family;
-  rec.state = state;
-  rec.reasons = reasons;
-  rec.sport = sport;
-  rec.dport = __builtin_bswap16(skc->skc_dport);
-  rec.rqueue = rq;
-  rec.wqueue = wq;
-  rec.uid = ctx->uid;
-  rec.cookie = bpf_get_socket_cookie(sk);
-  fill_addrs(&rec, skc, family);
-  bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+  if (reasons) emit(ctx->meta->seq, skc, 17, state, reasons, rq, wq, ctx->uid, bpf_get_socket_cookie(sk));
   return 0;
 }

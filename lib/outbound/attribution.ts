@@ -15,6 +15,7 @@
 // Namespaces are compared by the inode of /proc/PID/ns/net (and its device), as `ip netns identify`.
 import * as fs from 'node:fs';
 import type { PortSpec, Sampler } from '../sampler';
+import { FULL_SOCKET_STATES } from '../states';
 
 export type AttributionMode = 'namespace' | 'process';
 
@@ -95,17 +96,7 @@ export interface AttributionInput {
 }
 
 /** TCP states whose sockets have an owner (an inode); TIME_WAIT and SYN_RECV sockets have none. */
-const LIVE_STATES = [
-  'established',
-  'syn-sent',
-  'fin-wait-1',
-  'fin-wait-2',
-  'close',
-  'close-wait',
-  'last-ack',
-  'listen',
-  'closing',
-] as const;
+const LIVE_STATES = FULL_SOCKET_STATES;
 
 /**
  * Decides how to count the connections of `pid` (see the rule at the top). Never throws for a gone

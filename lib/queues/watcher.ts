@@ -25,7 +25,7 @@ import { TypedEmitter } from '../base/emitter';
 import { SocketOwners } from './owners';
 import * as v from '../base/validate';
 import { compileSampleOptions, CompiledSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler } from '../sampler';
-import type { StateName } from '../states';
+import { FULL_SOCKET_STATES, type StateName } from '../states';
 import { AlertStream } from './alert-stream';
 import { currentScope, EpisodeStore, EPISODES_DEFAULT_MAX, type Episode, type EpisodesLoad } from './episodes';
 import { QueueTracker, type RecheckResults, type Thresholds, type TrackedQueue } from './tracker';
@@ -124,27 +124,15 @@ export const QUEUE_DEFAULTS = {
 };
 
 /**
- * The states a queue watch asks the kernel for when its filter names none: every state but
- * TIME_WAIT and SYN_RECV. The kernel fills TIME_WAIT sockets (tcp_twsk_diag_fill) and request
- * sockets (NEW_SYN_RECV, tcp_req_diag_fill, which the kernel adds to any mask holding SYN_RECV) with
- * zero queues, uid and inode, so they can never offend; a state left out of the mask is skipped
- * before the kernel fills and copies a record for it (it is still walked). On a host full of
- * TIME_WAIT this is most of a dump's cost. Left out with them: full SYN_RECV sockets, which exist
- * only for TCP Fast Open server connections during their handshake's last round trip (a TFO SYN's
- * payload waits in one; the socket is watched once ESTABLISHED). What is absent: tick stats'
- * socketsSeen no longer counts these states. A filter that names its states is sent as given.
+ * The states a queue watch asks the kernel for when its filter names none: the full sockets'
+ * (FULL_SOCKET_STATES: every state but TIME_WAIT and SYN_RECV). The kernel fills TIME_WAIT sockets
+ * (tcp_twsk_diag_fill) and request sockets (tcp_req_diag_fill) with zero queues, so they can never
+ * offend; a state left out of the mask is skipped before the kernel fills and copies a record for it
+ * (it is still walked). On a host full of TIME_WAIT this is most of a dump's cost. What is absent:
+ * tick stats' socketsSeen no longer counts these states. A filter that names its states is sent as
+ * given.
  */
-export const QUEUE_WATCH_STATES: readonly StateName[] = Object.freeze([
-  'established',
-  'syn-sent',
-  'fin-wait-1',
-  'fin-wait-2',
-  'close',
-  'close-wait',
-  'last-ack',
-  'listen',
-  'closing',
-]);
+export const QUEUE_WATCH_STATES: readonly StateName[] = FULL_SOCKET_STATES;
 
 /** Least time between two saves of the episode file when only repeat numbers changed. */
 const EPISODE_SAVE_MS = 5000;
