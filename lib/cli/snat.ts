@@ -81,7 +81,8 @@ function positiveNumber(name: string, v: unknown): number | undefined {
 
 /**
  * Test hooks, for tests only: SOCKWATCH_UPLOAD_BLOCK_SIZE (bytes) and SOCKWATCH_UPLOAD_CONCURRENCY
- * (blocks in flight) make an upload long enough to be interrupted.
+ * (blocks in flight) make an upload long enough to be interrupted; SOCKWATCH_FLEET_LEASE_SECONDS
+ * (15-60) shortens the fleet lock's lease from its 30 s.
  */
 function testHook(name: string, env: NodeJS.ProcessEnv): number | undefined {
   const v = env[name];
@@ -161,6 +162,8 @@ export function parseSnatArgs(
   }
   const logDir = path.resolve((values['log-dir'] as string | undefined) ?? '.');
   const fleet = fleetFlags(values, dump || trace);
+  const leaseSeconds = testHook('SOCKWATCH_FLEET_LEASE_SECONDS', env);
+  if (fleet && leaseSeconds !== undefined) fleet.leaseSeconds = leaseSeconds;
   const session: SnatSessionOptions = {
     dump,
     trace,

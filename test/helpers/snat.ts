@@ -9,6 +9,7 @@ export const SNAT_ENV = [
   'DIAGNOSTICS_AZUREBLOBCONTAINERSASURL',
   'SOCKWATCH_UPLOAD_BLOCK_SIZE',
   'SOCKWATCH_UPLOAD_CONCURRENCY',
+  'SOCKWATCH_FLEET_LEASE_SECONDS',
 ];
 
 /** All text (or JSON-lines) logs of an instance, concatenated (a run may cross an hour); '' if there are none yet. */
