@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { installExitHandlers, killAllChildren, runChild, startFarm } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { soakSection, withSoakSection } from './soak-section.mjs';
+import { carrySections } from './sections.mjs';
 import { loadLibrary, SkipError } from './methods.mjs';
 import { environment, fmtTime, pairedRatio, renderMarkdown, sizeLabel } from './report.mjs';
 import { defaultRounds, defaultRuns, scenarios, targets } from './scenarios.mjs';
@@ -303,7 +304,8 @@ function writeReport(out, { env, options, sizes, rows }) {
   const previous = existsSync(out) ? readFileSync(out, 'utf8') : '';
   const rendered = renderMarkdown({ env, options, sizes, scenarios: rows, targets, farmShape: FARM_SHAPE, previous });
   const soak = soakSection(previous); // bench/soak.mjs's section survives a rerun
-  writeFileSync(out, soak ? withSoakSection(rendered, soak) : rendered);
+  // So do the other scripts' marked sections (exporter, shapes, bpf).
+  writeFileSync(out, carrySections(previous, soak ? withSoakSection(rendered, soak) : rendered));
 }
 
 function reportOnly(o) {

@@ -4,7 +4,7 @@
 // Row fields:
 //   id         unique name, used by --only, baselines and targets
 //   title      what the row measures, for the report
-//   group      report section: 'sampler' | 'snat' | 'queue-watch'
+//   group      report section: 'sampler' | 'snat' | 'exporter' | 'queue-watch'
 //   kind       'floor' (bench/floor.c) | 'addon-sync' | 'addon-async' | 'lookup' | 'ss' | 'proc' | 'pipeline'
 //              | session kinds (queue-sessions.mjs): 'watch-ticks' | 'alert-delivery' | 'offender-storm'
 //   session    true: the row is one timed session per round (bench/session.mjs), not repeated calls;
@@ -43,6 +43,19 @@ const THRESHOLDS = { recvThreshold: THRESHOLD, sendThreshold: THRESHOLD };
 const KERNEL_FILTERED = { ...THRESHOLDS, states: ['established'], excludeLocalPorts: [80, 443] };
 const SNAT_STATES = ['established', 'time-wait', 'close-wait', 'fin-wait-1', 'fin-wait-2'];
 const SNAT = { tcp: true, states: SNAT_STATES, excludeLocalPorts: EXCLUDED_PORTS, aggregate: true };
+/**
+ * What one `sockwatch exporter` scrape asks of the sampler (issue 11): every socket counted per state
+ * and family, queue histograms, the 50 fullest listeners, per-destination counts of the SNAT states
+ * with the top 50 kept and local ports 80/443/2222 left out of them (in C++, not by the kernel: the
+ * sockets are still counted), v4-mapped merged, no records. The kernel request is the full dump's.
+ */
+export const EXPORTER_SCRAPE = {
+  ...THRESHOLDS,
+  maxRecords: 0,
+  queueHistogram: true,
+  listeners: { top: 50 },
+  aggregate: { states: SNAT_STATES, top: 50, excludeLocalPorts: EXCLUDED_PORTS, mergeMapped: true },
+};
 const SNAT_AWK =
   `awk '$1 ~ /^tcp/ && $6 ~ /^(ESTABLISHED|TIME_WAIT|CLOSE_WAIT|FIN_WAIT1|FIN_WAIT2)$/ ` +
   `&& $4 !~ /:(${EXCLUDED_PORTS.join('|')})$/ {print $5}' | sort | uniq -c | sort -rn`;
@@ -196,6 +209,46 @@ export const scenarios = [
     rounds: 2,
     warmups: 1,
     heapCalls: 1,
+  },
+
+  // --- exporter scrape (issue 11) --------------------------------------------------------------
+  // Also run alone, with the namespace rows, by bench/exporter.mjs (npm run bench:exporter).
+  {
+    id: 'exporter-sync',
+    group: 'exporter',
+    kind: 'addon-sync',
+    title:
+      'sampleSync of one exporter scrape: histograms, top 50 listeners, aggregate (SNAT states, top 50, excludeLocalPorts [80,443,2222] in C++, mergeMapped), maxRecords 0',
+    options: EXPORTER_SCRAPE,
+    baseline: 'floor-1walk',
+    sizes: (n) => n >= 10000,
+  },
+  {
+    id: 'exporter-async',
+    group: 'exporter',
+    kind: 'addon-async',
+    title: 'await sample() of the same scrape (what the exporter calls)',
+    options: EXPORTER_SCRAPE,
+    baseline: 'floor-1walk',
+    sizes: (n) => n >= 10000,
+  },
+  {
+    id: 'counts-only',
+    group: 'exporter',
+    kind: 'addon-sync',
+    title: 'sampleSync, counts only (maxRecords 0, no thresholds): the scan the histogram pass is compared with',
+    options: { maxRecords: 0 },
+    baseline: 'floor-1walk',
+    sizes: (n) => n >= 10000,
+  },
+  {
+    id: 'counts-hist',
+    group: 'exporter',
+    kind: 'addon-sync',
+    title: 'the same with queueHistogram: true (default 9 bounds, 4 series)',
+    options: { maxRecords: 0, queueHistogram: true },
+    baseline: 'counts-only',
+    sizes: (n) => n >= 10000,
   },
 
   // --- queue watch (issue 3) ------------------------------------------------------------------
@@ -360,6 +413,31 @@ export const targets = [
     row: 'snat-sync',
     slower: 'snat-netstat',
     info: true,
+  },
+  // Issue 11: an exporter scrape against the floor of the same dumps, and the histogram pass.
+  {
+    id: 'exporter-vs-floor',
+    label: 'exporter scrape (async) ≤ 1.3× the floor of the same dumps',
+    kind: 'ratio',
+    row: 'exporter-async',
+    over: 'floor-1walk',
+    max: 1.3,
+  },
+  {
+    id: 'exporter-sync-vs-floor',
+    label: 'exporter scrape (sync) vs the floor of the same dumps',
+    kind: 'ratio',
+    row: 'exporter-sync',
+    over: 'floor-1walk',
+    info: true,
+  },
+  {
+    id: 'hist-vs-counts',
+    label: 'queue histograms ≤ 1.1× a counts-only scan',
+    kind: 'ratio',
+    row: 'counts-hist',
+    over: 'counts-only',
+    max: 1.1,
   },
   // Issue 3: "a storm of offending sockets keeps the sampling interval and bounded memory" (queue-report.mjs).
   {
