@@ -2,21 +2,32 @@
 // tests (`promtool test rules deploy/prometheus/sockwatch-rules.test.yaml`, series written as the exporter
 // names them) pass; the same tests fail when a threshold or a rule is broken, so they can catch a real
 // mistake. promtool is Debian's `prometheus` package (.ci/run installs it where missing).
-// Not exercised here: a Prometheus server evaluating these rules against a live exporter and an
-// Alertmanager routing them (test/prometheus*.test.ts scrape the exporter with a real server).
+// End to end: a real `sockwatch exporter --all-netns` scrapes sockets this test makes (a listener whose
+// accept queue is full, 110 connections to one destination, unread bytes); the scrape, as constant
+// series, is fed to the rules with promtool, and exactly the alerts those sockets call for fire, with
+// the labels the exporter gave them (so the rules use the metric and label names the exporter serves).
+// Not exercised here: a Prometheus server evaluating these rules over time and an Alertmanager routing
+// them (test/prometheus*.test.ts scrape the exporter with a real server).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCleanups } from './helpers/cleanup';
+import { killCliProcesses, startCli } from './helpers/cli';
+import { acceptingServer, cleanupSockets, connect, neverAcceptingListener, unreadConnections, waitAccepted } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
+import { waitFor } from './helpers/wait';
 
 const root = path.join(__dirname, '..');
 const rulesDir = path.join(root, 'deploy', 'prometheus');
 const rulesFile = 'sockwatch-rules.yaml';
 const testFile = 'sockwatch-rules.test.yaml';
 
-afterAll(runCleanups);
+afterAll(async () => {
+  await killCliProcesses();
+  await cleanupSockets();
+  await runCleanups();
+});
 
 const promtool = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).stdout.trim();
 const title = promtool ? 'Prometheus alerting rules (deploy/prometheus)' : 'Prometheus alerting rules (skipped: promtool is not installed)';
@@ -81,4 +92,82 @@ describe.skipIf(!promtool)(title, () => {
     expect(r.out).toMatch(/FAILED/);
     expect(r.status).toBe(1);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    `a real exporter's scrape fires exactly the alerts its sockets call for${process.getuid?.() === 0 ? '' : ' (skipped: --all-netns needs root)'}`,
+    async () => {
+      // A listener that never accepts, its queue filled to its backlog (4 of 4): AcceptQueueFull, NearBacklog.
+      const full = await neverAcceptingListener('127.0.0.1', 4);
+      for (let i = 0; i < 4; i++) await connect('127.0.0.1', full.port);
+      // 110 connections to one destination (over 80% of 128, under 128): SnatPortsNearLimit and
+      // OutboundConnectionsHigh, not SnatPortsExhausted.
+      const dest = await acceptingServer('127.0.0.1');
+      for (let i = 0; i < 110; i++) await connect('127.0.0.1', dest.port);
+      await waitAccepted(dest.accepted, 110);
+      // A byte nobody reads: a socket over --recv-threshold 0.
+      await unreadConnections(1, 4);
+
+      const exporter = startCli(['exporter', '--listen', '127.0.0.1:0', '--all-netns', '--recv-threshold', '0', '--top', '500']);
+      const listening = /http:\/\/127\.0\.0\.1:\d+\/metrics/;
+      await waitFor('the exporter to listen', () => listening.test(exporter.stderr()), {
+        giveUpIf: () => exporter.child.exitCode !== null,
+        detail: () => exporter.output(),
+      });
+      const url = listening.exec(exporter.stderr())![0];
+      const scrape = await (await fetch(url)).text();
+
+      // The scrape's series of the metrics the rules use, each held constant for 10 minutes.
+      const rules = fs.readFileSync(path.join(rulesDir, rulesFile), 'utf8');
+      const used = new Set(rules.match(/\bsockwatch_[a-z0-9_]+/g));
+      const series: string[] = [];
+      for (const line of scrape.split('\n')) {
+        const m = /^([a-z_:][a-z0-9_:]*)(\{.*\})? (\S+)$/i.exec(line);
+        if (!m || !used.has(m[1]!) || !Number.isFinite(Number(m[3]))) continue;
+        series.push(`      - series: ${JSON.stringify(`${m[1]}${m[2] ?? ''}`)}\n        values: "${Number(m[3])}x10"`);
+      }
+      for (const name of used) expect(scrape, `the exporter serves ${name}`).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
+      /** The labels of the scrape's series `name` whose label `key` is `value` (netns included). */
+      const labelsOf = (name: string, key: string, value: string): string => {
+        const line = scrape.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`${key}="${value}"`));
+        expect(line, `${name}{${key}="${value}"} in the scrape`).toBeDefined();
+        return /\{(.*)\}/.exec(line!)![1]!;
+      };
+      const listener = labelsOf('sockwatch_listen_accept_queue', 'local', `127.0.0.1:${full.port}`);
+      const destination = labelsOf('sockwatch_outbound_connections', 'destination', `127.0.0.1:${dest.port}`);
+      const ownNetns = String(fs.statSync('/proc/self/ns/net').ino);
+      const recv = labelsOf('sockwatch_queue_over_threshold_sockets', 'netns', ownNetns);
+      expect(recv).toContain('queue="recv"');
+      const alert = (name: string, severity: string, labels: string) =>
+        `          - labels: '${`ALERTS{alertname="${name}",alertstate="firing",severity="${severity}",${labels}}`}'\n            value: 1`;
+      const expect_ = (expr: string, samples: string[]) =>
+        `      - expr: '${expr}'\n        eval_time: 6m\n        exp_samples:\n${samples.join('\n')}`;
+      const test = [
+        `rule_files: [${rulesFile}]`,
+        'evaluation_interval: 1m',
+        'tests:',
+        '  - interval: 1m',
+        '    input_series:',
+        ...series,
+        '    promql_expr_test:',
+        expect_(`ALERTS{alertstate="firing",local="127.0.0.1:${full.port}"}`, [
+          alert('SockwatchAcceptQueueFull', 'critical', listener),
+          alert('SockwatchAcceptQueueNearBacklog', 'warning', listener),
+        ]),
+        expect_(`ALERTS{alertstate="firing",destination="127.0.0.1:${dest.port}"}`, [
+          alert('SockwatchOutboundConnectionsHigh', 'warning', destination),
+          alert('SockwatchSnatPortsNearLimit', 'warning', destination),
+        ]),
+        expect_(`ALERTS{alertstate="firing",alertname="SockwatchSocketQueueBacklog",netns="${ownNetns}"}`, [
+          alert('SockwatchSocketQueueBacklog', 'warning', recv),
+        ]),
+      ].join('\n');
+      const dir = path.join(tmpDir('rules-e2e'), 'with space');
+      fs.mkdirSync(dir);
+      fs.copyFileSync(path.join(rulesDir, rulesFile), path.join(dir, rulesFile));
+      fs.writeFileSync(path.join(dir, 'e2e.test.yaml'), test);
+      const r = run(['test', 'rules', 'e2e.test.yaml'], dir);
+      expect(r.out, `${r.out.slice(0, 4000)}\n--- generated test (end) ---\n${test.slice(-1500)}`).toMatch(/SUCCESS/);
+      expect(r.status).toBe(0);
+    },
+  );
 });
