@@ -32,6 +32,7 @@ import { environment, pairedCpuRatio, pairedRatio, sizeLabel } from './report.mj
 import { EXPORTER_SCRAPE, scenarios } from './scenarios.mjs';
 import { FLOOR_BIN, OUT_DIR, compileC, runFloor, summarize } from './shapes-common.mjs';
 import { readSysctl, setSysctls } from './shapes-netns.mjs';
+import { writeSection } from './sections.mjs';
 import { median, min } from './stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -412,16 +413,6 @@ function netnsMarkdown(results) {
 
 // --- the report --------------------------------------------------------------------------------
 
-/** `file` with the section between START and END replaced (appended when absent). */
-function writeSection(file, text) {
-  const section = `${START}\n${text.trim()}\n${END}`;
-  const md = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const i = md.indexOf(START);
-  const j = md.indexOf(END);
-  const next = i >= 0 && j > i ? md.slice(0, i) + section + md.slice(j + END.length) : `${md.replace(/\n*$/, '\n')}\n${section}\n`;
-  writeFileSync(file, next);
-}
-
 /** The previous section's parts, so `--only netns` keeps the exporter tables and the other way round. */
 function previousParts(file) {
   const md = existsSync(file) ? readFileSync(file, 'utf8') : '';
@@ -465,7 +456,7 @@ async function main() {
     '',
     results.netns ? netnsMarkdown(results.netns) : prev.netns,
   ].join('\n');
-  writeSection(o.out, text);
+  writeSection(o.out, START, END, text);
   process.stdout.write(`wrote ${path.relative(process.cwd(), o.out)} (section "exporter") and bench/out/exporter.json\n`);
 }
 
