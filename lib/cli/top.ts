@@ -97,7 +97,7 @@ export async function runTop(argv: string[], out: NodeJS.WritableStream): Promis
   const stdout = process.stdout;
   if (values.once === true || out !== stdout || !stdout.isTTY) {
     try {
-      const width = stdout.isTTY && out === stdout ? stdout.columns : 100;
+      const width = stdout.isTTY && out === stdout ? stdout.columns : 120;
       out.write(await top.snapshot(view ? [view as ViewName] : VIEWS, width, limit));
       return 0;
     } finally {

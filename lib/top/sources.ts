@@ -13,6 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import { endpoints, Sampler, type SampleOptions, type SampleResult, type PortSpec, type SocketRecord } from '../sampler';
+import { NamespaceScanner, type NetnsEntry } from '../netns';
 import { DistinctWindow } from '../outbound/window';
 import {
   DEFAULT_WINDOW_MS,
@@ -34,22 +35,6 @@ export interface TopSourceOptions {
   excludeLocalPorts: readonly PortSpec[];
   pid?: number;
   allNetns: boolean;
-}
-
-/** lib/netns as agreed (helper C): only what top uses. */
-interface NetnsEntry {
-  inode: number;
-  self: boolean;
-  comm: string;
-}
-interface NamespaceScanner {
-  scan(options: SampleOptions): Promise<{ netns: NetnsEntry; result?: SampleResult; error?: Error }[]>;
-  close(): unknown;
-}
-function namespaceScanner(): NamespaceScanner {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const netns = require('../netns') as { NamespaceScanner: new () => NamespaceScanner };
-  return new netns.NamespaceScanner();
 }
 
 /** A namespace as rows name it: '' for sockwatch's own (no --all-netns), else a short label. */
@@ -101,9 +86,9 @@ export interface ProcessRow {
   states: Record<string, number>;
 }
 
-/** The label of a namespace in rows: the command of its first process, and its inode. */
+/** The label of a namespace in rows: 'host' for sockwatch's own, else its inode and the command of its oldest process. */
 export function netnsLabel(e: NetnsEntry): string {
-  return e.self ? 'host' : `${e.comm || 'netns'}:${e.inode}`;
+  return e.self ? 'host' : `${e.inode} ${e.comm}`;
 }
 
 /** Scans sockwatch's own namespace, or every namespace with --all-netns. */
@@ -114,7 +99,7 @@ export class ScanScope {
   errors: string[] = [];
 
   constructor(allNetns: boolean) {
-    if (allNetns) this.scanner = namespaceScanner();
+    if (allNetns) this.scanner = new NamespaceScanner();
     else this.sampler = new Sampler();
   }
 

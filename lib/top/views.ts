@@ -94,7 +94,7 @@ export const SORT_COUNT: Record<ViewName, number> = {
 };
 
 function nsColumn<R extends { ns: string }>(state: Pick<TopState, 'allNetns'>): Column<R>[] {
-  return state.allNetns ? [{ title: 'NETNS', width: 14, text: (r) => r.ns }] : [];
+  return state.allNetns ? [{ title: 'NETNS', width: 18, text: (r) => r.ns }] : [];
 }
 
 const mark = <R>(over: (r: R) => boolean): Column<R> => ({ title: '!', width: 1, text: (r) => (over(r) ? '!' : ' ') });
