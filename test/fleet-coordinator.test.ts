@@ -154,6 +154,19 @@ describe('fleet coordinator with Azurite', () => {
     expect(props.leaseState).toBe('available');
   });
 
+  it('--fleet-concurrent alone: a lock and no slot; a released lock is taken by the next instance', async () => {
+    const sas = await containerSas('rw');
+    const a = await coordinator(sas, 'inst-a', { concurrent: 1 }).admit({ kinds: ['trace'] });
+    expect(a.granted && { slot: a.permit.slot, lock: a.permit.lock }).toEqual({ slot: undefined, lock: 'lock-0' });
+    const b = coordinator(sas, 'inst-b', { concurrent: 1 });
+    expect(await b.admit({ kinds: ['dump'] })).toMatchObject({ granted: false, reason: 'all-running', holders: [{ instance: 'inst-a' }] });
+    if (a.granted) await a.permit.release();
+    const again = await b.admit({ kinds: ['dump'] });
+    expect(again.granted && again.permit.lock).toBe('lock-0');
+    if (again.granted) await again.permit.release();
+    expect(await blobNames(sas)).toEqual(['sockwatch/fleet/locks/lock-0']);
+  });
+
   it('a SAS without the permissions (a stored access policy granting only r) gives one redacted line and no collection', async () => {
     const name = `fleet-policy-${process.pid}`;
     const client = keyContainerClient(azurite.url, name);
