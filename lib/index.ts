@@ -65,6 +65,8 @@ export type {
   StopOptions,
 } from './alerts/delivery';
 export { SockwatchError, ERROR_CODES, type SockwatchErrorCode } from './base/errors';
+export { registerMetrics } from './metrics/register';
+export type { RegisterMetricsOptions, MetricsHandle, MetricsRegistry } from './metrics/register';
 export * as dotnet from './dotnet';
 export * as upload from './upload';
 export * as outbound from './outbound';

@@ -1,6 +1,8 @@
 // The public API is a decision: this file holds the exact, sorted list of runtime names the package
 // exports, at the top level and inside each namespace. Changing an export means changing this list
 // (and README.md's Library section, and a CHANGELOG line when a name goes away).
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as api from '../lib';
 
@@ -17,6 +19,7 @@ const TOP_LEVEL = [
   'dotnet',
   'listSockets',
   'outbound',
+  'registerMetrics',
   'upload',
 ];
 
@@ -47,6 +50,21 @@ function names(ns: object): string[] {
 }
 
 describe('public exports', () => {
+  it('loading the package does not load prom-client; registerMetrics does', () => {
+    const script = [
+      "const loaded = () => Object.keys(require.cache).some((k) => k.includes('/node_modules/prom-client/'));",
+      "const api = require('./dist');",
+      'const before = loaded();',
+      // A registry of our own shape, so that only registerMetrics can load prom-client.
+      'const h = api.registerMetrics({ registerMetric() {}, removeSingleMetric() {} });',
+      'console.log(JSON.stringify([before, loaded()]));',
+      'h.close();',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..'), encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual([false, true]);
+  });
+
   it('top level: exactly the documented names', () => {
     expect(names(api)).toEqual(TOP_LEVEL);
   });
