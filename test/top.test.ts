@@ -82,12 +82,13 @@ describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
     pane.keys('/');
     pane.type(String(pyPid));
     pane.keys('Enter');
-    await pane.waitFor('the holder process', (t) => new RegExp(`^ +${pyPid} python3 +34 +30 +4 +0 +0 +0 +0$`, 'm').test(t));
+    // the first walk of /proc/*/fd may take seconds on a loaded machine
+    await pane.waitFor('the holder process', (t) => new RegExp(`^ +${pyPid} python3 +34 +30 +4 +0 +0 +0 +0$`, 'm').test(t), 30_000);
     // TIME_WAIT sockets belong to no process: a row of their own
     pane.keys('/');
     pane.type('no process');
     pane.keys('Enter');
-    await pane.waitFor('the no-process row', (t) => /^ +- \(no process\) +(\d+) +0 +0 +[1-9]\d* /m.test(t));
+    await pane.waitFor('the no-process row', (t) => /^ +- \(no process\) +\d+ +\d+ +0 +[1-9]\d* /m.test(t), 30_000);
 
     pane.keys('1');
     await pane.waitFor('Destinations, nothing matching "no process"', (t) => t.includes('[1 Destinations]') && !t.includes(fx.dest[2]));

@@ -59,7 +59,7 @@ export class Top {
     this.scope = new ScanScope(o.allNetns);
     this.destinations = new DestinationSource(this.scope, o);
     this.queues = new QueueSource(this.scope, o);
-    this.processes = new ProcessTable(this.scope, o.intervalMs);
+    this.processes = new ProcessTable(this.scope, o.intervalMs, !o.allNetns);
   }
 
   /** One sample of what `views` need; the Processes walk is awaited only when `waitProcesses`. */

@@ -23,6 +23,7 @@ import {
   sortDestinations,
   type DestinationCount,
 } from '../outbound/watcher';
+import { netnsIdOf } from '../outbound/attribution';
 import { socketInodes } from '../outbound/process-sockets';
 import { SocketOwners, type SocketOwner } from '../queues/owners';
 
@@ -309,6 +310,8 @@ export class ProcessTable {
   constructor(
     private readonly scope: ScanScope,
     private readonly intervalMs: number,
+    /** Walk only the processes of sockwatch's own network namespace (the one scanned without --all-netns). */
+    private readonly ownNetnsOnly: boolean,
   ) {}
 
   /** Starts a walk when due; resolves when it is done (or at once when not due). */
@@ -361,8 +364,11 @@ export class ProcessTable {
     } catch {
       return owners;
     }
+    const own = this.ownNetnsOnly ? netnsIdOf('self') : undefined;
     let slice = performance.now();
     for (const pid of pids) {
+      // a process of another namespace holds none of the sockets scanned: one stat instead of its fds
+      if (own !== undefined && netnsIdOf(pid) !== own) continue;
       let inodes: number[] | undefined;
       try {
         inodes = socketInodes(pid);
