@@ -21,10 +21,27 @@ afterEach(async () => {
 function selfSigned(dir: string, name: string): { key: string; cert: string } {
   const key = path.join(dir, `${name}.key`);
   const cert = path.join(dir, `${name}.crt`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
-    '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { key, cert };
 }
 
@@ -47,7 +64,10 @@ describe.skipIf(!hasOpenssl)('exporter --web.config.file', () => {
   }
 
   it('serves https with basic auth: right password 200, wrong or none 401, plain http refused', async () => {
-    const file = config('tls-auth.yml', `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: ${hash}\n`);
+    const file = config(
+      'tls-auth.yml',
+      `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: ${hash}\n`,
+    );
     const { url, port } = await startServing(['exporter', '--listen', '127.0.0.1:0', '--web.config.file', file]);
     expect(url).toBe(`https://127.0.0.1:${port}/metrics`);
     const ca = fs.readFileSync(server.cert);
@@ -79,11 +99,23 @@ describe.skipIf(!hasOpenssl)('exporter --web.config.file', () => {
   });
 
   it.each([
-    ['an unknown key', 'tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suitez: [x]\n', 'tls_server_config.cipher_suitez: not a key'],
-    ['a missing certificate file', 'tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n', 'tls_server_config.cert_file: cannot read'],
+    [
+      'an unknown key',
+      'tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suitez: [x]\n',
+      'tls_server_config.cipher_suitez: not a key',
+    ],
+    [
+      'a missing certificate file',
+      'tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n',
+      'tls_server_config.cert_file: cannot read',
+    ],
     ['a bad hash', `basic_auth_users:\n  prom: ${hash.slice(0, 20)}\n`, 'basic_auth_users.prom: not a bcrypt hash'],
     ['bad YAML', `basic_auth_users:\n  prom: "${hash}\n  x: [\n`, 'not valid YAML'],
-    ['a bad client_auth_type', 'tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Sometimes\n', 'client_auth_type: "Sometimes"'],
+    [
+      'a bad client_auth_type',
+      'tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: Sometimes\n',
+      'client_auth_type: "Sometimes"',
+    ],
   ])('exits 2 with one line naming the file on %s, never the hash', async (what, text, message) => {
     const file = config(`bad ${what}.yml`, text);
     const r = await runCli(['exporter', '--listen', '127.0.0.1:0', '--web.config.file', file]);

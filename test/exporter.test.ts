@@ -46,10 +46,22 @@ describe('sockwatch exporter', () => {
     await connect(SERVER, b.port, CLIENT);
     await waitAccepted(a.accepted, 3);
 
-    const { url } = await startServing(['exporter', '--listen', '127.0.0.1:0', ...NET, '--top', '2', '--exclude-ports', `${a.port},${b.port},${dualPort}`]);
+    const { url } = await startServing([
+      'exporter',
+      '--listen',
+      '127.0.0.1:0',
+      ...NET,
+      '--top',
+      '2',
+      '--exclude-ports',
+      `${a.port},${b.port},${dualPort}`,
+    ]);
     const s = await scrape(url);
     expect(valueOf(s, 'sockwatch_outbound_connections', { destination: `${SERVER}:${a.port}` })).toBe(3);
-    expect(valueOf(s, "sockwatch_outbound_connections", { destination: `${SERVER}:${dualPort}` }), JSON.stringify(samplesOf(s, "sockwatch_outbound_connections"))).toBe(2);
+    expect(
+      valueOf(s, 'sockwatch_outbound_connections', { destination: `${SERVER}:${dualPort}` }),
+      JSON.stringify(samplesOf(s, 'sockwatch_outbound_connections')),
+    ).toBe(2);
     // --top 2: the third destination is in "other"; the accepted sides are on excluded local ports.
     expect(valueOf(s, 'sockwatch_outbound_connections', { destination: `${SERVER}:${b.port}` })).toBeUndefined();
     expect(valueOf(s, 'sockwatch_outbound_connections', { destination: 'other' })).toBe(1);
@@ -69,7 +81,16 @@ describe('sockwatch exporter', () => {
     const c = await connect(SERVER, port, CLIENT);
     await waitAccepted(accepted, 1);
     c.write(Buffer.alloc(10_000, 1));
-    const { url } = await startServing(['exporter', '--listen', '127.0.0.1:0', ...NET, '--recv-threshold', '5000', '--send-threshold', '1m']);
+    const { url } = await startServing([
+      'exporter',
+      '--listen',
+      '127.0.0.1:0',
+      ...NET,
+      '--recv-threshold',
+      '5000',
+      '--send-threshold',
+      '1m',
+    ]);
     let s = await scrape(url);
     for (let i = 0; i < 100 && valueOf(s, 'sockwatch_queue_bytes_sum', { protocol: 'tcp', queue: 'recv' }) !== 10_000; i++) {
       await new Promise((r) => setTimeout(r, 1100)); // the kernel settles; scans are reused for 1 s
@@ -111,7 +132,8 @@ time.sleep(3600)
     expect(text.body).toContain('# TYPE sockwatch_scan_errors_total counter');
     expect(text.body).not.toContain('# EOF');
     // Prometheus' own Accept header.
-    const accept = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+    const accept =
+      'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
     const om = await fetchUrl(url, { headers: { accept } });
     expect(om.headers['content-type']).toBe('application/openmetrics-text; version=1.0.0; charset=utf-8');
     expect(om.body).toContain('# TYPE sockwatch_scan_errors counter');

@@ -117,7 +117,23 @@ describe('snat --metrics-listen', () => {
     for (let i = 0; i < 3; i++) await connect(`${prefix}.1`, a.port, `${prefix}.2`);
     const logDir = tmpDir('snat metrics');
     const { url } = await startServing(
-      ['snat', '-t', '2', '-f', '0.2', '--log-dir', logDir, '--src', `${prefix}.0/24`, '--dst', `${prefix}.0/24`, '--exclude-ports', String(a.port), '--metrics-listen', '127.0.0.1:0'],
+      [
+        'snat',
+        '-t',
+        '2',
+        '-f',
+        '0.2',
+        '--log-dir',
+        logDir,
+        '--src',
+        `${prefix}.0/24`,
+        '--dst',
+        `${prefix}.0/24`,
+        '--exclude-ports',
+        String(a.port),
+        '--metrics-listen',
+        '127.0.0.1:0',
+      ],
       { unsetEnv: SNAT_ENV, env: { COMPUTERNAME: 'metrics-test' }, cwd: logDir },
     );
     const s = await scrapeUntil(url, (x) => valueOf(x, 'sockwatch_outbound_connections', { destination: `${prefix}.1:${a.port}` }) === 3);

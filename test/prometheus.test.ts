@@ -54,7 +54,12 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
     api = `http://127.0.0.1:${port}/api/v1`;
     prometheus = spawn(
       'prometheus',
-      [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+      [
+        `--config.file=${config}`,
+        `--storage.tsdb.path=${path.join(dir, 'tsdb')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     prometheus.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -99,7 +104,10 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
     const info = await query(`sockwatch_netns_info{netns="${netns}"}`, (r) => r.length === 1);
     expect(info[0]!.metric.comm).toBe('python3');
     // The queue histogram arrives as a histogram (buckets with le), scraped as OpenMetrics.
-    const buckets = await query(`sockwatch_queue_bytes_bucket{netns="${netns}",protocol="tcp",queue="recv",le="+Inf"}`, (r) => r.length === 1);
+    const buckets = await query(
+      `sockwatch_queue_bytes_bucket{netns="${netns}",protocol="tcp",queue="recv",le="+Inf"}`,
+      (r) => r.length === 1,
+    );
     expect(Number(buckets[0]!.value[1])).toBe(10);
   });
 });

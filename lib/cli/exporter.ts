@@ -2,6 +2,7 @@
 // (on a prom-client registry of our own), the HTTP side lib/metrics/server.ts, the web config
 // lib/metrics/web-config.ts. Bad input (the address, a taken port, the web config, numbers) exits 2
 // with one line naming it; SIGTERM / SIGINT stop cleanly (exit 0).
+import * as fs from 'node:fs';
 import { UINT32_MAX } from '../base/validate';
 import { renderExposition, type MetricFamily } from '../metrics/exposition';
 import { loadPromClient, registerMetrics } from '../metrics/register';
@@ -30,8 +31,9 @@ per --min-interval however many scrapers there are (concurrent scrapes share one
   --src PREFIX             scan only sockets from these local addresses or CIDR prefixes
   --dst PREFIX             scan only sockets to these remote addresses or prefixes (repeat or
                            comma-separate; filtered in the kernel, like ss src/dst)
-  --all-netns              every network namespace of the host (needs root), each series
-                           labelled netns, plus sockwatch_netns_info and sockwatch_netns_up
+  --all-netns              every network namespace of the host, each series labelled netns,
+                           plus sockwatch_netns_info and sockwatch_netns_up (needs
+                           CAP_SYS_ADMIN and CAP_SYS_PTRACE, e.g. root)
   --netns PATH|NAME        one other network namespace instead (/proc/PID/ns/net, a name)
   --web.config.file PATH   TLS and basic auth, in the Prometheus exporters' web config format
   -h, --help               this help`;
@@ -99,7 +101,10 @@ export async function listenOrExplain(
 }
 
 /** A prom-client registry of our own, rendered by lib/metrics/exposition.ts in the negotiated format. */
-export function newRegistry(): { registry: import('prom-client').Registry; render: (format: 'prometheus' | 'openmetrics') => Promise<string> } {
+export function newRegistry(): {
+  registry: import('prom-client').Registry;
+  render: (format: 'prometheus' | 'openmetrics') => Promise<string>;
+} {
   const prom = loadPromClient();
   const registry = new prom.Registry();
   return {
@@ -136,6 +141,18 @@ export async function serveCommandMetrics(
   const server = await listenOrExplain('--metrics-listen', m.listen, m.webConfig, render);
   process.stderr.write(`sockwatch ${command}: metrics at ${server.url}\n`);
   return server;
+}
+
+const CAP_SYS_ADMIN = 21;
+
+/** Whether this process has a capability in its effective set (CapEff of /proc/self/status). */
+function hasCapability(bit: number): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> BigInt(bit)) & 1n) === 1n;
+  } catch {
+    return process.getuid?.() === 0;
+  }
 }
 
 /** Resolves on the first SIGTERM or SIGINT. */
@@ -183,7 +200,10 @@ export async function runExporter(argv: string[], out: NodeJS.WritableStream): P
   }
   const allNetns = values['all-netns'] === true;
   if (allNetns && values.netns !== undefined) throw new UsageError('--all-netns and --netns exclude each other: give one');
-  if (allNetns && process.getuid?.() !== 0) throw new UsageError('--all-netns needs root (entering namespaces needs CAP_SYS_ADMIN)');
+  if (allNetns && !hasCapability(CAP_SYS_ADMIN))
+    throw new UsageError(
+      "--all-netns needs CAP_SYS_ADMIN to enter namespaces (root, or the capability; CAP_SYS_PTRACE too for other users' processes)",
+    );
   const netns = resolveNetns(values.netns);
   const webConfig = webConfigFlag(values['web.config.file']);
   const localAddresses = prefixFlag('src', values.src);

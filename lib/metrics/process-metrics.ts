@@ -11,7 +11,11 @@ import { loadPromClient } from './register';
 import { OUTBOUND_HELP, outboundSamples } from './sampler-metrics';
 
 /** `sockwatch queues`: alerts raised (per event), delivered, retried, dead-lettered, dropped; the outbox. */
-export function queuesMetrics(registry: Registry, watcher: QueueWatcher, sink: { outbox: Outbox; delivery: HttpDelivery } | undefined): void {
+export function queuesMetrics(
+  registry: Registry,
+  watcher: QueueWatcher,
+  sink: { outbox: Outbox; delivery: HttpDelivery } | undefined,
+): void {
   const prom = loadPromClient();
   const registers = [registry];
   const raised = new prom.Counter({
@@ -25,8 +29,14 @@ export function queuesMetrics(registry: Registry, watcher: QueueWatcher, sink: {
   const { outbox, delivery } = sink;
   const counter = (name: string, help: string): import('prom-client').Counter => new prom.Counter({ name, help, registers });
   const delivered = counter('sockwatch_alerts_delivered_total', 'Alerts the receiver accepted (HTTP 2xx).');
-  const retried = counter('sockwatch_alert_retries_total', 'Delivery attempts that failed and were scheduled again (network error, timeout, 408, 429, 5xx).');
-  const dead = counter('sockwatch_alerts_dead_lettered_total', 'Alerts the receiver refused for good (another status), written to dead-letter.jsonl.');
+  const retried = counter(
+    'sockwatch_alert_retries_total',
+    'Delivery attempts that failed and were scheduled again (network error, timeout, 408, 429, 5xx).',
+  );
+  const dead = counter(
+    'sockwatch_alerts_dead_lettered_total',
+    'Alerts the receiver refused for good (another status), written to dead-letter.jsonl.',
+  );
   const dropped = counter('sockwatch_alerts_dropped_total', 'Undelivered alerts dropped because the outbox was full (oldest first).');
   delivery.on('delivered', () => delivered.inc());
   delivery.on('retry', () => retried.inc());

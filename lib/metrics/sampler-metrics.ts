@@ -14,12 +14,18 @@ import { formatEndpoint } from '../address';
 import * as v from '../base/validate';
 import { DEFAULT_EXCLUDED_PORTS, OUTBOUND_STATES } from '../outbound/watcher';
 import { DistinctWindow } from '../outbound/window';
-import { CompiledSampleOptions, Sampler, type ByteThreshold, type PortSpec, type SampleOptions, type SampleResult } from '../sampler';
+import {
+  CompiledSampleOptions,
+  DEFAULT_QUEUE_HISTOGRAM_BOUNDS,
+  Sampler,
+  type ByteThreshold,
+  type PortSpec,
+  type QueueHistogram,
+  type SampleResult,
+} from '../sampler';
 import { Coalescer } from './coalesce';
 import type { MetricSample, MetricType } from './exposition';
 
-/** Default bucket bounds of sockwatch_queue_bytes (bytes). */
-export const QUEUE_BUCKETS: readonly number[] = Object.freeze([0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]);
 /** The distinct-connections window of sockwatch_outbound_connections_distinct_240s (Azure's SNAT port hold). */
 const DISTINCT_WINDOW_MS = 240_000;
 
@@ -77,17 +83,6 @@ interface ScanSource {
   close(): Promise<void>;
 }
 
-/** The result fields of the exporter's scan request (lib/sampler.ts). */
-type QueueHistogram = { bounds: number[]; counts: number[]; sum: number; count: number };
-type StateCounts = Record<string, number>;
-interface ExporterResult {
-  queueHistograms?: Record<'tcp' | 'udp', Record<'recv' | 'send', QueueHistogram>>;
-  overThreshold?: { recv: number; send: number; tcp?: { recv: number; send: number }; udp?: { recv: number; send: number } };
-  stateCountsByFamily?: Record<'tcp' | 'udp', Record<4 | 6, StateCounts>>;
-  listeners?: Array<{ family: 4 | 6; localAddress: string; localPort: number; acceptQueue: number; backlog: number }>;
-  aggregatedSockets?: number;
-}
-
 interface Destination {
   destination: string;
   count: number;
@@ -99,7 +94,7 @@ export interface NamespaceSnapshot {
   /** The netns label ('' without allNetns). */
   key: string;
   netns?: NetnsInfo;
-  result?: SampleResult & ExporterResult;
+  result?: SampleResult;
   error?: Error;
   destinations: Destination[];
   other: Destination;
@@ -166,23 +161,25 @@ export class SamplerMetrics {
     const recvThreshold = v.byteThreshold(o.recvThreshold, 'options.recvThreshold', 'off');
     const sendThreshold = v.byteThreshold(o.sendThreshold, 'options.sendThreshold', 'off');
     this.thresholds = { recv: recvThreshold !== 'off', send: sendThreshold !== 'off' };
-    const request = {
-      ...(o.localAddresses !== undefined ? { localAddresses: o.localAddresses } : {}),
-      ...(o.remoteAddresses !== undefined ? { remoteAddresses: o.remoteAddresses } : {}),
-      recvThreshold,
-      sendThreshold,
-      maxRecords: 0,
-      queueHistogram: { bounds: QUEUE_BUCKETS },
-      ...(listeners > 0 ? { listeners: { top: listeners } } : {}),
-      aggregate: {
-        states: OUTBOUND_STATES,
-        cookies: true,
-        top: this.top,
-        excludeLocalPorts: o.excludeLocalPorts ?? DEFAULT_EXCLUDED_PORTS,
-        mergeMapped: true,
+    this.request = new CompiledSampleOptions(
+      {
+        ...(o.localAddresses !== undefined ? { localAddresses: o.localAddresses } : {}),
+        ...(o.remoteAddresses !== undefined ? { remoteAddresses: o.remoteAddresses } : {}),
+        recvThreshold,
+        sendThreshold,
+        maxRecords: 0,
+        queueHistogram: { bounds: DEFAULT_QUEUE_HISTOGRAM_BOUNDS },
+        ...(listeners > 0 ? { listeners: { top: listeners } } : {}),
+        aggregate: {
+          states: OUTBOUND_STATES,
+          cookies: true,
+          top: this.top,
+          excludeLocalPorts: o.excludeLocalPorts ?? DEFAULT_EXCLUDED_PORTS,
+          mergeMapped: true,
+        },
       },
-    } as SampleOptions;
-    this.request = new CompiledSampleOptions(request, 'options');
+      'options',
+    );
     this.source = this.allNetns ? allNetnsSource() : singleSource(o.netns);
     this.coalescer = new Coalescer(() => this.scanNow(), minIntervalMs);
   }
@@ -216,7 +213,7 @@ export class SamplerMetrics {
         return { key, netns: s.netns, error: s.error ?? new Error('no result'), destinations: [], other: otherOf(0, 0) };
       }
       this.observer?.scanned(key, s.result.elapsedNs / 1e9);
-      return this.snapshotOf(key, s.netns, s.result as SampleResult & ExporterResult, nowMs);
+      return this.snapshotOf(key, s.netns, s.result as SampleResult, nowMs);
     });
     for (const key of [...this.windows.keys()]) {
       if (seen.has(key)) continue;
@@ -226,7 +223,7 @@ export class SamplerMetrics {
     return { namespaces };
   }
 
-  private snapshotOf(key: string, netns: NetnsInfo | undefined, result: SampleResult & ExporterResult, nowMs: number): NamespaceSnapshot {
+  private snapshotOf(key: string, netns: NetnsInfo | undefined, result: SampleResult, nowMs: number): NamespaceSnapshot {
     let window = this.windows.get(key);
     if (!window) this.windows.set(key, (window = new DistinctWindow(DISTINCT_WINDOW_MS)));
     const aggs = result.aggregates;
@@ -271,11 +268,11 @@ function nsLabels(m: SamplerMetrics, ns: NamespaceSnapshot): Labels {
 /** Samples of every scanned namespace (failed ones have none). */
 function perNamespace(
   m: SamplerMetrics,
-  each: (ns: NamespaceSnapshot & { result: SampleResult & ExporterResult }, labels: Labels, out: MetricSample[]) => void,
+  each: (ns: NamespaceSnapshot & { result: SampleResult }, labels: Labels, out: MetricSample[]) => void,
 ): (s: MetricsSnapshot) => MetricSample[] {
   return (s) => {
     const out: MetricSample[] = [];
-    for (const ns of s.namespaces) if (ns.result) each(ns as NamespaceSnapshot & { result: SampleResult & ExporterResult }, nsLabels(m, ns), out);
+    for (const ns of s.namespaces) if (ns.result) each(ns as NamespaceSnapshot & { result: SampleResult }, nsLabels(m, ns), out);
     return out;
   };
 }
@@ -284,7 +281,12 @@ const PROTOCOLS = ['tcp', 'udp'] as const;
 const QUEUES = ['recv', 'send'] as const;
 
 /** Samples of one outbound series (connections now or distinct in the window): the top destinations and "other". */
-export function outboundSamples(destinations: readonly Destination[], other: Destination, pick: 'count' | 'distinct', labels: Labels = {}): MetricSample[] {
+export function outboundSamples(
+  destinations: readonly Destination[],
+  other: Destination,
+  pick: 'count' | 'distinct',
+  labels: Labels = {},
+): MetricSample[] {
   const out = destinations.map((d) => ({ labels: { ...labels, destination: d.destination }, value: d[pick] }));
   out.push({ labels: { ...labels, destination: 'other' }, value: other[pick] });
   return out;
@@ -344,16 +346,11 @@ export function snapshotFamilies(m: SamplerMetrics): FamilyDescriptor[] {
   if (m.thresholds.recv || m.thresholds.send) {
     families.push({
       name: 'sockwatch_queue_over_threshold_sockets',
-      help: 'Sockets whose queue is strictly greater than --recv-threshold / --send-threshold (bytes).',
+      help: 'Sockets (TCP and UDP together) whose queue is strictly greater than --recv-threshold / --send-threshold (bytes).',
       type: 'gauge',
       values: perNamespace(m, (ns, labels, out) => {
-        const o = ns.result.overThreshold;
-        if (!o) return;
-        for (const queue of QUEUES) {
-          if (!m.thresholds[queue]) continue;
-          if (o.tcp && o.udp) for (const protocol of PROTOCOLS) out.push({ labels: { ...labels, protocol, queue }, value: o[protocol]![queue] });
-          else out.push({ labels: { ...labels, protocol: 'all', queue }, value: o[queue] });
-        }
+        for (const queue of QUEUES)
+          if (m.thresholds[queue]) out.push({ labels: { ...labels, queue }, value: ns.result.overThreshold[queue] });
       }),
     });
   }
@@ -387,7 +384,12 @@ export function snapshotFamilies(m: SamplerMetrics): FamilyDescriptor[] {
         type: 'gauge',
         values: (s) =>
           s.namespaces.map((ns) => ({
-            labels: { netns: ns.key, pod_uid: ns.netns?.podUid ?? '', container_id: ns.netns?.containerId ?? '', comm: ns.netns?.comm ?? '' },
+            labels: {
+              netns: ns.key,
+              pod_uid: ns.netns?.podUid ?? '',
+              container_id: ns.netns?.containerId ?? '',
+              comm: ns.netns?.comm ?? '',
+            },
             value: 1,
           })),
       },

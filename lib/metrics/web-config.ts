@@ -30,11 +30,7 @@ export class WebConfigError extends Error {
 }
 
 export type ClientAuthType =
-  | 'NoClientCert'
-  | 'RequestClientCert'
-  | 'RequireAnyClientCert'
-  | 'VerifyClientCertIfGiven'
-  | 'RequireAndVerifyClientCert';
+  'NoClientCert' | 'RequestClientCert' | 'RequireAnyClientCert' | 'VerifyClientCertIfGiven' | 'RequireAndVerifyClientCert';
 const CLIENT_AUTH_TYPES: readonly ClientAuthType[] = [
   'NoClientCert',
   'RequestClientCert',
@@ -159,7 +155,9 @@ export function loadWebConfig(file: string): WebConfig {
     config.users = new Map();
     for (const [user, hash] of Object.entries(u)) {
       if (typeof hash !== 'string' || !/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash))
-        return fail(`basic_auth_users.${user}: not a bcrypt hash (expected $2y$, $2b$ or $2a$ with cost and 53 characters, as htpasswd -B writes)`);
+        return fail(
+          `basic_auth_users.${user}: not a bcrypt hash (expected $2y$, $2b$ or $2a$ with cost and 53 characters, as htpasswd -B writes)`,
+        );
       if (user.includes(':')) return fail(`basic_auth_users: a user name may not contain ":"`);
       config.users.set(user, hash);
     }
