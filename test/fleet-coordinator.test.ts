@@ -13,6 +13,7 @@ import { FleetGate } from '../lib/fleet/gate';
 import { normalizeFleetLimits, parseWindow, windowAt } from '../lib/fleet/limits';
 import { parseContainerSasUrl, type ContainerSasUrl } from '../lib/upload/sas-url';
 import { UploadError } from '../lib/upload/errors';
+import { awayFromWindowBoundary } from './helpers/fleet';
 import { sleep } from './helpers/wait';
 
 /** Debian's libfaketime, under /usr/lib/<multiarch triplet>/faketime/. */
@@ -94,6 +95,7 @@ describe('fleet limits: options', () => {
 describe('fleet coordinator with Azurite', () => {
   it('--fleet-max 1: three instances asking at once, exactly one gets the slot; the others learn who and when', async () => {
     const sas = await containerSas('rw'); // r and w are all the fleet needs
+    await awayFromWindowBoundary(3_600_000, 10_000);
     const request = { kinds: ['dump'], destination: '10.0.0.5:1433', count: 130, threshold: 100 };
     const results = await Promise.all(['inst-a', 'inst-b', 'inst-c'].map((i) => coordinator(sas, i, { max: 1 }).admit(request)));
     const granted = results.filter((r) => r.granted);
@@ -125,6 +127,7 @@ describe('fleet coordinator with Azurite', () => {
   it('--fleet-concurrent 1: a second instance waits for the lease; the released slot still counts against --fleet-max', async () => {
     const sas = await containerSas();
     const limits = { max: 2, concurrent: 1, leaseSeconds: 15 };
+    await awayFromWindowBoundary(3_600_000, 10_000);
     const a = coordinator(sas, 'inst-a', limits);
     const b = coordinator(sas, 'inst-b', limits);
     const c = coordinator(sas, 'inst-c', limits);
