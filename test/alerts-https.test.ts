@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { HttpDelivery, Outbox } from '../lib/alerts';
 import type { DeliveredEvent, RetryScheduledEvent } from '../lib';
 import { HttpReceiver } from './helpers/http-receiver';
+import { selfSignedCert } from './helpers/tls';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 const title = hasOpenssl ? 'HttpDelivery over https' : 'HttpDelivery over https (SKIPPED: openssl not found on PATH)';
@@ -20,30 +21,7 @@ describe.skipIf(!hasOpenssl)(title, () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockwatch-https-'));
-    const keyFile = path.join(dir, 'key.pem');
-    const certFile = path.join(dir, 'cert.pem');
-    const r = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { encoding: 'utf8' },
-    );
-    if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+    const { keyFile, certFile } = selfSignedCert(dir, '127.0.0.1');
     cert = fs.readFileSync(certFile, 'utf8');
     rx = await HttpReceiver.start({ tls: { key: fs.readFileSync(keyFile), cert } });
   });

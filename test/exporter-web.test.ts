@@ -1,7 +1,7 @@
 // --web.config.file: TLS (a certificate made here with openssl), client certificates and basic auth
 // (a bcrypt hash made here) against the compiled exporter on loopback; bad configs exit 2 with one line
 // naming the file and never showing a hash.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -10,6 +10,7 @@ import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses, runCli } from './helpers/cli';
 import { fetchUrl, startServing } from './helpers/metrics';
 import { tmpDir } from './helpers/tmp';
+import { selfSignedCert } from './helpers/tls';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
@@ -17,32 +18,10 @@ afterEach(async () => {
   await killCliProcesses();
 });
 
-/** A self-signed certificate for 127.0.0.1 (key, cert) in `dir` under `name`. */
+/** A self-signed certificate for 127.0.0.1: key and cert file names. */
 function selfSigned(dir: string, name: string): { key: string; cert: string } {
-  const key = path.join(dir, `${name}.key`);
-  const cert = path.join(dir, `${name}.crt`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${name}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { key, cert };
+  const { keyFile, certFile } = selfSignedCert(dir, name);
+  return { key: keyFile, cert: certFile };
 }
 
 describe.skipIf(!hasOpenssl)('exporter --web.config.file', () => {
