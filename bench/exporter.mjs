@@ -44,17 +44,27 @@ const MAX_CONNECTIONS_PER_HOLDER = 9000; // 18,000 fds: under the 20,000 a proce
 export const START = '<!-- exporter:start (written by bench/exporter.mjs) -->';
 export const END = '<!-- exporter:end -->';
 
-const USAGE = `usage: node bench/exporter.mjs [--only exporter,netns] [--sizes 10000,40000] [--namespaces 1,10,50,10h] [--rounds 7] [--out PATH]`;
+const USAGE =
+  'usage: node bench/exporter.mjs [--only exporter,netns] [--sizes 10000,40000] [--namespaces 1,10,50,10h] [--rounds 7] [--out PATH]\n' +
+  '       node bench/exporter.mjs --report-only   (render the section again from bench/out/exporter.json)';
 
 function parseArgs(argv) {
-  const o = { only: ['exporter', 'netns'], sizes: [10000, 40000], namespaces: ['1', '10', '50', '10h'], rounds: 7, out: undefined };
+  const o = {
+    only: ['exporter', 'netns'],
+    sizes: [10000, 40000],
+    namespaces: ['1', '10', '50', '10h'],
+    rounds: 7,
+    out: undefined,
+    reportOnly: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const list = () => (argv[++i] ?? '').split(',').map((s) => s.trim());
     if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
-    } else if (a === '--only') o.only = list();
+    } else if (a === '--report-only') o.reportOnly = true;
+    else if (a === '--only') o.only = list();
     else if (a === '--sizes') o.sizes = list().map((s) => Number(s.replace(/k$/i, '000')));
     else if (a === '--namespaces') o.namespaces = list();
     else if (a === '--rounds') o.rounds = Number(argv[++i]);
@@ -147,7 +157,14 @@ function exporterMarkdown(results) {
       }
       const base = row.baseline ? s.rows[row.baseline] : undefined;
       const info = r.info ?? {};
-      const notes = id.startsWith('exporter') ? `${info.aggregates} remotes / ${n(info.aggregatedSockets)} sockets in the top 50` : '';
+      const baseSeen = base?.info?.socketsSeen;
+      const drift = Number.isFinite(baseSeen) && Math.abs(info.socketsSeen - baseSeen) > 0.05 * baseSeen;
+      const notes = [
+        id.startsWith('exporter') ? `${info.aggregates} remotes / ${n(info.aggregatedSockets)} sockets in the top 50` : '',
+        drift ? `⚠ other processes' sockets changed during the rounds (${row.baseline} saw ${n(baseSeen)})` : '',
+      ]
+        .filter(Boolean)
+        .join('; ');
       lines.push(
         `| ${sizeLabel(s.size)} | \`${id}\` | ${ms(r.medianMs)} | ${ms(r.minMs)} | ${ms(r.cpuMedianMs)} | ${base ? `${x(pairedRatio(r, base))} ${row.baseline}` : '–'} | ${base ? x(pairedCpuRatio(r, base)) : '–'} | ${n(info.socketsSeen)} | ${notes} |`,
       );
@@ -402,6 +419,13 @@ function netnsMarkdown(results) {
       .map((r) => `${r.k}${r.ownHash ? ' with own hashes' : ''}: ${x(r.allMs / single.allMs)} (CPU ${x(r.allCpuMs / single.allCpuMs)})`);
     if (parts.length) lines.push(`- ${sizeLabel(size)}: every namespace vs the same sockets in one namespace — ${parts.join(', ')}.`);
   }
+  const widest = results.filter((r) => !r.ownHash).sort((a, b) => b.k - a.k || b.size - a.size)[0];
+  if (widest && widest.k > 1)
+    lines.push(
+      `- What one namespace costs with the shared hash: ${sizeLabel(widest.size)} sockets over ${widest.k} namespaces, ${ms(widest.allCpuMs / widest.k)} CPU ` +
+        `per namespace, against ${ms(widest.hostCpuMs)} for a scrape of a namespace holding none of them: each scrape pays one walk of the ` +
+        "whole shared hash (every namespace's sockets, and any other on the host) plus its own sockets' messages, so K namespaces cost about K walks.",
+    );
   const tcp = results.map((r) => r.hostTcpDuring?.alloc).filter(Number.isFinite);
   if (tcp.length)
     lines.push(
@@ -430,6 +454,11 @@ function previousParts(file) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
+  const json = path.join(OUT_DIR, 'exporter.json');
+  if (o.reportOnly) {
+    const saved = JSON.parse(readFileSync(json, 'utf8'));
+    return render({ ...saved.options, out: o.out }, saved.env, saved.results, saved.durationS, saved.loadavgEnd);
+  }
   installExitHandlers();
   process.on('exit', deleteAllNamespaces);
   const lib = loadLibrary();
@@ -438,18 +467,24 @@ async function main() {
   const results = {};
   if (o.only.includes('exporter')) results.exporter = await exporterPart(o, lib);
   if (o.only.includes('netns')) results.netns = await netnsPart(o, lib);
+  const durationS = Math.round((performance.now() - started) / 1000);
+  const loadavgEnd = os
+    .loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ');
   mkdirSync(OUT_DIR, { recursive: true });
-  writeFileSync(path.join(OUT_DIR, 'exporter.json'), `${JSON.stringify({ env, options: o, results }, null, 2)}\n`);
+  writeFileSync(json, `${JSON.stringify({ env, options: o, results, durationS, loadavgEnd }, null, 2)}\n`);
+  render(o, env, results, durationS, loadavgEnd);
+}
+
+function render(o, env, results, durationS, loadavgEnd) {
   const prev = previousParts(o.out);
   const text = [
     '## Exporter and network namespaces (issue 11)',
     '',
     `Written by \`npm run bench:exporter\` (bench/exporter.mjs; \`-- --only exporter\` or \`-- --only netns\` reruns one part). Last run: ${env.date}, ` +
       `kernel ${env.kernel}, ${env.cpu} (${env.cores} cores), Node ${env.node}, load average ${env.loadavg} at start and ` +
-      `${os
-        .loadavg()
-        .map((v) => v.toFixed(2))
-        .join(' ')} at the end, ${o.rounds} rounds, ${Math.round((performance.now() - started) / 1000)} s. The machine was shared with ` +
+      `${loadavgEnd ?? '?'} at the end, ${o.rounds} rounds, ${durationS ?? '?'} s. The machine was shared with ` +
       'other work: absolute times are noisy, ratios measured in the same run are what to read.',
     '',
     results.exporter ? exporterMarkdown(results.exporter) : prev.exporter,
