@@ -3,12 +3,19 @@
 // unknown fields through the TypeScript declarations of the same packages, and the API server's rules
 // these files touch), and checked for the shape the README promises. The validator is shown to refuse
 // real mistakes (a wrong type, a misspelled field, a missing required field, a port name too long).
+// Each container's args are run by the real CLI (dist/ rather than the image; listen addresses moved to
+// loopback, paths to temporary ones): the exporter serves its readiness probe's path, the sidecar's
+// snat its metrics where the scrape annotations point.
 // Not exercised: a cluster (no API server, kubelet or container runtime here), so admission (Pod
 // Security, AppArmor, seccomp), scheduling and the PodMonitor's discovery by a Prometheus Operator.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCleanups } from './helpers/cleanup';
+import { killCliProcesses, startCli } from './helpers/cli';
 import { apiRuleErrors, readManifests, schemaErrors, unknownFieldErrors, validateManifests, type Manifest } from './helpers/k8s-validate';
+import { tmpDir } from './helpers/tmp';
+import { waitFor } from './helpers/wait';
 
 const root = path.join(__dirname, '..');
 const k8sDir = path.join(root, 'deploy', 'kubernetes');
@@ -32,6 +39,38 @@ const listenPort = (c: Manifest, flag: string): number => {
   return Number(/:(\d+)$/.exec(c.args[i + 1])?.[1]);
 };
 const clone = <T>(v: T): T => structuredClone(v);
+
+afterAll(async () => {
+  await killCliProcesses();
+  await runCleanups();
+});
+
+/**
+ * A container's args run by the real CLI (dist/, the image's entry point minus the image), as the
+ * kubelet would pass them: its env (values, and the pod name "myapp-0" for a metadata.name fieldRef;
+ * Secrets left out) set and expanded in $(VAR) references; then `swap` applied to each argument (its
+ * listen address to loopback port 0, its paths to temporary ones). Waits until it serves HTTP, fetches
+ * `path_`, then stops it.
+ */
+async function serveArgs(c: Manifest, swap: (arg: string) => string, path_: string): Promise<{ status: number; body: string }> {
+  const env: Record<string, string> = {};
+  for (const e of (c.env ?? []) as Manifest[]) {
+    if (typeof e.value === 'string') env[e.name] = e.value;
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[e.name] = 'myapp-0';
+  }
+  const args = (c.args as string[]).map((a) => swap(a.replace(/\$\((\w+)\)/g, (m, name: string) => env[name] ?? m)));
+  const cli = startCli(args, { env, unsetEnv: ['DIAGNOSTICS_AZUREBLOBCONTAINERSASURL', 'COMPUTERNAME'] });
+  const at = /http:\/\/127\.0\.0\.1:\d+\/metrics/;
+  await waitFor(`${c.name} to serve`, () => at.test(cli.output()), {
+    giveUpIf: () => cli.child.exitCode !== null,
+    detail: () => cli.output(),
+  });
+  const res = await fetch(at.exec(cli.output())![0].replace(/\/metrics$/, path_));
+  const result = { status: res.status, body: await res.text() };
+  cli.child.kill('SIGTERM');
+  await cli.exited;
+  return result;
+}
 
 describe('Kubernetes manifests (deploy/kubernetes), validated offline', () => {
   it('every file is valid against the Kubernetes and Prometheus Operator schemas, with no unknown field', () => {
@@ -130,6 +169,14 @@ describe('exporter DaemonSet and PodMonitor (deploy/kubernetes/exporter-*.yaml)'
     });
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    `its args are the real CLI's: it serves the readiness probe's path${process.getuid?.() === 0 ? '' : ' (skipped: --all-netns needs CAP_SYS_ADMIN)'}`,
+    async () => {
+      const r = await serveArgs(exporter, (a) => a.replace(/^0\.0\.0\.0:\d+$/, '127.0.0.1:0'), exporter.readinessProbe.httpGet.path);
+      expect(r.status).toBe(200);
+    },
+  );
+
   it('the alert rules fit in a Prometheus Operator PrometheusRule as they are', () => {
     const rules = readManifests(path.join(root, 'deploy', 'prometheus', 'sockwatch-rules.yaml'))[0]!;
     const wrapped = {
@@ -158,5 +205,16 @@ describe('.NET sidecar (deploy/kubernetes/dotnet-snat-sidecar.yaml)', () => {
     // The app's own port differs: one pod, one network namespace.
     const app = container(deployment, 'app');
     for (const p of app.ports ?? []) expect(p.containerPort).not.toBe(port);
+  });
+
+  it("its args are the real CLI's: snat starts and serves its metrics where the annotations point", async () => {
+    const diag = tmpDir('sidecar diag');
+    const r = await serveArgs(
+      sidecar,
+      (a) => a.replace(/^0\.0\.0\.0:\d+$/, '127.0.0.1:0').replace(/^\/diag\//, `${diag}/`),
+      deployment.spec.template.metadata.annotations['prometheus.io/path'],
+    );
+    expect(r.status).toBe(200);
+    expect(r.body).toMatch(/^# TYPE sockwatch_outbound_connections gauge$/m);
   });
 });

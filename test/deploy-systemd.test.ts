@@ -65,6 +65,26 @@ const one = (key: string): string => {
 };
 const words = (key: string): string[] => one(key).split(/\s+/);
 
+/**
+ * The arguments ExecStart= gives sockwatch, $VARIABLES expanded from Environment= as systemd does
+ * (unquoted: split into words), the --listen address replaced by `listen`.
+ */
+function execStartArgs(listen: string): string[] {
+  const env = new Map<string, string>();
+  for (const value of service.get('Environment') ?? []) {
+    const m = /^"?([A-Za-z_][A-Za-z0-9_]*)=(.*?)"?$/.exec(value);
+    if (m) env.set(m[1]!, m[2]!);
+  }
+  const args = one('ExecStart')
+    .split(/\s+/)
+    .slice(1)
+    .flatMap((w) => (w.startsWith('$') ? (env.get(w.slice(1)) ?? '').split(/\s+/).filter(Boolean) : [w]));
+  const i = args.indexOf('--listen');
+  expect(i, 'ExecStart (with its Environment=) names --listen').toBeGreaterThan(0);
+  args[i + 1] = listen;
+  return args;
+}
+
 /** A copy of the unit in a directory with a space in its name, ExecStart pointing at the built program. */
 function unitCopy(edit: (text: string) => string = (t) => t): string {
   const program = fs.existsSync(standalone) ? `"${standalone}"` : `"${process.execPath}" "${cli}"`;
@@ -106,6 +126,9 @@ describe.skipIf(!analyze)(
 
     it('runs the exporter on every namespace as a dynamic user with only CAP_SYS_ADMIN and CAP_SYS_PTRACE', () => {
       expect(one('ExecStart')).toMatch(/^\/usr\/local\/bin\/sockwatch exporter --all-netns /);
+      // Loopback unless the operator says otherwise (/etc/default/sockwatch-exporter).
+      expect(execStartArgs('kept')).toEqual(['exporter', '--all-netns', '--listen', 'kept']);
+      expect(one('Environment')).toBe('"SOCKWATCH_EXPORTER_ARGS=--listen 127.0.0.1:9630"');
       expect(one('DynamicUser')).toBe('yes');
       expect(service.has('User')).toBe(false);
       expect(words('AmbientCapabilities').sort()).toEqual(['CAP_SYS_ADMIN', 'CAP_SYS_PTRACE']);
@@ -239,7 +262,7 @@ function runSandboxed(caps: string[], args: string[]): TracedRun {
 
 /** The exporter as the unit runs it, sandboxed: one scrape, then SIGTERM to it (strace then ends too). */
 async function scrapeSandboxedExporter(caps: string[]): Promise<TracedRun> {
-  const { argv, dir, traceFile } = sandboxed(caps, ['exporter', '--listen', '127.0.0.1:0', '--all-netns']);
+  const { argv, dir, traceFile } = sandboxed(caps, execStartArgs('127.0.0.1:0'));
   const child = spawn(argv[0]!, argv.slice(1), { cwd: dir, env: sandboxEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
   onCleanup(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
