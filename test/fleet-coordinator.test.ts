@@ -170,6 +170,27 @@ describe('fleet coordinator with Azurite', () => {
     expect(await blobNames(sas)).toEqual(['sockwatch/fleet/locks/lock-0']);
   });
 
+  it("another instance's record is foreign text: the refusal stays one printable line", async () => {
+    const sas = await containerSas('rw');
+    await awayFromWindowBoundary(3_600_000, 10_000);
+    const c = coordinator(sas, 'inst-a', { max: 1 });
+    const window = windowAt(await c.serviceTime(), 3_600_000);
+    const planted = JSON.stringify({
+      v: 1,
+      instance: 'evil\nERROR: forged line\u001b[31m',
+      pid: 7,
+      time: 'now',
+      destination: 'x',
+      count: 1,
+    });
+    await keyContainerClient(azurite.url, sas.containerName).getBlockBlobClient(c.slotName(window, 0)).upload(planted, planted.length);
+    const lines: string[] = [];
+    expect(await new FleetGate(c, { report: (text) => lines.push(text) }).admit({ kinds: ['dump'] })).toBeUndefined();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^[\x20-\x7e]+$/);
+    expect(lines[0]).toContain('evil?ERROR: forged line?[31m (pid 7) collected at now (x: 1 connections)');
+  });
+
   it('a SAS without the permissions (a stored access policy granting only r) gives one redacted line and no collection', async () => {
     const name = `fleet-policy-${process.pid}`;
     const client = keyContainerClient(azurite.url, name);

@@ -26,9 +26,16 @@ export interface FleetGateOptions {
   monotonicNow?: () => number;
 }
 
+/** A field of another instance's record (foreign text) made safe for one log line. */
+function field(v: unknown): string {
+  return String(v)
+    .replace(/[^\x20-\x7e]/g, '?')
+    .slice(0, 200);
+}
+
 function holderText(r: FleetRecord, verb: string): string {
-  const what = r.destination !== undefined ? ` (${r.destination}: ${r.count ?? '?'} connections)` : '';
-  return `${r.instance} (pid ${r.pid}) ${verb} ${r.time}${what}`;
+  const what = r.destination !== undefined ? ` (${field(r.destination)}: ${field(r.count ?? '?')} connections)` : '';
+  return `${field(r.instance)} (pid ${field(r.pid)}) ${verb} ${field(r.time)}${what}`;
 }
 
 function holdersText(holders: FleetRecord[], verb: string): string {
