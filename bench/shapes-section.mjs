@@ -1,9 +1,9 @@
-// The host-shapes and BPF section of bench/RESULTS.md (issue 13). Rule: bench/shapes.mjs and
-// bench/bpf-spike.mjs own the text between their markers and write nothing else of the file; each
-// writes its own part ("shapes" and "bpf"), and a rerun replaces only that part.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// The host-shapes and BPF sections of bench/RESULTS.md (issue 13). Rule: bench/shapes.mjs and
+// bench/bpf-spike.mjs own the text between their markers ("shapes", "bpf") and write nothing else of
+// the file; bench/run.mjs carries both over (bench/sections.mjs).
 import { evaluateTargets, fmtTime, pairedCpuRatio, pairedRatio } from './report.mjs';
 import { targets } from './scenarios.mjs';
+import { writeSection as writeMarkedSection } from './sections.mjs';
 
 const marker = (part) => [
   `<!-- ${part}:start (written by bench/${part === 'shapes' ? 'shapes' : 'bpf-spike'}.mjs) -->`,
@@ -13,12 +13,7 @@ const marker = (part) => [
 /** `file` with the marked part replaced by `text` (appended when absent). */
 export function writeSection(file, text, part = 'shapes') {
   const [start, end] = marker(part);
-  const section = `${start}\n${text.trim()}\n${end}`;
-  const md = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const i = md.indexOf(start);
-  const j = md.indexOf(end);
-  const next = i >= 0 && j > i ? md.slice(0, i) + section + md.slice(j + end.length) : `${md.replace(/\n*$/, '\n')}\n${section}\n`;
-  writeFileSync(file, next);
+  writeMarkedSection(file, start, end, text);
 }
 
 const x = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
@@ -246,19 +241,4 @@ export function renderBpfSection({ env, options, sizes, rows }) {
     out.push('');
   }
   return out.join('\n');
-}
-
-/**
- * `rendered` (a freshly rendered RESULTS.md) with the shapes and bpf parts of `previous` carried
- * over, for bench/run.mjs, which re-renders the whole file (as it carries the soak section).
- */
-export function carryShapeSections(previous, rendered) {
-  let md = rendered;
-  for (const part of ['shapes', 'bpf']) {
-    const [start, end] = marker(part);
-    const i = previous.indexOf(start);
-    const j = previous.indexOf(end);
-    if (i >= 0 && j > i && !md.includes(start)) md = `${md.replace(/\n*$/, '\n')}\n${previous.slice(i, j + end.length)}\n`;
-  }
-  return md;
 }
