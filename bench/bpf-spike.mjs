@@ -5,13 +5,14 @@
 //
 //   npm run bench:bpf           (= node bench/bpf-spike.mjs; about 6 minutes)
 //   node bench/bpf-spike.mjs --sizes 40000 --rounds 3 --latency-seconds 3
+//   node bench/bpf-spike.mjs --report-only  (the section again from bench/out/bpf.json)
 //
 // Runs in a network namespace of its own (bench/shapes-netns.mjs: a TCP hash of the host's size
 // holding only the farm) over the standard farm (bench/farm-plan.mjs). Every row at every size runs
 // once per round in a fresh process, rows interleaved; ratios are paired by round. Writes
 // bench/out/bpf.json and the "bpf" part of bench/RESULTS.md (bench/shapes-section.mjs).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installExitHandlers, killAllChildren, runChild, spawnTracked } from './children.mjs';
@@ -53,6 +54,7 @@ function parseArgs(argv) {
     else if (a === '--latency-rounds') o.latencyRounds = Number(value());
     else if (a === '--out') o.out = path.resolve(value());
     else if (a === '--inside') o.inside = true;
+    else if (a === '--report-only') o.reportOnly = true;
     else throw new RangeError(`unknown option ${a}`);
   }
   return o;
@@ -251,11 +253,21 @@ async function inside(o) {
 
 const argv = process.argv.slice(2);
 const o = parseArgs(argv);
-const run = o.inside
-  ? inside(o)
-  : process.getuid?.() === 0
-    ? runInNamespace('bpf', fileURLToPath(import.meta.url), argv)
-    : Promise.reject(new RangeError('bench/bpf-spike.mjs needs root (BPF iterators are tracing programs)'));
+/** Renders the section again from bench/out/bpf.json, measuring nothing. */
+async function reportOnly(o) {
+  const { env, options, sizes } = JSON.parse(readFileSync(path.join(OUT_DIR, 'bpf.json'), 'utf8'));
+  const queueMask = loadLibrary().compileSampleOptions({ states: queueWatchStates() }).tcpStates;
+  writeSection(o.out, renderBpfSection({ env, options, sizes, rows: rows(queueMask) }), 'bpf');
+  process.stdout.write(`wrote the bpf part of ${path.relative(process.cwd(), o.out)} from bench/out/bpf.json\n`);
+}
+
+const run = o.reportOnly
+  ? reportOnly(o)
+  : o.inside
+    ? inside(o)
+    : process.getuid?.() === 0
+      ? runInNamespace('bpf', fileURLToPath(import.meta.url), argv)
+      : Promise.reject(new RangeError('bench/bpf-spike.mjs needs root (BPF iterators are tracing programs)'));
 run.catch((err) => {
   process.stderr.write(`bpf-spike: ${err instanceof RangeError ? err.message : (err.stack ?? err)}\n`);
   killAllChildren();

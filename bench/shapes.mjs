@@ -3,6 +3,7 @@
 //
 //   npm run bench:shapes        (= node bench/shapes.mjs; root; about 10 minutes)
 //   node bench/shapes.mjs --shapes timewait --rounds 2 --only floor-1walk,queue-scan,floor-queue
+//   node bench/shapes.mjs --report-only     (the section again from bench/out/shapes.json)
 //
 // Shapes:
 //   timewait   the standard farm at 20k sockets (10k connections, 10 offenders) plus 40k client-side
@@ -22,7 +23,7 @@
 // instead and restores the per-namespace sysctls it changed.
 //
 // Results: bench/out/shapes.json, and the shapes section of bench/RESULTS.md (shapes-section.mjs).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installExitHandlers, killAllChildren, runChild, spawnTracked, waitForLine } from './children.mjs';
@@ -71,6 +72,7 @@ function parseArgs(argv) {
     else if (a === '--out') o.out = path.resolve(value());
     else if (a === '--no-netns') o.netns = false;
     else if (a === '--inside') o.inside = true;
+    else if (a === '--report-only') o.reportOnly = true;
     else throw new RangeError(`unknown option ${a}`);
   }
   for (const s of o.shapes) if (!SHAPES[s]) throw new RangeError(`--shapes: no shape "${s}" (known: ${Object.keys(SHAPES).join(', ')})`);
@@ -188,8 +190,16 @@ async function inside(o) {
 
 const argv = process.argv.slice(2);
 const o = parseArgs(argv);
-const run =
-  o.inside || !o.netns
+/** Renders the section again from bench/out/shapes.json, measuring nothing. */
+async function reportOnly(o) {
+  const { env, rounds, shapes } = JSON.parse(readFileSync(path.join(OUT_DIR, 'shapes.json'), 'utf8'));
+  writeSection(o.out, renderShapesSection({ env, rounds, shapes, rows: rowsToRun(o.only) }));
+  process.stdout.write(`wrote the shapes section of ${path.relative(process.cwd(), o.out)} from bench/out/shapes.json\n`);
+}
+
+const run = o.reportOnly
+  ? reportOnly(o)
+  : o.inside || !o.netns
     ? inside(o)
     : process.getuid?.() === 0
       ? runInNamespace('shapes', fileURLToPath(import.meta.url), argv)
