@@ -154,9 +154,11 @@ time.sleep(3600)`);
     }
   });
 
-  it.skipIf(!cgroupfsRoot)('owner (cgroupfs driver path): pod UID and container id of the oldest process that is not "pause"', async () => {
-    // As in a pod: the sandbox process ("pause") holds the namespace, the app is forked into it.
-    const holder = await inNewNetns(`import os, time, ctypes
+  it.skipIf(!cgroupfsRoot)(
+    'owner (cgroupfs driver path): pod UID and container id of the lowest-pid process that is not "pause"',
+    async () => {
+      // As in a pod: the sandbox process ("pause") holds the namespace, the app is forked into it.
+      const holder = await inNewNetns(`import os, time, ctypes
 libc = ctypes.CDLL(None)
 libc.prctl(15, b'pause', 0, 0, 0)
 pid = os.fork()
@@ -165,22 +167,23 @@ if pid == 0:
     time.sleep(3600); os._exit(0)
 print(pid, flush=True)
 time.sleep(3600)`);
-    const appPid = Number(holder.firstLine);
-    const dirs: string[] = [];
-    try {
-      dirs.push(...moveIntoCgroup(cgroupfsRoot!, `kubepods/burstable/pod${POD_UID}/${CONTAINER(1)}`, holder.pid));
-      dirs.unshift(...moveIntoCgroup(cgroupfsRoot!, `kubepods/burstable/pod${POD_UID}/${CONTAINER(2)}`, appPid));
-      // prctl runs after fork in the child: wait until /proc shows the new name.
-      for (let i = 0; i < 100 && fs.readFileSync(`/proc/${appPid}/comm`, 'utf8').trim() !== 'sw-test-app'; i++)
-        await new Promise((r) => setTimeout(r, 10));
-      const e = byInode(discoverNetworkNamespaces(), netnsInode(`/proc/${holder.pid}/ns/net`))!;
-      expect(e).toMatchObject({ comm: 'sw-test-app', podUid: POD_UID, containerId: CONTAINER(2) });
-    } finally {
-      killPid(appPid);
-      await stopHolder(holder);
-      removeCgroups(dirs);
-    }
-  });
+      const appPid = Number(holder.firstLine);
+      const dirs: string[] = [];
+      try {
+        dirs.push(...moveIntoCgroup(cgroupfsRoot!, `kubepods/burstable/pod${POD_UID}/${CONTAINER(1)}`, holder.pid));
+        dirs.unshift(...moveIntoCgroup(cgroupfsRoot!, `kubepods/burstable/pod${POD_UID}/${CONTAINER(2)}`, appPid));
+        // prctl runs after fork in the child: wait until /proc shows the new name.
+        for (let i = 0; i < 100 && fs.readFileSync(`/proc/${appPid}/comm`, 'utf8').trim() !== 'sw-test-app'; i++)
+          await new Promise((r) => setTimeout(r, 10));
+        const e = byInode(discoverNetworkNamespaces(), netnsInode(`/proc/${holder.pid}/ns/net`))!;
+        expect(e).toMatchObject({ comm: 'sw-test-app', podUid: POD_UID, containerId: CONTAINER(2) });
+      } finally {
+        killPid(appPid);
+        await stopHolder(holder);
+        removeCgroups(dirs);
+      }
+    },
+  );
 
   it.skipIf(!v2Root)('owner (systemd driver path, cgroup v2): underscores in the slice become dashes', async () => {
     const holder = await inNewNetns('import time; print("up", flush=True); time.sleep(3600)');

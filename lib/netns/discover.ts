@@ -13,11 +13,15 @@
 // - The path given for a namespace is the named file when there is one (it lives as long as the
 //   name), else /proc/LOWEST_PID/ns/net. Either is accepted by the Sampler's `netns` option; a pid's
 //   path stops working when that process exits (NamespaceScanner then tries the others in `pids`).
-// - Owner: the representative process is the oldest (start time, then lowest pid) that is not a
-//   kernel thread and not named "pause" (the sandbox holder of a pod, the usual oldest), else the
-//   oldest that is not a kernel thread, else the oldest; its comm and its cgroup
-//   give `comm`, `podUid` and `containerId` (the pod UID from the next processes, oldest first, when
-//   the representative's cgroup names none).
+// - Owner: the representative process is the lowest pid (the oldest, unless pids wrapped) that is
+//   not a kernel thread and not named "pause" (the sandbox holder of a pod, the usual lowest), else
+//   the lowest that is not a kernel thread, else the lowest; its comm and its cgroup give `comm`,
+//   `podUid` and `containerId` (the pod UID from the next processes when the representative's cgroup
+//   names none). Lowest pid rather than oldest start time: /proc/PID/stat costs ~60 µs a read, and
+//   sorting by start time would read it for every process of the host on every discovery (170 ms
+//   at 2,200 processes measured here); this way a namespace costs a few reads (at most 32 stat and 8
+//   cgroup reads), the walk itself one readlink per process: 28 ms for 2,275 processes in 54
+//   namespaces on a loaded 2-core VM, nearly all of it the kernel's readlink.
 import * as fs from 'node:fs';
 import { PF_KTHREAD, parseProcStat } from '../base/proc';
 import { parseCgroupFile } from './cgroup';
@@ -71,39 +75,46 @@ function readText(file: string): string | undefined {
 interface ProcFacts {
   pid: number;
   comm: string;
-  /** Start time (clock ticks since boot), for ordering. */
-  start: bigint;
   kernelThread: boolean;
 }
 
 function procFacts(procRoot: string, pid: number): ProcFacts | undefined {
   const st = parseProcStat(readText(`${procRoot}/${pid}/stat`));
   if (!st) return undefined; // gone
-  return { pid, comm: st.comm, start: BigInt(st.startTime), kernelThread: (st.flags & PF_KTHREAD) !== 0 };
+  return { pid, comm: st.comm, kernelThread: (st.flags & PF_KTHREAD) !== 0 };
 }
 
+/** Bounds on the /proc reads per namespace (a stat read costs ~60 µs; see the rule at the top). */
+const MAX_STAT_READS = 32;
 const MAX_CGROUP_READS = 8;
 
 /** comm, podUid, containerId of the processes `pids` (ascending), by the rule at the top. */
 function ownerOf(procRoot: string, pids: readonly number[]): Pick<NetnsEntry, 'comm' | 'podUid' | 'containerId'> {
-  const facts: ProcFacts[] = [];
+  let rep: ProcFacts | undefined;
+  let firstUser: ProcFacts | undefined;
+  let first: ProcFacts | undefined;
+  let reads = 0;
   for (const pid of pids) {
+    if (++reads > MAX_STAT_READS) break;
     const f = procFacts(procRoot, pid);
-    if (f) facts.push(f);
+    if (!f) continue;
+    first ??= f;
+    if (f.kernelThread) continue;
+    firstUser ??= f;
+    if (f.comm !== 'pause') {
+      rep = f;
+      break;
+    }
   }
-  if (facts.length === 0) return { comm: '' };
-  facts.sort((a, b) => (a.start === b.start ? a.pid - b.pid : a.start < b.start ? -1 : 1));
-  const rep = facts.find((f) => !f.kernelThread && f.comm !== 'pause') ?? facts.find((f) => !f.kernelThread) ?? facts[0]!;
+  rep ??= firstUser ?? first;
+  if (!rep) return { comm: '' };
   const out: Pick<NetnsEntry, 'comm' | 'podUid' | 'containerId'> = { comm: rep.comm };
   const repOwner = parseCgroupFile(readText(`${procRoot}/${rep.pid}/cgroup`) ?? '');
   if (repOwner.containerId !== undefined) out.containerId = repOwner.containerId;
   if (repOwner.podUid !== undefined) out.podUid = repOwner.podUid;
   else {
-    let reads = 0;
-    for (const f of facts) {
-      if (f === rep) continue;
-      if (++reads > MAX_CGROUP_READS) break;
-      const o = parseCgroupFile(readText(`${procRoot}/${f.pid}/cgroup`) ?? '');
+    for (const pid of pids.filter((p) => p !== rep.pid).slice(0, MAX_CGROUP_READS)) {
+      const o = parseCgroupFile(readText(`${procRoot}/${pid}/cgroup`) ?? '');
       if (o.podUid !== undefined) {
         out.podUid = o.podUid;
         break;
