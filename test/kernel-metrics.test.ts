@@ -213,9 +213,13 @@ describe('aggregation for the exporter', () => {
     const c1 = await connect('127.0.0.1', port);
     const c2 = await connect('127.0.0.1', port);
     await waitAccepted(accepted, 2);
+    // Both ports of every socket ours: an ephemeral port number is shared by connections to other
+    // destinations (the kernel only keeps 4-tuples unique), so a local port alone may match others'.
+    const ports = [port, c1.localPort!, c2.localPort!];
     const base: SampleOptions = {
       tcp: true,
-      localPorts: [port, c1.localPort!, c2.localPort!],
+      localPorts: ports,
+      remotePorts: ports,
       states: ['established'],
       maxRecords: 0,
       queueHistogram: true,
@@ -246,7 +250,14 @@ describe('aggregation for the exporter', () => {
     const v4 = await connect('127.0.0.1', port);
     const mapped = await connect('::ffff:127.0.0.1', port); // an AF_INET6 socket with a mapped peer
     await waitAccepted(accepted, 2);
-    const base: SampleOptions = { tcp: true, remotePorts: [port], states: ['established'], maxRecords: 1e6, all: true };
+    const base: SampleOptions = {
+      tcp: true,
+      localPorts: [v4.localPort!, mapped.localPort!],
+      remotePorts: [port],
+      states: ['established'],
+      maxRecords: 1e6,
+      all: true,
+    };
     const plain = await sampler.sample({ ...base, aggregate: true });
     const mappedRec = plain.records.find((x) => x.localPort === mapped.localPort)!;
     expect(mappedRec).toMatchObject({ family: 6, remoteAddress: '::ffff:127.0.0.1' });
@@ -297,18 +308,29 @@ describe('options', () => {
     const { port, accepted } = await acceptingServer('127.0.0.1');
     const c = await connect('127.0.0.1', port);
     await waitAccepted(accepted, 1);
+    const ports = [port, c.localPort!];
     const compiled = new CompiledSampleOptions({
       tcp: true,
-      localPorts: [port, c.localPort!],
+      states: ['established'],
+      localPorts: ports,
+      remotePorts: ports,
       maxRecords: 0,
       queueHistogram: { bounds: [0] },
-      listeners: { top: 1 },
       aggregate: { excludeLocalPorts: [port], mergeMapped: true },
     });
     const r: SampleResult = sampler.sampleSync(compiled);
     expect(r.queueHistograms!.tcp.recv).toEqual({ bounds: [0], counts: [2, 0], sum: 0, count: 2 });
-    expect(r.listeners).toEqual([{ family: 4, localAddress: '127.0.0.1', localPort: port, acceptQueue: 0, backlog: 511 }]);
     expect(r.aggregates.map((a) => a.remote)).toEqual([`127.0.0.1:${port}`]);
     expect(r.aggregatedSockets).toBe(1);
+    const listening = new CompiledSampleOptions({
+      tcp: true,
+      states: ['listen'],
+      localPorts: [port],
+      maxRecords: 0,
+      listeners: { top: 1 },
+    });
+    expect(sampler.sampleSync(listening).listeners).toEqual([
+      { family: 4, localAddress: '127.0.0.1', localPort: port, acceptQueue: 0, backlog: 511 },
+    ]);
   });
 });
