@@ -1,9 +1,7 @@
 // NamespaceScanner against namespaces this test creates (root, iproute2, util-linux unshare): each
 // namespace's listener is seen in its own namespace's result only; Samplers are kept between scans
 // and closed with their namespace; failures stay per namespace.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NamespaceScanner, discoverNetworkNamespaces, type NamespaceScan, type NetnsEntry } from '../lib/netns';
 import {
@@ -14,6 +12,7 @@ import {
   listenerScript,
   namedNetns,
   netnsInode,
+  nodeAsNobody,
   stopHolder,
   type Holder,
 } from './helpers/netns';
@@ -178,20 +177,13 @@ time.sleep(3600)`);
   it('an unprivileged user: EPERM for the namespaces it cannot enter, its own still scanned', async () => {
     const hidden = await inNewNetns('import time; print("up", flush=True); time.sleep(3600)');
     const hiddenInode = netnsInode(`/proc/${hidden.pid}/ns/net`);
-    const root = path.join(__dirname, '..');
-    const child = spawnSync(
-      process.execPath,
-      [
-        '-e',
-        `process.setgid(65534); process.setuid(65534);
-         const { NamespaceScanner } = require(${JSON.stringify(path.join(root, 'dist', 'netns', 'index.js'))});
-         const s = new NamespaceScanner();
-         s.scan({ tcp: true }).then((scans) => {
-           for (const x of scans) console.log(JSON.stringify({ inode: x.netns.inode, self: x.netns.self, ok: !!x.result, code: x.error && x.error.code, message: x.error && x.error.message }));
-           return s.close();
-         }, (e) => { console.log('rejected ' + e.message); process.exitCode = 1; });`,
-      ],
-      { encoding: 'utf8' },
+    const child = nodeAsNobody(
+      'netns/index.js',
+      `const s = new m.NamespaceScanner();
+       s.scan({ tcp: true }).then((scans) => {
+         for (const x of scans) console.log(JSON.stringify({ inode: x.netns.inode, self: x.netns.self, ok: !!x.result, code: x.error && x.error.code, message: x.error && x.error.message }));
+         return s.close();
+       }, (e) => { console.log('rejected ' + e.message); process.exitCode = 1; });`,
     );
     expect(child.status, child.stderr).toBe(0);
     const rows = child.stdout

@@ -1,9 +1,9 @@
 // Sampling inside another network namespace (needs root and iproute2's `ip`; both are on CI here).
 import { execFileSync, spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sampler } from '../lib/sampler';
 import { cleanupSockets } from './helpers/sockets';
+import { nodeAsNobody } from './helpers/netns';
 
 const NS = `sw-test-${process.pid}`;
 /** Python tail of the scripts run inside the namespace: a detached child keeps the sockets open,
@@ -124,17 +124,10 @@ ${HOLD_AND_PRINT_PORT}`);
   });
 
   it('an unprivileged user gets a clear error naming the privilege', () => {
-    const root = path.join(__dirname, '..');
-    const child = spawnSync(
-      process.execPath,
-      [
-        '-e',
-        `process.setgid(65534); process.setuid(65534);
-         const { Sampler } = require(${JSON.stringify(path.join(root, 'dist', 'sampler.js'))});
-         try { new Sampler({ netns: '/var/run/netns/${NS}' }); console.log('no error'); }
-         catch (e) { console.log(e.code + ' ' + e.message); }`,
-      ],
-      { encoding: 'utf8' },
+    const child = nodeAsNobody(
+      'sampler.js',
+      `try { new m.Sampler({ netns: '/var/run/netns/${NS}' }); console.log('no error'); }
+       catch (e) { console.log(e.code + ' ' + e.message); }`,
     );
     expect(child.stdout).toMatch(
       /EPERM setns EPERM: netns \/var\/run\/netns\/sw-test-\d+: permission denied: entering a network namespace needs CAP_SYS_ADMIN/,

@@ -2,8 +2,9 @@
 // (`ip netns add`) and unnamed ones (`unshare -n`, held only by the process started in it), each
 // with a TCP listener on 127.0.0.1 held by a python3 process. cleanupNetns() kills every process
 // started here and deletes every named namespace.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as readline from 'node:readline';
 
 export const canNetns =
@@ -88,4 +89,14 @@ export function killPid(pid: number): void {
   } catch {
     /* gone */
   }
+}
+
+/**
+ * Runs `script` in a Node child as uid/gid 65534 (nobody, no capabilities); `dist` names the
+ * compiled module the script gets as `m` (e.g. 'sampler.js', 'netns/index.js').
+ */
+export function nodeAsNobody(dist: string, script: string): SpawnSyncReturns<string> {
+  const file = path.join(__dirname, '..', '..', 'dist', dist);
+  const code = `process.setgid(65534); process.setuid(65534);\nconst m = require(${JSON.stringify(file)});\n${script}`;
+  return spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
 }
