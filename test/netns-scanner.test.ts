@@ -7,6 +7,7 @@ import { NamespaceScanner, discoverNetworkNamespaces, type NamespaceScan, type N
 import {
   canNetns,
   cleanupNetns,
+  deleteNamedNetns,
   inNewNetns,
   killPid,
   listenerScript,
@@ -132,6 +133,29 @@ time.sleep(3600)`);
       expect(results[1]!.result?.socketsSeen).toBeGreaterThan(0);
     } finally {
       killPid(childPid);
+      await scanner.close();
+    }
+  });
+
+  it('a namespace held by the scanner keeps its inode: a namespace made after its last process exited gets another', async () => {
+    // The kernel hands out the lowest free namespace inode again (an `ip netns del` + `add` usually
+    // gets the same one): were the gone namespace freed, the next would likely take its inode.
+    const a = await inNewNetns(listenerScript());
+    const aInode = netnsInode(`/proc/${a.pid}/ns/net`);
+    const scanner = new NamespaceScanner();
+    const other = `${NAME}-b`;
+    try {
+      expect(listens(of(await scanner.scan(LISTEN), aInode), Number(a.firstLine))).toBe(true);
+      await stopHolder(a);
+      await new Promise((r) => setTimeout(r, 300)); // namespace teardown is asynchronous in the kernel
+      await namedNetns(other);
+      expect(netnsInode(`/var/run/netns/${other}`)).not.toBe(aInode);
+      const next = await scanner.scan(LISTEN);
+      expect(of(next, aInode)).toBeUndefined();
+      expect(scanner.openNamespaces).not.toContain(aInode);
+      expect(of(next, netnsInode(`/var/run/netns/${other}`))?.result).toBeDefined();
+    } finally {
+      deleteNamedNetns(other);
       await scanner.close();
     }
   });
