@@ -156,7 +156,7 @@ export class NamespaceScanner {
     for (const file of candidates) {
       let fd: number;
       try {
-        fd = fs.openSync(file, fs.constants.O_RDONLY); // libuv adds O_CLOEXEC;
+        fd = fs.openSync(file, fs.constants.O_RDONLY); // libuv adds O_CLOEXEC
       } catch (e) {
         // ENOENT / ESRCH: that process is gone, try the next one. Keep the first other reason.
         const err = e as NodeJS.ErrnoException;
