@@ -53,7 +53,7 @@ describe.skipIf(noTmux)('top in the single executable, in a terminal', () => {
     });
     await pane.waitFor('the destinations', (t) => new RegExp(`^  ${literal(fx.dest[1])} +5 +5 .*ESTAB 5$`, 'm').test(t));
     pane.keys('2');
-    const queue = new RegExp(`^  tcp +ESTAB +4\\.9k +0 +${literal(fx.dest[2])} +[\\d.]+:\\d+ +${fx.holder.pid} python3$`);
+    const queue = new RegExp(`^  ESTAB +4\\.9k +0 +${literal(fx.dest[2])} +[\\d.]+:\\d+ +${fx.holder.pid} python3$`);
     await pane.waitFor('the queues with their owner', (t) => t.split('\n').filter((l) => queue.test(l)).length === 7);
     pane.keys('q');
     const after = await pane.waitFor('the exit', (t) => t.includes('program exited'));

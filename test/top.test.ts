@@ -4,6 +4,8 @@
 // address:port since other test files open sockets at the same time.
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { listSockets } from '../lib/sampler';
+import { DestinationSource, QueueSource, ScanScope } from '../lib/top/sources';
 import { runCli } from './helpers/cli';
 import { cleanupSockets } from './helpers/sockets';
 import { hasTmux, Tmux, type Pane } from './helpers/tmux';
@@ -70,7 +72,7 @@ describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
     await pane.waitFor('Destinations', (t) => t.includes(fx.dest[2]));
     pane.keys('2');
     const pyPid = fx.holder.pid;
-    const queue = new RegExp(`^! tcp +ESTAB +4\\.9k +0 +${literal(fx.dest[2])} +[\\d.]+:\\d+ +${pyPid} python3$`);
+    const queue = new RegExp(`^! ESTAB +4\\.9k +0 +${literal(fx.dest[2])} +[\\d.]+:\\d+ +${pyPid} python3$`);
     const listener = (i: number) => new RegExp(`^  ${literal(fx.dest[i]!)} +0 +64 +0% +${pyPid} python3$`, 'm');
     const queues = await pane.waitFor('the 7 queues and 4 listeners, with their owner', (t) => {
       return t.split('\n').filter((l) => queue.test(l)).length === 7 && [0, 1, 2, 3].every((i) => listener(i).test(t));
@@ -162,13 +164,13 @@ describe('sockwatch top, stdout not a terminal', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).not.toMatch(/\x1b/);
     const out = r.stdout;
-    expect(out).toMatch(/^== Destinations: filter: 127\.61\.0\. · \d+ destinations · /);
+    expect(out).toMatch(new RegExp(`^== Destinations: filter: ${literal(FIXTURE_FILTER)} · sort: total · \\d+ destinations · `));
     expect(out).toMatch(destinationRow(fx.dest[0], 3));
     expect(destinationRow(fx.dest[2], 7).exec(out)![1]).toBe('!');
     expect(out).toMatch(/^== Queues: filter: /m);
-    expect(out).toMatch(new RegExp(`^! tcp +ESTAB +4\\.9k +0 +${literal(fx.dest[2])} `, 'm'));
+    expect(out).toMatch(new RegExp(`^! ESTAB +4\\.9k +0 +${literal(fx.dest[2])} `, 'm'));
     // the filter selects processes by pid or command: the fixture's addresses select none
-    expect(out).toMatch(/^== Processes: filter: 127\.61\.0\. · \d+ owners · /m);
+    expect(out).toMatch(new RegExp(`^== Processes: filter: ${literal(FIXTURE_FILTER)} · sort: tcp · \\d+ owners · `, 'm'));
   });
 
   it('--view and --limit: one view, cut with a count of the rest', async () => {
@@ -195,6 +197,55 @@ describe('sockwatch top, stdout not a terminal', () => {
       const r = await runCli([...args], { subcommand: 'top' });
       expect(r.code).toBe(2);
       expect(r.stderr).toBe(`${line}\n`);
+    }
+  });
+});
+
+describe('top: the Queues view shares its kernel walk with Destinations', () => {
+  beforeAll(async () => {
+    fx ??= await topFixture();
+  });
+
+  it('the shared scan (aggregation filtered in C++) counts what the kernel-filtered scan counts', async () => {
+    const scope = new ScanScope(false);
+    const o = { intervalMs: 1000, threshold: 6, recvThreshold: 4096, sendThreshold: 4096, allNetns: false };
+    // the fixture's first listener port excluded: its accepted ends are inbound, not counted
+    const excludeLocalPorts = [80, 443, 2222, fx.ports[0]];
+    const own = new DestinationSource(scope, { ...o, excludeLocalPorts });
+    const shared = new DestinationSource(scope, { ...o, excludeLocalPorts });
+    const queues = new QueueSource(scope, { ...o, excludeLocalPorts });
+    try {
+      const ours = (rows: { remote: string; total: number; states: Record<string, number> }[], pid: RegExp) =>
+        rows
+          .filter((r) => pid.test(r.remote))
+          .map((r) => `${r.remote} ${r.total} ${JSON.stringify(r.states)}`)
+          .sort();
+      const a = (await own.poll()).rows;
+      const b = shared.fromScans(await scope.scan(shared.sharedOptions(queues.options))).rows;
+      const fixture = new RegExp(`^${literal(FIXTURE_FILTER)}`);
+      expect(ours(b, fixture)).toEqual(ours(a, fixture));
+      expect(ours(a, fixture)).toEqual([
+        `${fx.dest[0]} 3 {"established":3}`,
+        `${fx.dest[1]} 5 {"established":5}`,
+        `${fx.dest[2]} 7 {"established":7}`,
+        `${fx.dest[3]} 1 {"time-wait":1}`,
+      ]);
+      // the accepted ends (remote: the client's address and port) of the excluded port are in neither, the others' in both
+      const clients = async (port: number) =>
+        (await listSockets({ tcp: true, remotePorts: [port], states: ['established'] })).map((r) => `${r.localAddress}:${r.localPort}`);
+      const excluded = await clients(fx.ports[0]);
+      const counted = await clients(fx.ports[1]);
+      expect([excluded.length, counted.length]).toEqual([3, 5]);
+      for (const rows of [a, b]) {
+        const remotes = new Set(rows.map((r) => r.remote));
+        expect(excluded.filter((c) => remotes.has(c))).toEqual([]);
+        expect(counted.filter((c) => remotes.has(c))).toEqual(counted);
+      }
+    } finally {
+      queues.close();
+      await own.close();
+      await shared.close();
+      await scope.close();
     }
   });
 });

@@ -64,12 +64,24 @@ export class Top {
 
   /** One sample of what `views` need; the Processes walk is awaited only when `waitProcesses`. */
   async collect(views: readonly ViewName[], waitProcesses: boolean): Promise<void> {
-    const d = await this.destinations.poll();
-    const data: TopData = { ...this.data, destinations: d.rows, destinationSockets: d.sockets, scanMs: d.scanMs };
-    if (views.includes('queues')) {
-      const q = await this.queues.poll();
-      Object.assign(data, { queues: q.rows, listeners: q.listeners, queuesNonEmpty: q.nonEmpty, scanMs: data.scanMs + q.scanMs });
+    const withQueues = views.includes('queues');
+    let d: Awaited<ReturnType<DestinationSource['poll']>>;
+    let q: Awaited<ReturnType<QueueSource['fromScans']>> | undefined;
+    if (withQueues && !this.destinations.ownScan) {
+      // one walk for both views
+      const scans = await this.scope.scan(this.destinations.sharedOptions(this.queues.options));
+      d = this.destinations.fromScans(scans);
+      q = await this.queues.fromScans(scans);
+    } else {
+      d = await this.destinations.poll();
+      if (withQueues) {
+        const scans = await this.scope.scan(this.queues.options);
+        q = await this.queues.fromScans(scans);
+        q.scanMs += scans.reduce((ms, s) => ms + s.result.elapsedNs / 1e6, 0);
+      }
     }
+    const data: TopData = { ...this.data, destinations: d.rows, destinationSockets: d.sockets, scanMs: d.scanMs };
+    if (q) Object.assign(data, { queues: q.rows, listeners: q.listeners, queuesNonEmpty: q.nonEmpty, scanMs: data.scanMs + q.scanMs });
     if (views.includes('processes')) {
       const walk = this.processes.refresh().then(() => {
         this.data = { ...this.data, processes: this.processes.rows, processesUpdatedAt: this.processes.updatedAt };

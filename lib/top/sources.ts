@@ -3,8 +3,9 @@
 //   ports in the kernel, v4-mapped folded into IPv4, distinct cookies over 240 s), always, so the
 //   sparkline of the last minute has no gaps; with --pid the OutboundWatcher's attribution decides
 //   what counts.
-// - Queues: while shown, one scan returning only sockets with a non-empty queue (thresholds 0 in C++)
-//   and one of listeners; owners (pid, comm) only for the rows on screen, through SocketOwners'
+// - Queues: while shown, one scan returning only sockets with a non-empty queue (thresholds 0 in C++),
+//   which also does the Destinations aggregation (its states and excluded ports applied in C++), so
+//   the view costs one walk of the socket hash per tick, plus one of the listening hash; owners (pid, comm) only for the rows on screen, through SocketOwners'
 //   rate-limited, cached /proc walk.
 // - Processes: while shown, at its own slower pace (ProcessTable): a sliced walk of /proc/*/fd (socket
 //   inode -> pid) and one full scan; sockets without an inode (TIME_WAIT, SYN_RECV) belong to no
@@ -152,24 +153,45 @@ export class DestinationSource {
   /** How the --pid connections are counted, for the status line. */
   attribution = '';
 
+  /** True when the destinations come from the OutboundWatcher (--pid), not from scans shared with other views. */
+  get ownScan(): boolean {
+    return this.watcher !== undefined;
+  }
+
+  /**
+   * `other` (the Queues view's scan: every socket, thresholds) with this source's aggregation added,
+   * so one kernel walk serves both: the states and excluded ports are applied in C++ to the
+   * aggregation only, which counts what the kernel-filtered scan of poll() counts.
+   */
+  sharedOptions(other: SampleOptions): SampleOptions {
+    const states = [...OUTBOUND_STATES];
+    return { ...other, aggregate: { states, cookies: true, excludeLocalPorts: this.o.excludeLocalPorts } };
+  }
+
+  /** One tick: a scan of its own (kernel-filtered), or the watcher's poll with --pid. */
   async poll(nowMs = Date.now()): Promise<{ rows: DestinationRow[]; scanMs: number; sockets: number }> {
-    let lists: { ns: string; list: DestinationCount[] }[];
-    let scanMs = 0;
-    let sockets = 0;
     if (this.watcher) {
       const p = await this.watcher.poll();
-      lists = [{ ns: '', list: p.destinations }];
-      scanMs = p.scanMs;
-      sockets = p.socketsCounted;
       this.attribution = p.attribution ? `pid ${this.o.pid}: ${p.attribution.mode}${p.pidAlive === false ? ' (exited)' : ''}` : '';
-    } else {
-      lists = [];
-      for (const s of await this.scope.scan(this.options)) {
-        scanMs += s.result.elapsedNs / 1e6;
-        sockets += s.result.socketsSeen;
-        lists.push({ ns: s.ns, list: this.withWindow(s.ns, s.result, nowMs) });
-      }
+      return { rows: this.withHistory([{ ns: '', list: p.destinations }], nowMs), scanMs: p.scanMs, sockets: p.socketsCounted };
     }
+    return this.fromScans(await this.scope.scan(this.options), nowMs);
+  }
+
+  /** The rows of scans made with `options` or sharedOptions(). */
+  fromScans(scans: readonly Scanned[], nowMs = Date.now()): { rows: DestinationRow[]; scanMs: number; sockets: number } {
+    let scanMs = 0;
+    let sockets = 0;
+    const lists: { ns: string; list: DestinationCount[] }[] = [];
+    for (const s of scans) {
+      scanMs += s.result.elapsedNs / 1e6;
+      sockets += s.result.aggregates.reduce((sum, a) => sum + a.total, 0);
+      lists.push({ ns: s.ns, list: this.withWindow(s.ns, s.result, nowMs) });
+    }
+    return { rows: this.withHistory(lists, nowMs), scanMs, sockets };
+  }
+
+  private withHistory(lists: { ns: string; list: DestinationCount[] }[], nowMs: number): DestinationRow[] {
     const rows: DestinationRow[] = [];
     const keep = Math.max(2, Math.ceil(HISTORY_MS / this.o.intervalMs));
     for (const { ns, list } of lists) {
@@ -184,7 +206,7 @@ export class DestinationSource {
       }
     }
     for (const [key, h] of this.history) if (nowMs - h.seenAt > HISTORY_MS) this.history.delete(key);
-    return { rows, scanMs, sockets };
+    return rows;
   }
 
   /** Folds v4-mapped destinations, feeds the namespace's window, lists what is in it. */
@@ -220,17 +242,20 @@ export class QueueSource {
     private readonly o: TopSourceOptions,
   ) {}
 
-  async poll(): Promise<{ rows: QueueRow[]; listeners: ListenerRow[]; scanMs: number; nonEmpty: number }> {
+  /** The scan of this view: every socket, and thresholds of 0 in C++, so only sockets with something queued cross into JavaScript. */
+  readonly options: SampleOptions = { recvThreshold: 0, sendThreshold: 0, acceptThreshold: 'off', maxRecords: QUEUE_MAX_RECORDS };
+
+  /** The rows of scans made with `options` (or options that include them), and a scan of the listeners (its time in scanMs). */
+  async fromScans(scans: readonly Scanned[]): Promise<{ rows: QueueRow[]; listeners: ListenerRow[]; scanMs: number; nonEmpty: number }> {
     let scanMs = 0;
     let nonEmpty = 0;
     const rows: QueueRow[] = [];
-    // Thresholds of 0 in C++: only sockets with something queued cross into JavaScript.
-    for (const s of await this.scope.scan({ recvThreshold: 0, sendThreshold: 0, acceptThreshold: 'off', maxRecords: QUEUE_MAX_RECORDS })) {
-      scanMs += s.result.elapsedNs / 1e6;
+    for (const s of scans) {
       nonEmpty += s.result.offendersTotal;
       for (const r of s.result.records) rows.push(this.queueRow(s.ns, r));
     }
     const listeners: ListenerRow[] = [];
+    // LISTEN only: the kernel walks its listening hash and skips the established one.
     for (const s of await this.scope.scan({ tcp: true, states: ['listen'], all: true, maxRecords: QUEUE_MAX_RECORDS })) {
       scanMs += s.result.elapsedNs / 1e6;
       for (const r of s.result.records) {

@@ -2,7 +2,7 @@
 // the frame (header, status, table, key line) for a screen size. Pure functions of the data and the
 // state, so the live screen and the plain snapshot print the same rows.
 import type { SocketOwner } from '../queues/owners';
-import { bytes, cell, layout, row, sparkline, statesText, type Column, type Style } from './format';
+import { bytes, cell, layout, row, shortState, sparkline, statesText, type Column, type Style } from './format';
 import type { DestinationRow, ListenerRow, ProcessRow, QueueRow } from './sources';
 
 export const VIEWS = ['destinations', 'queues', 'processes'] as const;
@@ -116,12 +116,12 @@ function queueColumns(state: TopState, width: number, owners: Map<number, Socket
   return [
     mark((r) => r.overRecv || r.overSend),
     ...nsColumn<QueueRow>(state),
-    { title: 'PROTO', width: 5, text: (r) => r.protocol },
-    { title: 'STATE', width: 7, text: (r) => r.state.toUpperCase().replace('ESTABLISHED', 'ESTAB') },
+    // UDP's states say little (unconn, or connected): the protocol stands in their place
+    { title: 'STATE', width: 7, text: (r) => (r.protocol === 'udp' ? 'UDP' : shortState(r.state)) },
     { title: 'RECV-Q', width: 6, right: true, text: (r) => bytes(r.recvQ) },
     { title: 'SEND-Q', width: 6, right: true, text: (r) => bytes(r.sendQ) },
-    { title: 'LOCAL', width: 0, min: 15, text: (r) => r.local },
-    { title: 'REMOTE', width: 0, min: 15, text: (r) => r.remote },
+    { title: 'LOCAL', width: 0, min: 19, text: (r) => r.local },
+    { title: 'REMOTE', width: 0, min: 19, text: (r) => r.remote },
     { title: 'PID', width: 7, right: true, text: (r) => String(owners.get(r.inode)?.pid ?? '') },
     { title: 'COMMAND', width: width >= 100 ? 15 : 8, text: (r) => owners.get(r.inode)?.comm ?? '' },
   ];
@@ -254,6 +254,7 @@ function statusText(state: TopState, data: TopData): string {
   const parts: string[] = [];
   if (state.paused) parts.push('PAUSED');
   if (state.filter) parts.push(`filter: ${state.filter}`);
+  parts.push(`sort: ${sortName(state)}`);
   if (state.view === 'destinations') {
     parts.push(`${data.destinations.length} destinations`, `${data.destinationSockets} connections`, `-t ${state.threshold}`);
   } else if (state.view === 'queues') {
@@ -263,7 +264,7 @@ function statusText(state: TopState, data: TopData): string {
       data.processesUpdatedAt > 0 ? `${Math.max(0, Math.round((Date.now() - data.processesUpdatedAt) / 1000))}s ago` : 'walking /proc…';
     parts.push(`${data.processes.length} owners`, `updated ${age}`);
   }
-  parts.push(`sort: ${sortName(state)}`, `scan ${data.scanMs.toFixed(1)} ms`);
+  parts.push(`scan ${data.scanMs.toFixed(1)} ms`);
   return parts.join(' · ');
 }
 

@@ -1,9 +1,11 @@
 // Sockets with known destinations and queues for the `sockwatch top` tests, held by a python3 child:
-// four listeners on 127.61.0.1-4 (addresses no other test uses: `--filter 127.61.0.` keeps the
-// rows of concurrent tests off the screen); 3, 5 and 7 connections to the first three; the 7 client ends to
-// 127.61.0.3 each wrote 5000 bytes the accepted ends never read (receive queues); one connection to
-// 127.61.0.4 closed by its client first, so that client end sits in TIME_WAIT (no owner).
+// four listeners on 127.61.N.1-4, N from this process's pid (addresses no other test uses, and each
+// test file its own: the filter `127.61.N.` keeps the rows of concurrent tests off the screen); 3, 5
+// and 7 connections to the first three; the 7 client ends to the third each wrote 5000 bytes the accepted ends never read (receive queues); one connection to
+// the fourth closed by its client first, so that client end sits in TIME_WAIT (no owner).
 import { python, type PyHolder } from './sockets';
+
+const NET = process.pid % 250;
 
 export interface TopFixture {
   holder: PyHolder;
@@ -18,7 +20,7 @@ import socket, time
 ls = []
 keep = []
 for i in range(4):
-    s = socket.socket(); s.bind(('127.61.0.%d' % (1 + i), 0)); s.listen(64); ls.append(s)
+    s = socket.socket(); s.bind(('127.61.${NET}.%d' % (1 + i), 0)); s.listen(64); ls.append(s)
 for i, n in enumerate([3, 5, 7]):
     for j in range(n):
         c = socket.create_connection(ls[i].getsockname()); a, _ = ls[i].accept(); keep += [c, a]
@@ -29,12 +31,12 @@ print(' '.join(str(s.getsockname()[1]) for s in ls), flush=True)
 time.sleep(3600)
 `);
   const ports = holder.line.split(' ').map(Number) as TopFixture['ports'];
-  const dest = ports.map((p, i) => `127.61.0.${1 + i}:${p}`) as TopFixture['dest'];
+  const dest = ports.map((p, i) => `127.61.${NET}.${1 + i}:${p}`) as TopFixture['dest'];
   return { holder, dest, ports };
 }
 
 /** The filter that selects the fixture's rows. */
-export const FIXTURE_FILTER = '127.61.0.';
+export const FIXTURE_FILTER = `127.61.${NET}.`;
 
 /** A regex source matching `s` literally. */
 export function literal(s: string): string {
