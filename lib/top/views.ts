@@ -99,6 +99,14 @@ function nsColumn<R extends { ns: string }>(state: Pick<TopState, 'allNetns'>): 
 
 const mark = <R>(over: (r: R) => boolean): Column<R> => ({ title: '!', width: 1, text: (r) => (over(r) ? '!' : ' ') });
 
+/** PID and COMMAND of the socket's owner, when looked up. */
+function ownerColumns<R extends { inode: number }>(width: number, owners: Map<number, SocketOwner>): Column<R>[] {
+  return [
+    { title: 'PID', width: 7, right: true, text: (r) => String(owners.get(r.inode)?.pid ?? '') },
+    { title: 'COMMAND', width: width >= 100 ? 15 : 8, text: (r) => owners.get(r.inode)?.comm ?? '' },
+  ];
+}
+
 function destinationColumns(state: TopState, width: number): Column<DestinationRow>[] {
   const spark = width >= 120 ? 30 : width >= 100 ? 20 : 12;
   return [
@@ -122,8 +130,7 @@ function queueColumns(state: TopState, width: number, owners: Map<number, Socket
     { title: 'SEND-Q', width: 6, right: true, text: (r) => bytes(r.sendQ) },
     { title: 'LOCAL', width: 0, min: 19, text: (r) => r.local },
     { title: 'REMOTE', width: 0, min: 19, text: (r) => r.remote },
-    { title: 'PID', width: 7, right: true, text: (r) => String(owners.get(r.inode)?.pid ?? '') },
-    { title: 'COMMAND', width: width >= 100 ? 15 : 8, text: (r) => owners.get(r.inode)?.comm ?? '' },
+    ...ownerColumns(width, owners),
   ];
 }
 
@@ -135,8 +142,7 @@ function listenerColumns(state: TopState, width: number, owners: Map<number, Soc
     { title: 'ACCEPT-Q', width: 8, right: true, text: (r) => String(r.acceptQueue) },
     { title: 'BACKLOG', width: 8, right: true, text: (r) => String(r.backlog) },
     { title: 'FILL', width: 5, right: true, text: (r) => `${r.backlog > 0 ? Math.round((100 * r.acceptQueue) / r.backlog) : 0}%` },
-    { title: 'PID', width: 7, right: true, text: (r) => String(owners.get(r.inode)?.pid ?? '') },
-    { title: 'COMMAND', width: width >= 100 ? 15 : 8, text: (r) => owners.get(r.inode)?.comm ?? '' },
+    ...ownerColumns(width, owners),
   ];
 }
 
