@@ -136,6 +136,11 @@ export function renderShapesSection({ env, rounds, shapes, rows }) {
     out.push(`### ${s.info.label}`);
     out.push('');
     out.push(s.failed ? `Not measured: ${s.failed}.` : shapeTable(s, rows));
+    for (const r of s.reruns ?? [])
+      out.push(
+        '',
+        `Rows ${r.rows.map((id) => `\`${id}\``).join(', ')}: from a rerun of their own (${r.rounds} rounds, ${r.date}, load average ${r.loadavg}).`,
+      );
     out.push('');
   }
   return out.join('\n');
@@ -251,14 +256,21 @@ export function renderBpfSection({ env, options, sizes, rows }) {
         `Latency of a busy application on its own sockets at this size: bench/bpf-echo.c, 16 loopback connections, 64-byte ping-pong (client thread → server thread, TCP_NODELAY), ${options.latencySeconds} s per condition, ${options.latencyRounds} rounds with the conditions interleaved; a scanner process runs back to back beside it (medians over rounds):`,
         '',
       );
-      out.push('| Beside the ping-pong | round trips | RTT p50 | p90 | p99 | p99.9 | max |');
+      out.push(
+        '| Beside the ping-pong | round trips <sub>(per round)</sub> | RTT p50 | p90 | p99 <sub>(per round)</sub> | p99.9 <sub>(per round)</sub> | max |',
+      );
       out.push('|---|---:|---:|---:|---:|---:|---:|');
       const label = { idle: 'nothing', netlink: 'netlink floor scans, back to back', bpf: 'BPF iterator scans, back to back' };
       for (const [name, l] of Object.entries(s.latency)) {
+        const per = (key, f) => `<sub>(${l.rounds.map((r) => f(r[key])).join(', ')})</sub>`;
         out.push(
-          `| ${label[name]}${l.scannerRan === false ? ' (⚠ the scanner stopped early)' : ''} | ${n(l.roundTrips)} | ${l.p50Us.toFixed(1)} µs | ${l.p90Us.toFixed(1)} µs | ${l.p99Us.toFixed(1)} µs | ${l.p999Us.toFixed(0)} µs | ${l.maxUs.toFixed(0)} µs |`,
+          `| ${label[name]}${l.scannerRan === false ? ' (⚠ the scanner stopped early)' : ''} | ${n(l.roundTrips)} ${per('roundTrips', n)} | ${l.p50Us.toFixed(1)} µs | ${l.p90Us.toFixed(1)} µs | ${l.p99Us.toFixed(1)} µs ${per('p99Us', (v) => v.toFixed(0))} | ${l.p999Us.toFixed(0)} µs ${per('p999Us', (v) => v.toFixed(0))} | ${l.maxUs.toFixed(0)} µs |`,
         );
       }
+      out.push(
+        '',
+        `Read the two scanner rows against each other: with a load average of ${env.loadavg.split(' ')[0]} at the start, the machine's other sessions set the noise, and the row with nothing beside the ping-pong is no cleaner than the others (fewer round trips than beside netlink scans). What the iterator adds over netlink is the lock it takes on each of the ping-pong's sockets once per scan; what both add is a core kept busy scanning.`,
+      );
     }
     out.push('');
   }

@@ -4,6 +4,8 @@
 //   npm run bench:shapes        (= node bench/shapes.mjs; root; about 10 minutes)
 //   node bench/shapes.mjs --shapes timewait --rounds 2 --only floor-1walk,queue-scan,floor-queue
 //   node bench/shapes.mjs --report-only     (the section again from bench/out/shapes.json)
+//   node bench/shapes.mjs --shapes timewait --rounds 7 --only floor-1walk,floor-queue,queue-scan --merge
+//                                           (more rounds of a few rows, replacing them in bench/out/shapes.json)
 //
 // Shapes:
 //   timewait   the standard farm at 20k sockets (10k connections, 10 offenders) plus 40k client-side
@@ -73,6 +75,7 @@ function parseArgs(argv) {
     else if (a === '--no-netns') o.netns = false;
     else if (a === '--inside') o.inside = true;
     else if (a === '--report-only') o.reportOnly = true;
+    else if (a === '--merge') o.merge = true;
     else throw new RangeError(`unknown option ${a}`);
   }
   for (const s of o.shapes) if (!SHAPES[s]) throw new RangeError(`--shapes: no shape "${s}" (known: ${Object.keys(SHAPES).join(', ')})`);
@@ -181,11 +184,28 @@ async function inside(o) {
   }
   env.durationS = Math.round((performance.now() - started) / 1000);
   mkdirSync(OUT_DIR, { recursive: true });
-  writeFileSync(path.join(OUT_DIR, 'shapes.json'), `${JSON.stringify({ env, rounds: o.rounds, shapes }, null, 2)}\n`);
-  writeSection(o.out, renderShapesSection({ env, rounds: o.rounds, shapes, rows }));
+  const file = path.join(OUT_DIR, 'shapes.json');
+  let result = { env, rounds: o.rounds, shapes };
+  if (o.merge) result = merged(JSON.parse(readFileSync(file, 'utf8')), result);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  writeSection(o.out, renderShapesSection({ ...result, rows: rowsToRun() }));
   process.stdout.write(
     `wrote bench/out/shapes.json and the shapes section of ${path.relative(process.cwd(), o.out)} (${env.durationS} s)\n`,
   );
+}
+
+/**
+ * --merge: the rows of this run replace the same rows of the same shapes in the previous results
+ * (a longer rerun of a few rows); each shape notes which rows came from which run.
+ */
+function merged(previous, run) {
+  for (const s of run.shapes) {
+    const old = previous.shapes.find((p) => p.size === s.size && !p.failed);
+    if (!old || s.failed) continue;
+    Object.assign(old.rows, s.rows);
+    (old.reruns ??= []).push({ rows: Object.keys(s.rows), rounds: run.rounds, date: run.env.date, loadavg: run.env.loadavg });
+  }
+  return previous;
 }
 
 const argv = process.argv.slice(2);
@@ -193,7 +213,7 @@ const o = parseArgs(argv);
 /** Renders the section again from bench/out/shapes.json, measuring nothing. */
 async function reportOnly(o) {
   const { env, rounds, shapes } = JSON.parse(readFileSync(path.join(OUT_DIR, 'shapes.json'), 'utf8'));
-  writeSection(o.out, renderShapesSection({ env, rounds, shapes, rows: rowsToRun(o.only) }));
+  writeSection(o.out, renderShapesSection({ env, rounds, shapes, rows: rowsToRun() }));
   process.stdout.write(`wrote the shapes section of ${path.relative(process.cwd(), o.out)} from bench/out/shapes.json\n`);
 }
 
