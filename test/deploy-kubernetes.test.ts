@@ -207,6 +207,20 @@ describe('.NET sidecar (deploy/kubernetes/dotnet-snat-sidecar.yaml)', () => {
     for (const p of app.ports ?? []) expect(p.containerPort).not.toBe(port);
   });
 
+  it('runs snat from the image with /tmp shared with the app, its env from the pod name and a Secret', () => {
+    const app = container(deployment, 'app');
+    expect(sidecar.image).toMatch(new RegExp(`/sockwatch:${pkg.version.replace(/\./g, '\\.')}$`));
+    expect(sidecar.command, 'the image has no shell: the entry point stays /sockwatch').toBeUndefined();
+    expect(sidecar.args).toContain('--log-dir');
+    const tmpOf = (c: Manifest) => c.volumeMounts.find((m: Manifest) => m.mountPath === '/tmp')?.name;
+    expect(tmpOf(app)).toBeDefined();
+    expect(tmpOf(sidecar)).toBe(tmpOf(app));
+    expect(podSpec(deployment).volumes.find((v: Manifest) => v.name === tmpOf(app)).emptyDir).toBeDefined();
+    const env = Object.fromEntries((sidecar.env as Manifest[]).map((e) => [e.name, e]));
+    expect(env.COMPUTERNAME).toMatchObject({ valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
+    expect(env.DIAGNOSTICS_AZUREBLOBCONTAINERSASURL.valueFrom.secretKeyRef).toBeDefined();
+  });
+
   it("its args are the real CLI's: snat starts and serves its metrics where the annotations point", async () => {
     const diag = tmpDir('sidecar diag');
     const r = await serveArgs(

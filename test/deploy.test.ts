@@ -5,8 +5,8 @@
 //   `snat -c`, and the app is exec'ed (it is the process the platform started). sockwatch is the
 //   compiled CLI here (dist/, through a two-line wrapper), the single executable in production.
 //   Not exercised: App Service itself (its startup, Kudu, the SMB-backed /home, COMPUTERNAME's values).
-// - deploy/kubernetes/dotnet-snat-sidecar.yaml parses as YAML (python3-yaml) and has the shape the
-//   README promises. Not exercised: a cluster (no API server here; schema checks are issue 11's).
+// The Kubernetes files are checked in test/deploy-kubernetes.test.ts, the systemd unit in
+// test/deploy-systemd.test.ts.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,11 +17,8 @@ import { eventually } from './helpers/sockets';
 
 const root = path.join(__dirname, '..');
 const startScript = path.join(root, 'deploy', 'appservice', 'start-with-sockwatch.sh');
-const sidecarYaml = path.join(root, 'deploy', 'kubernetes', 'dotnet-snat-sidecar.yaml');
 
 afterAll(runCleanups);
-
-const hasPyYaml = spawnSync('python3', ['-c', 'import yaml'], { stdio: 'ignore' }).status === 0;
 
 function pidAlive(pid: number): boolean {
   try {
@@ -135,40 +132,3 @@ describe('App Service startup command (deploy/appservice/start-with-sockwatch.sh
     expect(r.stderr).toMatch(/^usage: /);
   });
 });
-
-describe.skipIf(!hasPyYaml)(
-  `Kubernetes sidecar (deploy/kubernetes/dotnet-snat-sidecar.yaml)${hasPyYaml ? '' : ' (skipped: python3-yaml missing)'}`,
-  () => {
-    it('parses, shares the pid namespace and /tmp, gives the sidecar SYS_PTRACE and runs snat from the image', () => {
-      const r = spawnSync('python3', ['-c', 'import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))'], {
-        input: fs.readFileSync(sidecarYaml),
-        encoding: 'utf8',
-      });
-      expect(r.stderr).toBe('');
-      const docs = JSON.parse(r.stdout) as Array<Record<string, any>>;
-      expect(docs).toHaveLength(1);
-      const deployment = docs[0]!;
-      expect(deployment).toMatchObject({ apiVersion: 'apps/v1', kind: 'Deployment' });
-      const spec = deployment.spec.template.spec;
-      expect(spec.shareProcessNamespace).toBe(true);
-      const [app, sidecar] = spec.containers as Array<Record<string, any>>;
-      expect(sidecar!.image).toMatch(/\/sockwatch:\d+\.\d+\.\d+$/);
-      expect(sidecar!.command, 'the image has no shell: the entry point stays /sockwatch').toBeUndefined();
-      expect(sidecar!.args[0]).toBe('snat');
-      expect(sidecar!.args).toContain('--log-dir');
-      expect(sidecar!.securityContext.capabilities.add).toContain('SYS_PTRACE');
-      const tmpOf = (c: Record<string, any>) => c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/tmp')?.name;
-      expect(tmpOf(app!)).toBeDefined();
-      expect(tmpOf(sidecar!)).toBe(tmpOf(app!));
-      expect(spec.volumes.find((v: { name: string }) => v.name === tmpOf(app!)).emptyDir).toBeDefined();
-      const env = Object.fromEntries((sidecar!.env as Array<Record<string, any>>).map((e) => [e.name, e]));
-      expect(env.COMPUTERNAME).toMatchObject({ valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
-      expect(env.DIAGNOSTICS_AZUREBLOBCONTAINERSASURL.valueFrom.secretKeyRef).toBeDefined();
-      // $(VAR) in args is expanded by Kubernetes only from the container's env.
-      for (const a of sidecar!.args as string[]) for (const m of a.matchAll(/\$\((\w+)\)/g)) expect(env[m[1]!], m[0]).toBeDefined();
-      // The image's version is the package's.
-      const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
-      expect(sidecar!.image.endsWith(`:${pkg.version}`)).toBe(true);
-    });
-  },
-);
