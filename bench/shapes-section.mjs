@@ -49,7 +49,7 @@ function farmLine(s) {
   return (
     `**${i.label}** (\`${i.shape}\`): ${i.children} farm process(es), ${n(i.connections)} connections, ${n(i.farmSockets)} farm sockets, ${i.offenders} offenders` +
     (i.timeWaitTarget
-      ? `, plus ${n(i.timeWaitTarget)} TIME_WAIT sockets kept topped up (first ${n(i.timeWaitSetup?.tw)} in ${((i.timeWaitSetup?.setupMs ?? 0) / 1000).toFixed(1)} s)`
+      ? `, plus ${n(i.timeWaitTarget)} client-side TIME_WAIT sockets from short loopback connections, ${i.timeWaitRampS ? `made over a ${i.timeWaitRampS} s ramp and then kept topped up (a steady churn of about ${n(Math.round(i.timeWaitTarget / 60))} connections a second, as TIME_WAIT lasts 60 s)` : `made at once (${((i.timeWaitSetup?.setupMs ?? 0) / 1000).toFixed(1)} s) and kept topped up: they expire together every minute, so the count dipped while the rows ran`}`
       : '') +
     `; during the rounds the namespace held ${n(Math.min(...inuse))}–${n(Math.max(...inuse))} TCP sockets in use and ${n(Math.min(...tw))}–${n(Math.max(...tw))} in TIME_WAIT (sockstat); the full floor counted ${n(s.hostSockets)}.`
   );

@@ -2,13 +2,16 @@
 // first, so each leaves one client-side TIME_WAIT socket (60 s, the kernel's fixed TCP_TIMEWAIT_LEN)
 // whose remote is the listener, as on a host that opens many short outbound connections.
 //
-//   shapes-tw TARGET [SOURCES]
+//   shapes-tw TARGET [SOURCES] [RAMP_SECONDS]
 //
 // Listens on 127.0.0.250:7000; clients bind source addresses 127.1.0.0 + k (k < SOURCES, default
 // 256) with IP_BIND_ADDRESS_NO_PORT, so the kernel picks the port per 4-tuple from
-// ip_local_port_range and each source uses under 1% of it. Makes TARGET connections at once, then
-// tops the TIME_WAIT count (/proc/net/sockstat "tw", this network namespace) back up to TARGET
-// every 100 ms as the oldest expire. Prints "READY {json}" once the count first reaches TARGET and
+// ip_local_port_range and each source uses under 1% of it. Makes TARGET connections spread evenly
+// over RAMP_SECONDS (default 60, the TIME_WAIT lifetime: so they also expire evenly, the steady
+// churn of a busy host, about TARGET/60 connections a second; 0 makes them at once, and then they
+// all expire together a minute later), then tops the TIME_WAIT count (/proc/net/sockstat "tw", this
+// network namespace) back up to TARGET every 100 ms. Prints "READY {json}" once the ramp is over and
+// the count has reached 98% of TARGET, and
 // "STATS {json}" on SIGUSR1; exits on SIGTERM or when stdin closes. Needs tcp_tw_reuse = 0 (a
 // reused TIME_WAIT would vanish) and tcp_max_tw_buckets above TARGET: bench/shapes.mjs sets both
 // inside the network namespace it creates for the farm.
@@ -102,6 +105,7 @@ int main(int argc, char** argv) {
   }
   long target = strtol(argv[1], NULL, 10);
   if (argc > 2) sources = (unsigned)strtoul(argv[2], NULL, 10);
+  double ramp_ms = (argc > 3 ? strtod(argv[3], NULL) : 60) * 1e3;
   if (target <= 0 || sources == 0 || sources > 65536) {
     fprintf(stderr, "shapes-tw: bad arguments\n");
     return 2;
@@ -131,8 +135,11 @@ int main(int argc, char** argv) {
       fprintf(stderr, "shapes-tw: cannot read /proc/net/sockstat\n");
       return 1;
     }
-    if (tw < target) make(target - tw);
-    if (!ready && tw_count() >= target) {
+    double elapsed = now_ms() - t0;
+    // During the ramp, the share of TARGET due by now; afterwards, TARGET.
+    long due = elapsed < ramp_ms ? (long)((double)target * elapsed / ramp_ms) : target;
+    if (tw < due) make(due - tw);
+    if (!ready && elapsed >= ramp_ms && tw_count() >= target * 49 / 50) {
       ready = 1;
       ready_ms = now_ms() - t0;
       printf("READY {\"tw\":%ld,\"made\":%lu,\"failed\":%lu,\"setupMs\":%.0f,\"pid\":%d}\n", tw_count(), made, failed,

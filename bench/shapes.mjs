@@ -9,8 +9,9 @@
 //
 // Shapes:
 //   timewait   the standard farm at 20k sockets (10k connections, 10 offenders) plus 40k client-side
-//              TIME_WAIT sockets from real short loopback connections (bench/shapes-tw.c), kept at
-//              40k while the rows run: 2/3 of all sockets in TIME_WAIT, as on a host with SNAT trouble
+//              TIME_WAIT sockets from real short loopback connections (bench/shapes-tw.c), made over a
+//              60 s ramp and kept at 40k while the rows run (a steady churn of about 670 connections
+//              a second): 2/3 of all sockets in TIME_WAIT, as on a host with SNAT trouble
 //   200k       the standard farm at 200k sockets (100k loopback connections, both ends held, over
 //              12 child processes of ≤ 18,000 fds each)
 //
@@ -43,7 +44,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const TW_BIN = path.join(OUT_DIR, 'shapes-tw');
 
 export const SHAPES = {
-  timewait: { label: 'TIME_WAIT-heavy', farm: { sockets: 20_000, offenders: 10 }, timeWait: 40_000 },
+  timewait: { label: 'TIME_WAIT-heavy', farm: { sockets: 20_000, offenders: 10 }, timeWait: 40_000, twRampS: 60 },
   '200k': { label: '200k sockets', farm: { sockets: 200_000, offenders: 10 }, timeWait: 0 },
 };
 
@@ -98,7 +99,7 @@ async function runShape(key, o, lib, rows) {
   let tw;
   try {
     if (shape.timeWait) {
-      tw = spawnTracked(TW_BIN, [String(shape.timeWait)]);
+      tw = spawnTracked(TW_BIN, [String(shape.timeWait), '256', String(shape.twRampS)]);
       tw.ready = await waitForLine(tw, 'READY', 'shapes-tw', 180_000);
     }
     const info = {
@@ -109,6 +110,7 @@ async function runShape(key, o, lib, rows) {
       farmSockets: farm.children.reduce((n, c) => n + c.sockets, 0),
       offenders: farm.children.reduce((n, c) => n + c.offenders, 0),
       timeWaitTarget: shape.timeWait,
+      timeWaitRampS: shape.twRampS,
       timeWaitSetup: tw?.ready,
       setupMs: performance.now() - t0,
       sockstat: [sockstat()],
