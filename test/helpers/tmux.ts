@@ -41,6 +41,9 @@ export class Tmux {
    * then shows "program exited N" (its exit status) on the screen the program left behind.
    */
   start(argv: readonly string[], options: PaneOptions = {}): Pane {
+    // A session that outlives the others: a server left without sessions exits, and a new-session
+    // racing with that exit fails with "server exited unexpectedly".
+    if (this.sessions === 0) this.tmux('new-session', '-d', '-s', 'keeper', 'sleep', '3600');
     const name = `s${++this.sessions}`;
     const env = Object.entries({ TERM: 'xterm-256color', ...options.env });
     const script = `"$@"; echo "program exited $?"; exec sleep 600`;
