@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listSockets } from '../lib/sampler';
 import { DestinationSource, QueueSource, ScanScope } from '../lib/top/sources';
 import { runCli } from './helpers/cli';
+import { canNetns, cleanupNetns, inNewNetns, netnsInode } from './helpers/netns';
 import { cleanupSockets } from './helpers/sockets';
 import { hasTmux, Tmux, type Pane } from './helpers/tmux';
 import { FIXTURE_FILTER, literal, topFixture, type TopFixture } from './helpers/top-fixture';
@@ -46,6 +47,7 @@ afterEach(() => {
 afterAll(async () => {
   tmux?.kill();
   await cleanupSockets();
+  await cleanupNetns();
 });
 
 describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
@@ -247,5 +249,48 @@ describe('top: the Queues view shares its kernel walk with Destinations', () => 
       await shared.close();
       await scope.close();
     }
+  });
+});
+
+describe('top --pid and --all-netns (snapshots)', () => {
+  beforeAll(async () => {
+    fx ??= await topFixture();
+  });
+
+  it('--pid: the destinations of that process, and how they were counted', async () => {
+    const r = await runCli(['--once', '--view', 'destinations', '--pid', String(fx.holder.pid), '--filter', FIXTURE_FILTER], {
+      subcommand: 'top',
+    });
+    expect(r.code, r.stderr).toBe(0);
+    for (const [i, n] of [
+      [0, 3],
+      [1, 5],
+      [2, 7],
+    ] as const)
+      expect(r.stdout).toMatch(destinationRow(fx.dest[i], n));
+    // its namespace is shared with other processes holding sockets: counted by its own sockets
+    expect(r.stdout).toMatch(new RegExp(`^pid ${fx.holder.pid}: process$`, 'm'));
+  });
+
+  it.skipIf(!canNetns)('--all-netns: rows of another namespace, labelled with its inode and command', async () => {
+    const h = await inNewNetns(`import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)
+keep = []
+for i in range(4):
+    c = socket.create_connection(s.getsockname()); a, _ = s.accept(); c.send(b'y' * 3000); keep += [c, a]
+print(s.getsockname()[1], flush=True)
+time.sleep(3600)
+`);
+    const port = Number(h.firstLine);
+    const ns = `${netnsInode(`/proc/${h.pid}/ns/net`)} python3`;
+    const r = await runCli(['--once', '--all-netns', '--filter', String(port)], { subcommand: 'top' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^  ${literal(ns)} +127\\.0\\.0\\.1:${port} +4 +4 .*ESTAB 4$`, 'm'));
+    const queued = r.stdout.split('\n').filter((l) => new RegExp(`^  ${literal(ns)} +ESTAB +2\\.9k +0 +127\\.0\\.0\\.1:${port} `).test(l));
+    expect(queued).toHaveLength(4);
+    expect(r.stdout).toMatch(new RegExp(`^  ${literal(ns)} +127\\.0\\.0\\.1:${port} +0 +8 +0% +${h.pid} python3`, 'm'));
+    const p = await runCli(['--once', '--all-netns', '--view', 'processes', '--filter', String(h.pid)], { subcommand: 'top' });
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout).toMatch(new RegExp(`^${literal(ns)} +${h.pid} python3 +9 +8 +1 +0 +0 +0 +0$`, 'm'));
   });
 });
