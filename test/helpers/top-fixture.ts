@@ -1,11 +1,12 @@
 // Sockets with known destinations and queues for the `sockwatch top` tests, held by a python3 child:
-// four listeners on 127.61.N.1-4, N from this process's pid (addresses no other test uses, and each
-// test file its own: the filter `127.61.N.` keeps the rows of concurrent tests off the screen); 3, 5
+// four listeners on 127.A.B.1-4, A and B from this process's pid (addresses no other test uses, and
+// each test file its own: the filter `127.A.B.` keeps the rows of concurrent tests off the screen); 3, 5
 // and 7 connections to the first three; the 7 client ends to the third each wrote 5000 bytes the accepted ends never read (receive queues); one connection to
 // the fourth closed by its client first, so that client end sits in TIME_WAIT (no owner).
 import { python, type PyHolder } from './sockets';
 
-const NET = process.pid % 250;
+/** 127.A.B. from this process's pid (A in 61-92, B in 0-249): distinct for pids less than 8000 apart. */
+const NET = `127.${61 + (process.pid % 32)}.${(process.pid >> 5) % 250}`;
 
 export interface TopFixture {
   holder: PyHolder;
@@ -20,7 +21,7 @@ import socket, time
 ls = []
 keep = []
 for i in range(4):
-    s = socket.socket(); s.bind(('127.61.${NET}.%d' % (1 + i), 0)); s.listen(64); ls.append(s)
+    s = socket.socket(); s.bind(('${NET}.%d' % (1 + i), 0)); s.listen(64); ls.append(s)
 for i, n in enumerate([3, 5, 7]):
     for j in range(n):
         c = socket.create_connection(ls[i].getsockname()); a, _ = ls[i].accept(); keep += [c, a]
@@ -31,12 +32,12 @@ print(' '.join(str(s.getsockname()[1]) for s in ls), flush=True)
 time.sleep(3600)
 `);
   const ports = holder.line.split(' ').map(Number) as TopFixture['ports'];
-  const dest = ports.map((p, i) => `127.61.${NET}.${1 + i}:${p}`) as TopFixture['dest'];
+  const dest = ports.map((p, i) => `${NET}.${1 + i}:${p}`) as TopFixture['dest'];
   return { holder, dest, ports };
 }
 
 /** The filter that selects the fixture's rows. */
-export const FIXTURE_FILTER = `127.61.${NET}.`;
+export const FIXTURE_FILTER = `${NET}.`;
 
 /** A regex source matching `s` literally. */
 export function literal(s: string): string {
