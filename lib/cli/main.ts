@@ -50,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const cmd = await loadCommand(name);
-    if (!cmd) throw new UsageError(`unknown command "${name}" (commands: list, queues, snat, top)`);
+    if (!cmd) throw new UsageError(`unknown command "${name}" (commands: list, queues, snat, exporter, top)`);
     return await cmd(rest, process.stdout);
   } catch (e) {
     const err = e as Error & { exitCode?: number; code?: string };
