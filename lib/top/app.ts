@@ -90,6 +90,9 @@ export class Top {
       if (waitProcesses) await walk;
       else walk.catch(() => undefined);
     }
+    // the walk may have finished while this sample ran: take its rows as they are now
+    data.processes = this.processes.rows;
+    data.processesUpdatedAt = this.processes.updatedAt;
     const notes = [this.destinations.attribution, ...this.scope.errors.slice(0, 2)].filter(Boolean);
     data.note = notes.join(' · ');
     this.data = data;
@@ -106,9 +109,7 @@ export class Top {
         inodes.filter((i) => i !== 0),
         { deadline: performance.now() + 3000 },
       );
-      this.data.processesUpdatedAt = this.processes.updatedAt;
     }
-    this.data.processes = this.processes.rows;
     return snapshot(this.state, this.data, views, width, limit);
   }
 
