@@ -137,10 +137,12 @@ export function renderShapesSection({ env, rounds, shapes, rows }) {
     out.push('');
     out.push(s.failed ? `Not measured: ${s.failed}.` : shapeTable(s, rows));
     for (const r of s.reruns ?? [])
-      out.push(
-        '',
-        `Rows ${r.rows.map((id) => `\`${id}\``).join(', ')}: from a rerun of their own (${r.rounds} rounds, ${r.date}, load average ${r.loadavg}).`,
-      );
+      if (r.whole) out.push('', `This shape: from a rerun of its own (${r.rounds} rounds, ${r.date}, load average ${r.loadavg}).`);
+      else
+        out.push(
+          '',
+          `Rows ${r.rows.map((id) => `\`${id}\``).join(', ')}: from a rerun of their own (${r.rounds} rounds, ${r.date}, load average ${r.loadavg}).`,
+        );
     out.push('');
   }
   return out.join('\n');

@@ -202,10 +202,18 @@ async function inside(o) {
  */
 function merged(previous, run) {
   for (const s of run.shapes) {
-    const old = previous.shapes.find((p) => p.size === s.size && !p.failed);
-    if (!old || s.failed) continue;
+    const i = previous.shapes.findIndex((p) => p.size === s.size);
+    if (s.failed) continue;
+    const rerun = { rows: Object.keys(s.rows), rounds: run.rounds, date: run.env.date, loadavg: run.env.loadavg };
+    const old = previous.shapes[i];
+    if (!old || old.failed || Object.keys(old.rows).every((id) => id in s.rows)) {
+      // every row again: the whole shape (its farm too) is this run's
+      rerun.whole = true;
+      previous.shapes[i < 0 ? previous.shapes.length : i] = { ...s, reruns: [rerun] };
+      continue;
+    }
     Object.assign(old.rows, s.rows);
-    (old.reruns ??= []).push({ rows: Object.keys(s.rows), rounds: run.rounds, date: run.env.date, loadavg: run.env.loadavg });
+    (old.reruns ??= []).push(rerun);
   }
   return previous;
 }
