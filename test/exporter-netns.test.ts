@@ -1,13 +1,13 @@
 // exporter --all-netns (root, iproute2): a namespace the test makes, with connections inside; every
 // series labelled with its netns inode; sockwatch_netns_info / _up; a namespace deleted between
-// scrapes drops its series.
+// scrapes drops its series; one it cannot enter (as nobody, through setpriv) is netns_up 0.
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killCliProcesses } from './helpers/cli';
 import { makeNetnsWithConnections, samplesOf, scrape, startServing, valueOf, type TestNetns } from './helpers/metrics';
 import { sleep } from './helpers/wait';
 
-const canNetns = process.getuid?.() === 0 && spawnSync('ip', ['-V']).status === 0;
+const canNetns = process.getuid?.() === 0 && spawnSync('ip', ['-V']).status === 0 && spawnSync('setpriv', ['--version']).status === 0;
 let ns: TestNetns | undefined;
 
 afterEach(async () => {
@@ -44,5 +44,19 @@ describe.skipIf(!canNetns)('exporter --all-netns', () => {
       after = await scrape(url);
     }
     expect(after.filter((x) => x.labels.netns === netns)).toEqual([]);
+  });
+
+  it('a namespace it cannot enter is sockwatch_netns_up 0 and a counted error, never a failed scrape', async () => {
+    ns = makeNetnsWithConnections(`sw-exp-nobody-${process.pid}`, 1, 0);
+    const netns = String(ns.inode);
+    // As nobody, without capabilities: /var/run/netns/NAME is found, entering it is refused.
+    const wrapper = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
+    const { cli, url } = await startServing(['exporter', '--listen', '127.0.0.1:0', '--all-netns'], { wrapper });
+    expect(cli.stderr()).toContain('without CAP_SYS_ADMIN');
+    const s = await scrape(url);
+    expect(valueOf(s, 'sockwatch_netns_up', { netns })).toBe(0);
+    expect(valueOf(s, 'sockwatch_scan_errors_total', { netns, code: 'EPERM' })).toBe(1);
+    expect(samplesOf(s, 'sockwatch_outbound_connections', { netns })).toEqual([]);
+    expect(samplesOf(s, 'sockwatch_netns_up').some((x) => x.value === 1)).toBe(true); // its own namespace
   });
 });

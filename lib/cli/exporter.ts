@@ -200,10 +200,6 @@ export async function runExporter(argv: string[], out: NodeJS.WritableStream): P
   }
   const allNetns = values['all-netns'] === true;
   if (allNetns && values.netns !== undefined) throw new UsageError('--all-netns and --netns exclude each other: give one');
-  if (allNetns && !hasCapability(CAP_SYS_ADMIN))
-    throw new UsageError(
-      "--all-netns needs CAP_SYS_ADMIN to enter namespaces (root, or the capability; CAP_SYS_PTRACE too for other users' processes)",
-    );
   const netns = resolveNetns(values.netns);
   const webConfig = webConfigFlag(values['web.config.file']);
   const localAddresses = prefixFlag('src', values.src);
@@ -231,6 +227,11 @@ export async function runExporter(argv: string[], out: NodeJS.WritableStream): P
     throw e;
   }
   const stopped = untilSignal();
+  // Not refused: a namespace that cannot be entered is sockwatch_netns_up 0, never a failed scrape.
+  if (allNetns && !hasCapability(CAP_SYS_ADMIN))
+    process.stderr.write(
+      'sockwatch exporter: without CAP_SYS_ADMIN (root, or the capability) no other network namespace can be entered: they show as sockwatch_netns_up 0\n',
+    );
   process.stderr.write(
     `sockwatch exporter: serving ${server.url}${allNetns ? ' (every network namespace)' : ''}` +
       `${webConfig?.users ? ' with basic auth' : ''}\n`,
