@@ -45,7 +45,7 @@ describe.skipIf(!hasOpenssl)('exporter --web.config.file', () => {
   it('serves https with basic auth: right password 200, wrong or none 401, plain http refused', async () => {
     const file = config(
       'tls-auth.yml',
-      `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prom: ${hash}\n`,
+      `tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  prom: ${hash}\n`,
     );
     const { url, port } = await startServing(['exporter', '--listen', '127.0.0.1:0', '--web.config.file', file]);
     expect(url).toBe(`https://127.0.0.1:${port}/metrics`);
@@ -53,6 +53,7 @@ describe.skipIf(!hasOpenssl)('exporter --web.config.file', () => {
     const ok = await fetchUrl(url, { ca, auth: 'prom:s3cret pass' });
     expect(ok.status).toBe(200);
     expect(ok.body).toContain('sockwatch_build_info');
+    expect(ok.headers['x-content-type-options']).toBe('nosniff');
     // A second scrape with the same credentials (answered from the cache of good checks).
     expect((await fetchUrl(url, { ca, auth: 'prom:s3cret pass' })).status).toBe(200);
     const wrong = await fetchUrl(url, { ca, auth: 'prom:nope' });
