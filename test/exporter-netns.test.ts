@@ -12,13 +12,13 @@ let ns: TestNetns | undefined;
 
 afterEach(async () => {
   await killCliProcesses();
-  ns?.remove();
+  await ns?.remove();
   ns = undefined;
 });
 
 describe.skipIf(!canNetns)('exporter --all-netns', () => {
   it('labels every series with the namespace, reports it in netns_info and netns_up, drops it once gone', async () => {
-    ns = makeNetnsWithConnections(`sw-exp-${process.pid}`, 3, 2);
+    ns = await makeNetnsWithConnections(`sw-exp-${process.pid}`, 3, 2);
     const { url } = await startServing(['exporter', '--listen', '127.0.0.1:0', '--all-netns', '--min-interval', '0']);
     const s = await scrape(url);
     const netns = String(ns.inode);
@@ -36,7 +36,7 @@ describe.skipIf(!canNetns)('exporter --all-netns', () => {
     expect(samplesOf(s, 'sockwatch_netns_up').length).toBeGreaterThanOrEqual(2);
     expect(samplesOf(s, 'sockwatch_sockets').every((x) => x.labels.netns !== undefined)).toBe(true);
 
-    ns.remove();
+    await ns.remove();
     ns = undefined;
     let after = await scrape(url);
     for (let i = 0; i < 50 && after.some((x) => x.labels.netns === netns); i++) {
@@ -47,7 +47,7 @@ describe.skipIf(!canNetns)('exporter --all-netns', () => {
   });
 
   it('a namespace it cannot enter is sockwatch_netns_up 0 and a counted error, never a failed scrape', async () => {
-    ns = makeNetnsWithConnections(`sw-exp-nobody-${process.pid}`, 1, 0);
+    ns = await makeNetnsWithConnections(`sw-exp-nobody-${process.pid}`, 1, 0);
     const netns = String(ns.inode);
     // As nobody, without capabilities: /var/run/netns/NAME is found, entering it is refused.
     const wrapper = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];

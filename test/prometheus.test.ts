@@ -42,7 +42,7 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
     const a = await acceptingServer(`${prefix}.1`);
     hostPort = a.port;
     for (let i = 0; i < 4; i++) await connect(`${prefix}.1`, hostPort, `${prefix}.2`);
-    ns = makeNetnsWithConnections(`sw-prom-${process.pid}`, 3, 2);
+    ns = await makeNetnsWithConnections(`sw-prom-${process.pid}`, 3, 2);
     const exporter = await startServing(['exporter', '--listen', '127.0.0.1:0', '--all-netns', '--top', '1000']);
     const dir = tmpDir('prometheus data');
     const config = path.join(dir, 'prometheus.yml');
@@ -68,7 +68,7 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
   afterAll(async () => {
     prometheus?.kill('SIGKILL');
     await killCliProcesses();
-    ns?.remove();
+    await ns?.remove();
     await cleanupSockets();
     await runCleanups();
   });

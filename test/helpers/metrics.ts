@@ -1,10 +1,9 @@
 // The exporter (and queues/snat --metrics-listen) as a child process on a free loopback port, and a
 // small reader of the exposition for tests: samples by name and labels, never by position.
-import { execFileSync, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { startCli, type CliOptions, type CliProcess } from './cli';
+import { deleteNamedNetns, namedNetns, netnsInode, stopHolder } from './netns';
 import { waitFor } from './wait';
 
 export interface Sample {
@@ -98,53 +97,32 @@ export interface TestNetns {
   /** Destinations inside: 127.0.0.1:port4 (v4 connections) and [::1]:port6 (v6 connections). */
   port4: number;
   port6: number;
-  /** Kills its processes and deletes it. */
-  remove(): void;
+  /** Kills its process and deletes it. */
+  remove(): Promise<void>;
 }
 
 /** `ip netns add NAME` with lo up, `v4` connections to 127.0.0.1:port4 and `v6` to [::1]:port6 inside. */
-export function makeNetnsWithConnections(name: string, v4: number, v6: number): TestNetns {
-  execFileSync('ip', ['netns', 'add', name]);
-  const remove = (): void => {
-    const pids = spawnSync('ip', ['netns', 'pids', name]).stdout?.toString().trim().split('\n').filter(Boolean) ?? [];
-    for (const p of pids) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    spawnSync('ip', ['netns', 'del', name]);
-  };
-  try {
-    execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    const out = execFileSync('ip', [
-      'netns',
-      'exec',
-      name,
-      'python3',
-      '-c',
-      `
-import socket, os, time
+export async function makeNetnsWithConnections(name: string, v4: number, v6: number): Promise<TestNetns> {
+  const holder = (await namedNetns(
+    name,
+    `import socket, time
 l4 = socket.socket(); l4.bind(('127.0.0.1', 0)); l4.listen(64)
 l6 = socket.socket(socket.AF_INET6); l6.bind(('::1', 0)); l6.listen(64)
 keep = [socket.create_connection(('127.0.0.1', l4.getsockname()[1])) for _ in range(${v4})]
 keep += [socket.create_connection(('::1', l6.getsockname()[1])) for _ in range(${v6})]
-if os.fork() == 0:
-    os.setsid()
-    null = os.open('/dev/null', os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    time.sleep(3600)
-    os._exit(0)
 print(l4.getsockname()[1], l6.getsockname()[1], flush=True)
-os._exit(0)
+time.sleep(3600)
 `,
-    ]).toString();
-    const [port4, port6] = out.trim().split(' ').map(Number);
-    return { name, inode: fs.statSync(`/var/run/netns/${name}`).ino, port4: port4!, port6: port6!, remove };
-  } catch (e) {
-    remove();
-    throw e;
-  }
+  ))!;
+  const [port4, port6] = holder.firstLine.split(' ').map(Number);
+  return {
+    name,
+    inode: netnsInode(`/var/run/netns/${name}`),
+    port4: port4!,
+    port6: port6!,
+    remove: async () => {
+      await stopHolder(holder);
+      deleteNamedNetns(name);
+    },
+  };
 }
