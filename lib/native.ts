@@ -31,6 +31,14 @@ export const SCAN_TEST_ABORT_AFTER_FIRST = 32; // tests: the scan gives up (ECAN
 export const SCAN_TEST_NO_SEND = 64; // tests: the request is not sent, so its reply never comes (recv timeout)
 export const SCAN_HISTOGRAM = 128; // queue histograms per protocol over histBounds (histCounts, histSums)
 export const SCAN_AGG_MERGE_MAPPED = 256; // with SCAN_AGGREGATE: an IPv4-mapped IPv6 remote is aggregated as IPv4
+export const SCAN_TRACK = 512; // change tracking: the sampler follows offenders between scans, returns what changed
+export const SCAN_TRACK_FULL = 1024; // with SCAN_TRACK: return every followed offender too
+/** Kinds of NativeScanResult.track.kinds (native TrackKind). */
+export const TRACK_UNCHANGED = 0;
+export const TRACK_ADDED = 1;
+export const TRACK_CHANGED = 2;
+export const TRACK_CLEARED = 3;
+export const TRACK_GONE = 4;
 /** At most this many histogram bounds. */
 export const MAX_HIST_BOUNDS = 64;
 /** Histogram series in histCounts / histSums, in this order. */
@@ -75,6 +83,8 @@ export interface NativeScanRequest {
   histBounds?: Float64Array;
   /** Return the N LISTEN sockets fullest by accept queue / backlog (0 or undefined: none). */
   listenersTop?: number;
+  /** With SCAN_TRACK: a followed offender whose queue moved by more than this many bytes is changed. */
+  trackStep?: number;
 }
 
 /** Fields per record in NativeRecords.fields, in this order. */
@@ -165,6 +175,9 @@ export interface NativeScanResult {
   listeners?: NativeListeners;
   /** With SCAN_AGGREGATE. */
   aggregates?: NativeAggregates;
+  /** With SCAN_TRACK: record i is of kind kinds[i] (TRACK_*); tracked: offenders followed after the
+   *  scan; reset: the followed set started over (first tracked scan, or other options). */
+  track?: { kinds: Uint8Array; tracked: number; reset: boolean };
   /** True when UDP came from /proc/net/udp{,6} because the kernel has no udp_diag. */
   udpFromProc: boolean;
   bytesReceived: number;

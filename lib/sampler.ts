@@ -32,7 +32,13 @@ import {
   SCAN_ALL,
   SCAN_FORCE_PROC_UDP,
   SCAN_SKMEMINFO,
+  SCAN_TRACK,
+  SCAN_TRACK_FULL,
   THRESHOLD_OFF,
+  TRACK_ADDED,
+  TRACK_CHANGED,
+  TRACK_CLEARED,
+  TRACK_GONE,
   loadBinding,
   type NativeError,
   type NativeLookupRequest,
@@ -88,6 +94,18 @@ export interface QueueHistogramOptions {
   bounds?: readonly number[];
 }
 
+/** Change tracking (SampleOptions.track). */
+export interface TrackOptions {
+  /**
+   * A followed offender whose receive or send queue moved by more than this many bytes since it was
+   * last returned is `changed` (default DEFAULT_TRACK_STEP, 64 KiB; 0: every move). A change of
+   * state or of the thresholds it exceeds is always `changed`.
+   */
+  step?: number;
+  /** Return every followed offender in `records` (the full current set), not only the changed ones. */
+  full?: boolean;
+}
+
 export interface ListenersOptions {
   /** How many LISTEN sockets to return, the fullest (accept queue / backlog) first. */
   top: number;
@@ -139,6 +157,33 @@ export interface SampleOptions {
   queueHistogram?: boolean | QueueHistogramOptions;
   /** The top N LISTEN sockets by accept-queue fill (result.listeners). */
   listeners?: ListenersOptions;
+  /**
+   * Change tracking: the Sampler follows offenders between its tracked scans (in native code, by
+   * socket cookie with the protocol and 4-tuple as a guard against reuse) and returns only what
+   * changed since its previous tracked scan (result.changes); `records` then holds the added and
+   * changed offenders (every followed one with `full`, on the first tracked scan, and after a
+   * reset). At most maxRecords offenders are followed; the rest are only counted
+   * (offendersTotal − tracked). A tracked scan whose socket selection, thresholds, maxRecords, skmem
+   * or step differ from the previous tracked scan's starts over (changes.reset). Not with `all`.
+   */
+  track?: boolean | TrackOptions;
+}
+
+/** Default TrackOptions.step, bytes. */
+export const DEFAULT_TRACK_STEP = 65536;
+
+/** What changed since the Sampler's previous tracked scan. */
+export interface SampleChanges {
+  /** Offenders not followed before (new, crossed over a threshold, or first seen after a reset). */
+  added: SocketRecord[];
+  /** Followed offenders whose thresholds exceeded, state, or a queue (by more than `step`) changed. */
+  changed: SocketRecord[];
+  /** Followed offenders the dump showed under every threshold: no longer followed. */
+  cleared: SocketRecord[];
+  /** Followed offenders absent from the dump (closed, or missed by a dump that is not a snapshot): the last record returned for each, no longer followed. */
+  gone: SocketRecord[];
+  /** The followed set started over: the first tracked scan, or options differ from the previous tracked scan's (nothing is cleared or gone then). */
+  reset: boolean;
 }
 
 /** Default queue histogram bounds, bytes. */
@@ -255,6 +300,10 @@ export interface SampleResult {
   listeners: ListenerInfo[];
   aggCookies?: BigUint64Array;
   aggCookieIndex?: Uint32Array;
+  /** With the track option: what changed since the previous tracked scan. */
+  changes?: SampleChanges;
+  /** With the track option: offenders the Sampler follows after this scan (at most maxRecords). */
+  tracked?: number;
   /** True when UDP came from /proc because the kernel has no udp_diag. */
   udpFromProc: boolean;
   bytesReceived: number;
@@ -292,6 +341,7 @@ export const SAMPLE_OPTION_KEYS = [
   'forceProcUdp',
   'queueHistogram',
   'listeners',
+  'track',
 ] as const;
 const AGGREGATE_OPTION_KEYS = [
   'states',
@@ -305,6 +355,7 @@ const AGGREGATE_OPTION_KEYS = [
 ] as const;
 const HISTOGRAM_OPTION_KEYS = ['bounds'] as const;
 const LISTENERS_OPTION_KEYS = ['top'] as const;
+const TRACK_OPTION_KEYS = ['step', 'full'] as const;
 const LOOKUP_OPTION_KEYS = ['protocol', 'local', 'remote', 'cookie', 'skmem'] as const;
 
 /** The one place where a threshold becomes the addon's encoding (THRESHOLD_OFF, ACCEPT_AT_LIMIT). */
@@ -413,6 +464,12 @@ export function compileSampleOptions(options: SampleOptions = {}, path = 'option
       throw new TypeError(`${lp} must be an object like {top: 10} (got ${v.describe(o.listeners)})`);
     const l = v.optionsObject<ListenersOptions>(o.listeners, lp, LISTENERS_OPTION_KEYS);
     req.listenersTop = v.integer(l.top, `${lp}.top`, { min: 1, max: v.UINT32_MAX });
+  }
+  const t = flagOrObject<TrackOptions>(o.track, `${path}.track`, TRACK_OPTION_KEYS);
+  if (t) {
+    if (req.flags & SCAN_ALL) throw new RangeError(`${path}.track follows offenders: it cannot be combined with ${path}.all`);
+    req.flags |= SCAN_TRACK | (v.boolean(t.full, `${path}.track.full`) ? SCAN_TRACK_FULL : 0);
+    req.trackStep = v.optInteger(t.step, `${path}.track.step`, DEFAULT_TRACK_STEP);
   }
   const ap = `${path}.aggregate`;
   const a = flagOrObject<AggregateOptions>(o.aggregate, ap, AGGREGATE_OPTION_KEYS);
@@ -569,9 +626,28 @@ function unpackListeners(l: NativeListeners | undefined): ListenerInfo[] {
   return out;
 }
 
+/** Splits a tracked scan's records by kind: result.records keeps the current offenders. */
+function splitTracked(all: SocketRecord[], t: NonNullable<NativeScanResult['track']>, r: SampleResult): void {
+  const changes: SampleChanges = { added: [], changed: [], cleared: [], gone: [], reset: t.reset };
+  const records: SocketRecord[] = [];
+  for (let i = 0; i < all.length; i++) {
+    const kind = t.kinds[i];
+    if (kind === TRACK_CLEARED) changes.cleared.push(all[i]);
+    else if (kind === TRACK_GONE) changes.gone.push(all[i]);
+    else {
+      records.push(all[i]);
+      if (kind === TRACK_ADDED) changes.added.push(all[i]);
+      else if (kind === TRACK_CHANGED) changes.changed.push(all[i]);
+    }
+  }
+  r.records = records;
+  r.changes = changes;
+  r.tracked = t.tracked;
+}
+
 function toResult(n: NativeScanResult, timestamp: number, req: NativeScanRequest): SampleResult {
   const f = n.familyStateCounts;
-  return {
+  const r: SampleResult = {
     timestamp,
     records: unpackRecords(n.records),
     offendersTotal: n.offendersTotal,
@@ -596,6 +672,8 @@ function toResult(n: NativeScanResult, timestamp: number, req: NativeScanRequest
     recvCalls: n.recvCalls,
     elapsedNs: n.elapsedNs,
   };
+  if (n.track) splitTracked(r.records, n.track, r);
+  return r;
 }
 
 /** Unix time in seconds with a microsecond fraction. */

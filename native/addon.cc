@@ -162,6 +162,18 @@ Napi::Object OutputToJs(Napi::Env env, const ScanOutput& out, uint32_t flags, bo
     o.Set("histSums", hs);
   }
   if (listeners) o.Set("listeners", ListenersToJs(env, out));
+  if (flags & sw::kScanTrack) {
+    // Record i is of kind kinds[i] (sw::TrackKind).
+    size_t n = out.track_kinds.size();
+    Napi::Object t = Napi::Object::New(env);
+    Napi::Uint8Array kinds = Napi::Uint8Array::New(env, n);
+    if (t.IsEmpty() || kinds.IsEmpty() || (n > 0 && kinds.Data() == nullptr)) return Napi::Object();
+    if (n) memcpy(kinds.Data(), out.track_kinds.data(), n);
+    t.Set("kinds", kinds);
+    t.Set("tracked", Napi::Number::New(env, static_cast<double>(out.tracked)));
+    t.Set("reset", Napi::Boolean::New(env, out.track_reset));
+    o.Set("track", t);
+  }
   o.Set("udpFromProc", out.udp_from_proc);
   o.Set("bytesReceived", Napi::Number::New(env, static_cast<double>(out.bytes_received)));
   o.Set("recvCalls", Napi::Number::New(env, static_cast<double>(out.recv_calls)));
@@ -307,6 +319,23 @@ bool ParseScanRequest(Napi::Value arg, ScanParams* p) {
     Napi::TypeError::New(env, "native: the histogram flag needs histBounds").ThrowAsJavaScriptException();
     return false;
   }
+  Napi::Value step = o.Get("trackStep");
+  if (step.IsNumber() && step.As<Napi::Number>().DoubleValue() >= 0 &&
+      step.As<Napi::Number>().DoubleValue() <= 9007199254740991.0) {
+    p->track_step = static_cast<uint64_t>(step.As<Napi::Number>().Int64Value());
+  } else if (!step.IsUndefined()) {
+    Napi::TypeError::New(env, "native: trackStep must be a non-negative number").ThrowAsJavaScriptException();
+    return false;
+  }
+  if ((p->flags & sw::kScanTrackFull) && !(p->flags & sw::kScanTrack)) {
+    Napi::TypeError::New(env, "native: the full-track flag needs the track flag").ThrowAsJavaScriptException();
+    return false;
+  }
+  if ((p->flags & sw::kScanTrack) && (p->flags & sw::kScanAll)) {
+    Napi::TypeError::New(env, "native: tracking follows offenders; it cannot return every socket")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
   Napi::Value top = o.Get("listenersTop");
   if (top.IsNumber()) {
     p->listeners_top = top.As<Napi::Number>().Uint32Value();
@@ -343,6 +372,22 @@ void ReleaseSocket(napi_env env, SocketPtr* sock) {
   AccountSocket(env, -kSocketBytes);
 }
 
+// The offenders a sampler follows (change tracking): what V8 is told follows its size.
+using TrackPtr = std::unique_ptr<sw::TrackState>;
+
+void AccountTrack(napi_env env, sw::TrackState* t) {
+  int64_t now = t->Bytes();
+  if (now == t->accounted) return;
+  AccountSocket(env, now - t->accounted);
+  t->accounted = now;
+}
+
+void ReleaseTrack(napi_env env, TrackPtr* t) {
+  if (!*t) return;
+  AccountSocket(env, -(*t)->accounted);
+  t->reset();
+}
+
 // Whether the environment can still run JavaScript. A stopping environment (worker.terminate(),
 // process.exit() in a worker) refuses every call that may run JS with napi_pending_exception although
 // no exception is pending; node-addon-api reads the same signal.
@@ -360,6 +405,7 @@ struct ScanJob {
   napi_deferred deferred = nullptr;
   Sampler* sampler = nullptr;  // nulled when the Sampler is finalized first
   SocketPtr sock;
+  TrackPtr track;  // lent like the socket, with kScanTrack
   bool in_netns = false;
   ScanParams params;
   ScanOutput out;
@@ -416,6 +462,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     if (job_ != nullptr) job_->sampler = nullptr;
     if (state_ != nullptr) {
       ReleaseSocket(state_->env, &sock_);
+      ReleaseTrack(state_->env, &track_);
       state_->samplers.erase(this);
     }
   }
@@ -424,13 +471,18 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
   void Teardown(napi_env env) {
     closing_ = true;
     ReleaseSocket(env, &sock_);
+    ReleaseTrack(env, &track_);
     state_ = nullptr;
   }
 
-  // Completion of the scan in flight: the socket comes back unless close() came meanwhile.
-  void FinishScan(SocketPtr* sock) {
+  // Completion of the scan in flight: the socket (and the followed set) come back unless close()
+  // came meanwhile.
+  void FinishScan(SocketPtr* sock, TrackPtr* track) {
     job_ = nullptr;
-    if (!closing_ && state_ != nullptr) sock_ = std::move(*sock);
+    if (!closing_ && state_ != nullptr) {
+      sock_ = std::move(*sock);
+      if (*track) track_ = std::move(*track);
+    }
   }
 
   bool in_netns() const { return in_netns_; }
@@ -453,7 +505,9 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     ScanParams p;
     if (!Usable(env, "scan") || !ParseScanRequest(info[0], &p)) return env.Undefined();
     ScanOutput out;
-    Status s = sw::RunScan(sock_.get(), p, !in_netns_, &out);
+    if ((p.flags & sw::kScanTrack) && !track_) track_.reset(new sw::TrackState());
+    Status s = sw::RunScan(sock_.get(), p, !in_netns_, &out, (p.flags & sw::kScanTrack) ? track_.get() : nullptr);
+    if (track_) AccountTrack(env, track_.get());
     if (!s.ok()) {
       SystemError(env, s).ThrowAsJavaScriptException();
       return env.Undefined();
@@ -476,8 +530,13 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     job->sampler = this;
     job->in_netns = in_netns_;
     job->sock = std::move(sock_);
+    if (job->params.flags & sw::kScanTrack) {
+      if (!track_) track_.reset(new sw::TrackState());
+      job->track = std::move(track_);
+    }
     if (napi_queue_async_work(env, job->work) != napi_ok) {
       sock_ = std::move(job->sock);
+      if (job->track) track_ = std::move(job->track);
       napi_delete_async_work(env, job->work);
       Napi::Error::New(env, "native: cannot queue the scan").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -528,15 +587,18 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     return PackRecords(env, std::vector<sw::Offender>{sw::Offender{rec, 0}}, (flags & sw::kScanSkmem) != 0);
   }
 
-  // Frees the socket (fd and receive buffer) now; with a scan in flight, when it completes.
+  // Frees the socket (fd and receive buffer) and the followed set now; with a scan in flight,
+  // when it completes.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     closing_ = true;
     ReleaseSocket(info.Env(), &sock_);
+    ReleaseTrack(info.Env(), &track_);
     return info.Env().Undefined();
   }
 
   EnvState* state_;
   SocketPtr sock_;  // null when closed, or lent to the scan in flight
+  TrackPtr track_;  // the followed offenders (change tracking): null until a tracked scan, or lent
   ScanJob* job_ = nullptr;
   bool in_netns_ = false;
   bool closing_ = false;
@@ -545,14 +607,16 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
 void ExecuteScan(napi_env, void* data) {
   // A libuv pool thread: no env, no JS values, nothing but the job itself.
   ScanJob* job = static_cast<ScanJob*>(data);
-  job->status = sw::RunScan(job->sock.get(), job->params, !job->in_netns, &job->out);
+  job->status = sw::RunScan(job->sock.get(), job->params, !job->in_netns, &job->out, job->track.get());
 }
 
 void CompleteScan(napi_env env, napi_status status, void* data) {
   std::unique_ptr<ScanJob> job(static_cast<ScanJob*>(data));
   napi_delete_async_work(env, job->work);
-  if (job->sampler != nullptr) job->sampler->FinishScan(&job->sock);
+  if (job->track) AccountTrack(env, job->track.get());
+  if (job->sampler != nullptr) job->sampler->FinishScan(&job->sock, &job->track);
   ReleaseSocket(env, &job->sock);  // closed or finalized meanwhile
+  ReleaseTrack(env, &job->track);
   // A stopping environment gets no value and no settled promise: nothing can observe them, and
   // any JS work would fail (node-addon-api would turn that failure into a fatal error).
   if (status == napi_cancelled || !CanRunJs(env)) return;

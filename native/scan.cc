@@ -28,7 +28,11 @@ bool Above(uint32_t value, int64_t threshold) { return threshold >= 0 && static_
 // Everything one socket record goes through, whichever source it came from.
 class ScanSink : public MessageSink {
  public:
-  ScanSink(const ScanParams& p, ScanOutput* out) : p_(p), out_(out) {
+  // `followed`: with kScanTrack, the offenders followed so far (null when there are none yet, or
+  // the scan starts over); read only.
+  ScanSink(const ScanParams& p, ScanOutput* out, const TrackState* followed)
+      : p_(p), out_(out), tracking_((p.flags & kScanTrack) != 0), followed_(followed) {
+    followed_count_ = followed_ ? followed_->entries.size() : 0;
     if (p_.flags & kScanHistogram) {
       hist_ = true;
       bounds_ = p_.hist_bounds.data();
@@ -48,6 +52,13 @@ class ScanSink : public MessageSink {
     if (r == kUnknownState) {
       out_->skipped_unknown_state++;
       return 0;
+    }
+    if (tracking_) {
+      // The identity (TrackKey) decides whether a followed socket needs its record; Peek checked
+      // that the fixed part is there.
+      const struct inet_diag_msg* m = reinterpret_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
+      rec_.cookie = static_cast<uint64_t>(m->id.idiag_cookie[0]) | (static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32);
+      rec_.inode = m->idiag_inode;
     }
     uint32_t reasons = 0;
     if (!Count(rec_, &reasons)) return 0;
@@ -231,16 +242,32 @@ class ScanSink : public MessageSink {
     }
     bool listen = tcp && r.state == kTcpListen;
     if (hist_ && !listen) Histogram(r, tcp);
-    return WantsRecord(*reasons) || WantsAggregate(r) || (listen && p_.listeners_top > 0);
+    keep_record_ = WantsRecord(r, *reasons);
+    keep_cleared_ = tracking_ && *reasons == 0 && Followed(r);
+    return keep_record_ || keep_cleared_ || WantsAggregate(r) || (listen && p_.listeners_top > 0);
   }
 
   void Keep(const SockRecord& rec, uint32_t reasons) {
-    if (WantsRecord(reasons)) out_->records.push_back(Offender{rec, reasons});
+    if (keep_record_) out_->records.push_back(Offender{rec, reasons});
+    if (keep_cleared_) out_->track_cleared.push_back(Offender{rec, 0});
     if (WantsAggregate(rec)) Aggregate(rec);
     if (p_.listeners_top > 0 && rec.protocol == IPPROTO_TCP && rec.state == kTcpListen) AddListener(rec);
   }
 
-  bool WantsRecord(uint32_t reasons) const {
+  bool Followed(const SockRecord& r) const {
+    return followed_count_ > 0 && followed_->entries.count(TrackKey(r)) != 0;
+  }
+
+  // Tracking: every offender already followed, and new ones while the followed set (at most
+  // max_records) has room; the rest are only counted.
+  bool WantsRecord(const SockRecord& r, uint32_t reasons) {
+    if (tracking_) {
+      if (reasons == 0) return false;
+      if (Followed(r)) return true;
+      if (followed_count_ + new_kept_ >= p_.max_records) return false;
+      new_kept_++;
+      return true;
+    }
     return (reasons != 0 || (p_.flags & kScanAll)) && out_->records.size() < p_.max_records;
   }
 
@@ -250,6 +277,12 @@ class ScanSink : public MessageSink {
 
   const ScanParams& p_;
   ScanOutput* out_;
+  bool tracking_;
+  const TrackState* followed_;
+  size_t followed_count_ = 0;
+  uint64_t new_kept_ = 0;
+  bool keep_record_ = false;
+  bool keep_cleared_ = false;
   uint8_t protocol_ = 0;
   SockRecord rec_;
   std::unordered_map<AggKey, uint32_t, AggKeyHash> index_;
@@ -319,7 +352,107 @@ Status ProcUdp(ScanSink* sink, const ScanParams& p) {
   return Status::Ok();
 }
 
+bool SameSocket(const SockRecord& a, const SockRecord& b) {
+  return a.protocol == b.protocol && a.family == b.family && a.sport == b.sport && a.dport == b.dport &&
+         memcmp(a.src, b.src, sizeof(a.src)) == 0 && memcmp(a.dst, b.dst, sizeof(a.dst)) == 0;
+}
+
+uint64_t Distance(uint32_t a, uint32_t b) { return a > b ? a - b : b - a; }
+
+// Settles the scan's offenders against the followed set: out->records becomes the changes (and,
+// on a full scan, every followed offender), each with its kind in out->track_kinds.
+void TrackCommit(TrackState* t, const ScanParams& p, ScanOutput* out) {
+  bool reset = !t->Matches(p);
+  if (reset) {
+    t->entries.clear();
+    t->sig = ScanParams();  // only what Matches compares
+    t->sig.protocols = p.protocols;
+    t->sig.families = p.families;
+    t->sig.tcp_states = p.tcp_states;
+    t->sig.udp_states = p.udp_states;
+    t->sig.bytecode = p.bytecode;
+    t->sig.recv_threshold = p.recv_threshold;
+    t->sig.send_threshold = p.send_threshold;
+    t->sig.accept_threshold = p.accept_threshold;
+    t->sig.max_records = p.max_records;
+    t->sig.flags = p.flags;
+    t->sig.track_step = p.track_step;
+    t->valid = true;
+  }
+  out->track_reset = reset;
+  bool full = reset || (p.flags & kScanTrackFull) != 0;
+  uint32_t gen = ++t->gen;
+  std::vector<Offender> seen;
+  seen.swap(out->records);
+  std::vector<Offender>& recs = out->records;
+  std::vector<uint8_t>& kinds = out->track_kinds;
+  auto emit = [&recs, &kinds](const SockRecord& r, uint32_t reasons, uint8_t kind) {
+    recs.push_back(Offender{r, reasons});
+    kinds.push_back(kind);
+  };
+  for (const Offender& o : seen) {
+    uint64_t key = TrackKey(o.rec);
+    auto it = t->entries.find(key);
+    if (it != t->entries.end() && !SameSocket(it->second.rec, o.rec)) {  // the identity was reused
+      emit(it->second.rec, it->second.reasons, kTrackGone);
+      t->entries.erase(it);
+      it = t->entries.end();
+    }
+    if (it == t->entries.end()) {
+      t->entries.emplace(key, TrackedSock{o.rec, o.reasons, gen});
+      emit(o.rec, o.reasons, kTrackAdded);
+      continue;
+    }
+    TrackedSock& e = it->second;
+    if (e.gen == gen) continue;  // the same socket twice in one dump
+    e.gen = gen;
+    bool moved = e.reasons != o.reasons || e.rec.state != o.rec.state ||
+                 Distance(e.rec.rqueue, o.rec.rqueue) > p.track_step ||
+                 Distance(e.rec.wqueue, o.rec.wqueue) > p.track_step;
+    if (!moved && !full) continue;
+    e.rec = o.rec;
+    e.reasons = o.reasons;
+    emit(o.rec, o.reasons, moved ? kTrackChanged : kTrackUnchanged);
+  }
+  for (const Offender& c : out->track_cleared) {
+    auto it = t->entries.find(TrackKey(c.rec));
+    if (it == t->entries.end() || it->second.gen == gen || !SameSocket(it->second.rec, c.rec)) continue;
+    emit(c.rec, 0, kTrackCleared);
+    t->entries.erase(it);
+  }
+  out->track_cleared.clear();
+  for (auto it = t->entries.begin(); it != t->entries.end();) {
+    if (it->second.gen == gen) {
+      ++it;
+      continue;
+    }
+    emit(it->second.rec, it->second.reasons, kTrackGone);
+    it = t->entries.erase(it);
+  }
+  out->tracked = t->entries.size();
+}
+
 }  // namespace
+
+uint64_t TrackKey(const SockRecord& r) {
+  // /proc/net/udp gives no cookie: the inode stands in, in a range cookies do not reach.
+  return r.cookie != 0 ? r.cookie : (1ull << 63) | r.inode;
+}
+
+bool TrackState::Matches(const ScanParams& p) const {
+  const uint32_t kSigFlags = kScanSkmem | kScanForceProcUdp;
+  return valid && sig.protocols == p.protocols && sig.families == p.families && sig.tcp_states == p.tcp_states &&
+         sig.udp_states == p.udp_states && sig.bytecode == p.bytecode && sig.recv_threshold == p.recv_threshold &&
+         sig.send_threshold == p.send_threshold && sig.accept_threshold == p.accept_threshold &&
+         sig.max_records == p.max_records && (sig.flags & kSigFlags) == (p.flags & kSigFlags) &&
+         sig.track_step == p.track_step;
+}
+
+int64_t TrackState::Bytes() const {
+  size_t node = sizeof(std::pair<const uint64_t, TrackedSock>) + 2 * sizeof(void*);
+  return static_cast<int64_t>(sizeof(TrackState) + entries.size() * node + entries.bucket_count() * sizeof(void*) +
+                              sig.bytecode.capacity());
+}
 
 bool AggKey::operator==(const AggKey& o) const {
   return family == o.family && port == o.port && memcmp(addr, o.addr, sizeof(addr)) == 0;
@@ -351,11 +484,13 @@ uint32_t OffenderReasons(const SockRecord& r, const ScanParams& p) {
   return reasons;
 }
 
-Status RunScan(DiagChannel* sock, const ScanParams& p, bool allow_proc_udp, ScanOutput* out) {
+Status RunScan(DiagChannel* sock, const ScanParams& p, bool allow_proc_udp, ScanOutput* out, TrackState* track) {
   uint64_t start = NowNs();
   if ((p.flags & kScanHistogram) && p.hist_bounds.size() > kMaxHistBounds) return Status::Fail(-EINVAL, "histogram");
+  bool tracking = (p.flags & kScanTrack) != 0;
+  if (tracking && (track == nullptr || (p.flags & kScanAll))) return Status::Fail(-EINVAL, "track");
   sock->ResetCounters();
-  ScanSink sink(p, out);
+  ScanSink sink(p, out, tracking && track->Matches(p) ? track : nullptr);
   const uint8_t families[2] = {AF_INET, AF_INET6};
   const uint32_t family_bits[2] = {kFamilyV4, kFamilyV6};
 
@@ -405,6 +540,7 @@ Status RunScan(DiagChannel* sock, const ScanParams& p, bool allow_proc_udp, Scan
     out->tcp_states[st] = out->family_states[0][st] + out->family_states[1][st];
     out->udp_states[st] = out->family_states[2][st] + out->family_states[3][st];
   }
+  if (tracking) TrackCommit(track, p, out);
   out->bytes_received = sock->bytes_received();
   out->recv_calls = sock->recv_calls();
   out->elapsed_ns = NowNs() - start;

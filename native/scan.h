@@ -27,6 +27,8 @@ enum : uint32_t {
   kScanTestNoSend = 64,           // tests: requests are not sent, so no reply ever comes (timeout)
   kScanHistogram = 128,           // queue histograms per protocol (hist_bounds)
   kScanAggMergeMapped = 256,      // aggregation: an IPv4-mapped IPv6 remote counts as the IPv4 endpoint
+  kScanTrack = 512,               // change tracking: offenders followed between scans (TrackState)
+  kScanTrackFull = 1024,          // with kScanTrack: return every followed offender, not only changes
   kReasonRecv = 1,
   kReasonSend = 2,
   kReasonAccept = 4,
@@ -63,6 +65,7 @@ struct ScanParams {
   std::vector<uint32_t> agg_exclude_ports;  // [from, to] pairs: sockets on these local ports are not aggregated
   std::vector<uint64_t> hist_bounds;        // with kScanHistogram: strictly increasing, at most kMaxHistBounds
   uint32_t listeners_top = 0;               // return the N LISTEN sockets fullest by acceptQueue/backlog (0: none)
+  uint64_t track_step = 0;                  // with kScanTrack: a queue moving more than this is `changed`
 };
 
 struct Offender {
@@ -122,12 +125,46 @@ struct ScanOutput {
   uint64_t bytes_received = 0;
   uint64_t recv_calls = 0;
   uint64_t elapsed_ns = 0;
+  // With kScanTrack: records[i] is of kind track_kinds[i] (TrackKind); the sink collects in
+  // track_cleared the followed sockets the dump showed under every threshold.
+  std::vector<uint8_t> track_kinds;
+  std::vector<Offender> track_cleared;
+  uint64_t tracked = 0;     // offenders followed after this scan
+  bool track_reset = false;  // the followed set was dropped first (first scan, or other options)
 };
+
+// Change tracking (kScanTrack): the offenders one Sampler follows between scans, by socket identity
+// (the cookie, or the inode where a source has no cookie: /proc/net/udp), with the protocol and
+// 4-tuple as a guard against reuse. Each entry holds the record last returned for it.
+enum TrackKind : uint8_t { kTrackUnchanged = 0, kTrackAdded = 1, kTrackChanged = 2, kTrackCleared = 3, kTrackGone = 4 };
+
+struct TrackedSock {
+  SockRecord rec;  // as last returned (its queues are the ones changes are measured from)
+  uint32_t reasons;
+  uint32_t gen;  // the scan that last saw it offend
+};
+
+struct TrackState {
+  std::unordered_map<uint64_t, TrackedSock> entries;
+  bool valid = false;  // sig holds the options the entries were made under
+  ScanParams sig;      // those fields of it that decide which sockets offend (SameRequest)
+  uint32_t gen = 0;
+  int64_t accounted = 0;  // bytes last reported to V8 (addon.cc)
+  // Whether a scan with `p` continues this state (else it starts over).
+  bool Matches(const ScanParams& p) const;
+  // Approximate heap bytes held (entries, hash nodes and buckets).
+  int64_t Bytes() const;
+};
+
+uint64_t TrackKey(const SockRecord& r);
 
 // Runs the whole scan on `sock` (the kernel, or recorded replies: the same path either way).
 // `allow_proc_udp` is false inside another network namespace, where /proc/net/udp would describe
 // the wrong one, and for recorded replies.
-Status RunScan(DiagChannel* sock, const ScanParams& params, bool allow_proc_udp, ScanOutput* out);
+// With kScanTrack in params.flags, `track` (not null) is read during the walk and updated only
+// when the whole scan succeeded: a failed scan leaves it as it was.
+Status RunScan(DiagChannel* sock, const ScanParams& params, bool allow_proc_udp, ScanOutput* out,
+               TrackState* track = nullptr);
 
 // Exact lookup of one socket. Returns Ok with *found=false when the kernel has no such socket.
 Status LookupSocket(DiagChannel* sock, uint8_t family, uint8_t protocol, const uint8_t* src, uint16_t sport,

@@ -114,6 +114,20 @@ function sameSocket(a: SocketRecord, b: SocketRecord): boolean {
   );
 }
 
+/**
+ * The tracker keys of a record (one per exceeded queue type), made once per record object: the
+ * watcher's change-tracking scans hand the same record objects to plan() tick after tick.
+ */
+const recordKeys = new WeakMap<SocketRecord, string[]>();
+function keysOf(record: SocketRecord): string[] {
+  let keys = recordKeys.get(record);
+  if (keys === undefined) {
+    keys = record.exceeded.map((type) => `${record.cookie}/${type}`);
+    recordKeys.set(record, keys);
+  }
+  return keys;
+}
+
 function popcount(v: number): number {
   let n = 0;
   for (let x = v >>> 0; x !== 0; x &= x - 1) n++;
@@ -234,16 +248,31 @@ export class QueueTracker {
     return [...this.entries.values()];
   }
 
+  /**
+   * Whether the next sample should carry every offender's current record rather than only those
+   * that changed by more than the scan's step (the watcher's change-tracking scans): when a pair is
+   * inside its confirm window (an alert or resolution may fall due with this sample's record) or a
+   * repeat is due at `now` (unix s). Otherwise the events a sample can bring come from records that
+   * are fresh anyway: added, changed, cleared, or re-checked by lookup.
+   */
+  wantsFullSample(now: number): boolean {
+    for (const e of this.entries.values()) {
+      if (e.active ? e.history !== this.mask : e.history !== 0) return true;
+      if (e.active && this.dueRepeat(e.since, now) > e.repeats) return true;
+    }
+    return false;
+  }
+
   plan(sample: Pick<SampleResult, 'timestamp' | 'records' | 'offendersTotal'>): TickPlan {
     const seen: TickPlan['seen'] = [];
     const seenKeys = new Set<string>();
     const byCookie = new Map<bigint, SocketRecord>();
     for (const record of sample.records) {
       byCookie.set(record.cookie, record);
-      for (const type of record.exceeded) {
-        const key = `${record.cookie}/${type}`;
-        seenKeys.add(key);
-        seen.push({ key, type, record });
+      const keys = keysOf(record);
+      for (let i = 0; i < keys.length; i++) {
+        seenKeys.add(keys[i]);
+        seen.push({ key: keys[i], type: record.exceeded[i], record });
       }
     }
     const fresh: TickPlan['fresh'] = [];

@@ -3,10 +3,23 @@
 // alerts go.
 //
 // One tick: one async sock_diag pass (offenders only, thresholds applied in native code, at most
-// maxRecords returned) → exact re-checks of tracked sockets missing from it (sampler.lookup, no
+// maxRecords followed) → exact re-checks of tracked sockets missing from it (sampler.lookup, no
 // dump) → the tracker's events → owner lookup (pid, comm)
 // for the events' inodes → 'alert' events, in order. Owner lookup never holds up sampling: events
 // wait for it in a queue, each tick's batch at most ownerWaitMs after its sample.
+//
+// The pass is a change-tracking scan (SampleOptions.track): the sampler follows the offenders in
+// native code and returns only those added, changed (a queue moved by more than TRACK_STEP, a state
+// or exceeded threshold changed), cleared or gone, so a steady storm of offenders costs JavaScript
+// next to nothing per tick. The watcher mirrors the followed set (cookie → the latest record) and
+// hands the tracker that whole set, as a plain scan's records would be: the tracker's rules are
+// unchanged. A record in the mirror may lag its queue by up to TRACK_STEP; events use fresh ones:
+// alerts of new offenders come with them (added), resolutions with cleared records or lookups, and
+// a tick asks for the full set (track.full) whenever the tracker wants it (QueueTracker
+// .wantsFullSample: a pair inside its confirm window, an alert deferred by maxAlertsPerTick, or a
+// repeat due). Only a repeat falling due between a tick's start and its scan may carry a queue size
+// up to TRACK_STEP old. A shared sampler (options.sampler) must not run tracked scans of its own:
+// they would take the changes this watcher's next scan is to see.
 //
 // Scheduling is fixed-rate: tick k starts at start + k × interval; when a tick runs past the next
 // start, the ticks missed are skipped and counted (missedTicks), never run in a burst.
@@ -24,7 +37,16 @@ import { performance } from 'node:perf_hooks';
 import { TypedEmitter } from '../base/emitter';
 import { SocketOwners } from './owners';
 import * as v from '../base/validate';
-import { compileSampleOptions, CompiledSampleOptions, endpoints, FILTER_OPTION_KEYS, Sampler } from '../sampler';
+import {
+  compileSampleOptions,
+  CompiledSampleOptions,
+  endpoints,
+  FILTER_OPTION_KEYS,
+  Sampler,
+  unixNow,
+  type SampleResult,
+  type SocketRecord,
+} from '../sampler';
 import { FULL_SOCKET_STATES, type StateName } from '../states';
 import { AlertStream } from './alert-stream';
 import { currentScope, EpisodeStore, EPISODES_DEFAULT_MAX, type Episode, type EpisodesLoad } from './episodes';
@@ -134,6 +156,12 @@ export const QUEUE_DEFAULTS = {
  */
 export const QUEUE_WATCH_STATES: readonly StateName[] = FULL_SOCKET_STATES;
 
+/**
+ * The watcher's change-tracking step, bytes: a followed offender's record is sent again when a queue
+ * moved by more than this (the scan's default, 64 KiB).
+ */
+export const TRACK_STEP = 65536;
+
 /** Least time between two saves of the episode file when only repeat numbers changed. */
 const EPISODE_SAVE_MS = 5000;
 
@@ -167,8 +195,11 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
   private readonly ownerWaitMs: number;
   private readonly maxBuffered: number;
   private readonly tracker: QueueTracker;
-  /** Validated and compiled once: each tick scans with it as is. */
+  /** Validated and compiled once: each tick scans with one of them as is (changes only, or the full set). */
   private readonly sampleOptions: CompiledSampleOptions;
+  private readonly fullSampleOptions: CompiledSampleOptions;
+  /** The offenders the sampler follows, as of the latest scan (undefined before the first). */
+  private followed: Map<bigint, SocketRecord> | undefined;
   private readonly filter: QueueFilter;
   private readonly streams = new Set<AlertStream<QueueAlert>>();
   private readonly episodeStore: EpisodeStore | undefined;
@@ -216,14 +247,16 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     this.hostname = options.hostname === undefined ? os.hostname() : v.nonEmptyString(options.hostname, 'options.hostname');
     this.filter = checkFilter(options.filter);
     compileSampleOptions(this.filter, 'options.filter'); // the filter's values, named as options.filter.x
-    this.sampleOptions = new CompiledSampleOptions({
+    const scan = {
       ...this.filter,
       states: this.filter.states ?? QUEUE_WATCH_STATES,
       recvThreshold: this.thresholds.recv,
       sendThreshold: this.thresholds.send,
       acceptThreshold: this.thresholds.accept,
       maxRecords: this.maxRecords,
-    });
+    };
+    this.sampleOptions = new CompiledSampleOptions({ ...scan, track: { step: TRACK_STEP } });
+    this.fullSampleOptions = new CompiledSampleOptions({ ...scan, track: { step: TRACK_STEP, full: true } });
     if (options.owners instanceof SocketOwners) {
       this.owners = options.owners;
       this.ownOwners = false;
@@ -341,10 +374,12 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
 
   private async tick(): Promise<void> {
     const started = performance.now();
-    const sample = await this.sampler.sample(this.sampleOptions);
+    const full = this.followed === undefined || this.tracker.wantsFullSample(unixNow());
+    const sample = await this.sampler.sample(full ? this.fullSampleOptions : this.sampleOptions);
+    const { records, cleared } = this.follow(sample, full);
     if (this.stopping) return;
-    const plan = this.tracker.plan(sample);
-    const checks = await this.recheck(plan.recheck);
+    const plan = this.tracker.plan({ timestamp: sample.timestamp, records, offendersTotal: sample.offendersTotal });
+    const checks = await this.recheck(plan.recheck, cleared);
     if (this.stopping) return;
     const outcome = this.tracker.apply(plan, checks);
     this.ticks++;
@@ -387,11 +422,36 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
     }
   }
 
-  /** Exact re-checks of tracked sockets that were missing from the sample (no dump). */
-  private async recheck(entries: TrackedQueue[]): Promise<RecheckResults> {
+  /**
+   * Updates the mirror of the followed offenders with a tracked scan's changes. Returns every
+   * followed offender (what a plain scan's records would be) and the cleared ones by cookie (in the
+   * dump, under every threshold: known without a lookup).
+   */
+  private follow(sample: SampleResult, full: boolean): { records: SocketRecord[]; cleared: Map<bigint, SocketRecord> } {
+    const c = sample.changes!;
+    if (full || c.reset || this.followed === undefined) {
+      this.followed = new Map();
+      for (const r of sample.records) this.followed.set(r.cookie, r);
+    } else {
+      for (const r of c.gone) this.followed.delete(r.cookie);
+      for (const r of c.cleared) this.followed.delete(r.cookie);
+      for (const r of sample.records) this.followed.set(r.cookie, r); // added and changed
+    }
+    const cleared = new Map<bigint, SocketRecord>();
+    for (const r of c.cleared) cleared.set(r.cookie, r);
+    return { records: [...this.followed.values()], cleared };
+  }
+
+  /** Exact re-checks of tracked sockets that were missing from the sample (no dump); `known`: found in it under every threshold. */
+  private async recheck(entries: TrackedQueue[], known: Map<bigint, SocketRecord>): Promise<RecheckResults> {
     const results: RecheckResults = new Map();
     for (const e of entries) {
       if (results.has(e.cookie)) continue;
+      const k = known.get(e.cookie);
+      if (k) {
+        results.set(e.cookie, k);
+        continue;
+      }
       const r = e.record;
       const { local, remote } = endpoints(r);
       try {
