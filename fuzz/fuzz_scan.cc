@@ -233,11 +233,30 @@ sw::ScanParams Params(Rng* rng) {
     uint32_t from = static_cast<uint32_t>(rng->Below(65536));
     p.agg_exclude_ports = {from, from + static_cast<uint32_t>(rng->Below(65536 - from))};
   }
+  if (rng->Chance(30)) {  // change tracking, against a followed set carried from scan to scan
+    p.flags = (p.flags & ~static_cast<uint32_t>(sw::kScanAll)) | sw::kScanTrack;
+    if (rng->Chance(30)) p.flags |= sw::kScanTrackFull;
+    const uint64_t steps[] = {0, 1, 100, 65536};
+    p.track_step = steps[rng->Below(4)];
+  }
   return p;
 }
 
+// The followed set of the fuzzed scans: one for the whole run, like a long-lived Sampler's.
+sw::TrackState g_track;
+
 void CheckOutput(const sw::ScanParams& p, const sw::ScanOutput& out) {
-  if (out.records.size() > p.max_records) Fail("more records than maxRecords");
+  if (p.flags & sw::kScanTrack) {
+    // Current offenders (at most max_records) plus the cleared and gone of the previous set.
+    if (out.records.size() > 2 * static_cast<uint64_t>(p.max_records)) Fail("more tracked records than 2 × maxRecords");
+    if (out.track_kinds.size() != out.records.size()) Fail("a tracked record without its kind");
+    if (out.tracked > p.max_records || out.tracked != g_track.entries.size()) Fail("followed set past maxRecords");
+    if (!out.track_cleared.empty()) Fail("cleared candidates left over");
+    for (uint8_t k : out.track_kinds)
+      if (k > sw::kTrackGone) Fail("an unknown change kind");
+  } else if (out.records.size() > p.max_records) {
+    Fail("more records than maxRecords");
+  }
   if (out.offenders_total > out.sockets_seen) Fail("more offenders than sockets");
   uint64_t counted = 0;
   for (size_t i = 0; i < sw::kStateSlots; i++) counted += out.tcp_states[i] + out.udp_states[i];
@@ -308,7 +327,7 @@ bool RunOne(const std::vector<Bytes>& dgrams, uint32_t seq, const sw::ScanParams
   sw::ReplayChannel channel(std::move(views), seq);
   channel.set_single_walk_ok(single_walk);
   sw::ScanOutput out;
-  sw::Status s = sw::RunScan(&channel, p, false, &out);
+  sw::Status s = sw::RunScan(&channel, p, false, &out, &g_track);
   if (s.ok()) CheckOutput(p, out);
   if (!s.ok() && (s.err >= 0 || s.err < -4095)) Fail("an error outside the errno range");
   return s.ok();
@@ -413,12 +432,18 @@ int main(int argc, char** argv) {
   CheckSeeds(corpus);
   Rng rng(seed);
   uint64_t ok = 0;
+  sw::ScanParams last_tracked;
+  last_tracked.flags = 0;
   for (uint64_t i = 0; i < count; i++) {
     uint32_t seq = 0;
     std::vector<Bytes> dgrams = PickReplies(&rng, corpus, &seq);
     size_t mutations = 1 + rng.Below(4);
     for (size_t m = 0; m < mutations; m++) Mutate(&rng, &dgrams, corpus);
     sw::ScanParams p = Params(&rng);
+    // Tracked scans mostly repeat the previous tracked scan's options, so the followed set is
+    // carried on (added, changed, cleared, gone) rather than started over each time.
+    if ((p.flags & sw::kScanTrack) && last_tracked.flags != 0 && rng.Chance(70)) p = last_tracked;
+    if (p.flags & sw::kScanTrack) last_tracked = p;
     if (RunOne(dgrams, seq, p, rng.Chance(50))) ok++;
     if (i % 8 == 0) FuzzProcLine(&rng);
     if (i % 8 == 4) FuzzBytecode(&rng);

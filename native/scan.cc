@@ -393,7 +393,9 @@ void TrackCommit(TrackState* t, const ScanParams& p, ScanOutput* out) {
   for (const Offender& o : seen) {
     uint64_t key = TrackKey(o.rec);
     auto it = t->entries.find(key);
-    if (it != t->entries.end() && !SameSocket(it->second.rec, o.rec)) {  // the identity was reused
+    if (it != t->entries.end() && !SameSocket(it->second.rec, o.rec)) {
+      if (it->second.gen == gen) continue;  // two sockets of one identity in one dump: the first stays
+      // The identity was reused: the socket followed is gone, this one is new.
       emit(it->second.rec, it->second.reasons, kTrackGone);
       t->entries.erase(it);
       it = t->entries.end();

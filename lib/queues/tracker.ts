@@ -59,6 +59,8 @@ export interface TrackedQueue {
   misses: number;
   /** Restored from an earlier run and not seen since: its 4-tuple is checked when its cookie is. */
   restored?: boolean;
+  /** The plan() that last saw it among the offenders (internal). */
+  planned?: number;
 }
 
 export interface TickPlan {
@@ -114,18 +116,21 @@ function sameSocket(a: SocketRecord, b: SocketRecord): boolean {
   );
 }
 
+type Seen = TickPlan['seen'][number];
+
 /**
- * The tracker keys of a record (one per exceeded queue type), made once per record object: the
- * watcher's change-tracking scans hand the same record objects to plan() tick after tick.
+ * A record's observations (one per exceeded queue type, with its tracker key), made once per record
+ * object: the watcher's change-tracking scans hand the same record objects to plan() tick after
+ * tick, so a steady storm allocates nothing here.
  */
-const recordKeys = new WeakMap<SocketRecord, string[]>();
-function keysOf(record: SocketRecord): string[] {
-  let keys = recordKeys.get(record);
-  if (keys === undefined) {
-    keys = record.exceeded.map((type) => `${record.cookie}/${type}`);
-    recordKeys.set(record, keys);
+const recordSeen = new WeakMap<SocketRecord, readonly Seen[]>();
+function seenOf(record: SocketRecord): readonly Seen[] {
+  let seen = recordSeen.get(record);
+  if (seen === undefined) {
+    seen = record.exceeded.map((type) => Object.freeze({ key: `${record.cookie}/${type}`, type, record }));
+    recordSeen.set(record, seen);
   }
-  return keys;
+  return seen;
 }
 
 function popcount(v: number): number {
@@ -142,6 +147,8 @@ export class QueueTracker {
   private changeCount = 0;
   /** Increases whenever an open episode's repeat number changes. */
   private repeatCount = 0;
+  /** Numbers plan() calls (TrackedQueue.planned). */
+  private plans = 0;
 
   constructor(private readonly o: TrackerOptions) {
     this.mask = o.confirm.m >= 32 ? 0xffffffff : (1 << o.confirm.m) - 1;
@@ -264,21 +271,22 @@ export class QueueTracker {
   }
 
   plan(sample: Pick<SampleResult, 'timestamp' | 'records' | 'offendersTotal'>): TickPlan {
-    const seen: TickPlan['seen'] = [];
-    const seenKeys = new Set<string>();
-    const byCookie = new Map<bigint, SocketRecord>();
+    const seen: Seen[] = [];
+    const planned = ++this.plans;
     for (const record of sample.records) {
-      byCookie.set(record.cookie, record);
-      const keys = keysOf(record);
-      for (let i = 0; i < keys.length; i++) {
-        seenKeys.add(keys[i]);
-        seen.push({ key: keys[i], type: record.exceeded[i], record });
+      for (const s of seenOf(record)) {
+        const e = this.entries.get(s.key);
+        if (e !== undefined) e.planned = planned;
+        seen.push(s);
       }
     }
+    // By cookie, made only when some tracked pair is missing (never in a steady storm).
+    let byCookie: Map<bigint, SocketRecord> | undefined;
     const fresh: TickPlan['fresh'] = [];
     const recheck: TrackedQueue[] = [];
     for (const entry of this.entries.values()) {
-      if (seenKeys.has(entry.key)) continue;
+      if (entry.planned === planned) continue;
+      byCookie ??= new Map(sample.records.map((r) => [r.cookie, r]));
       const record = byCookie.get(entry.cookie);
       if (record) fresh.push({ entry, record });
       else if (recheck.length < this.o.maxRechecksPerTick) recheck.push(entry);
@@ -371,7 +379,7 @@ export class QueueTracker {
           untrackedCookies.add(record.cookie);
           continue;
         }
-        e = { key, cookie: record.cookie, type, record, history: 0, active: false, since: ts, repeats: 0, misses: 0 };
+        e = { key, cookie: record.cookie, type, record, history: 0, active: false, since: ts, repeats: 0, misses: 0, planned: 0 };
         this.entries.set(key, e);
       }
       e.record = record;
