@@ -360,7 +360,8 @@ async function offenderStorm(row, job) {
       // Offender records that reached JS per steady tick (the watcher's change-tracking scans).
       steadyRecordsMax: steady.length ? max(steady.map((t) => t[T.records])) : null,
       steadyRecordsSum: steady.reduce((s, t) => s + t[T.records], 0),
-      steadyCpuMsPerTick: steady.length >= 2 ? (steady[steady.length - 1][T.cpuUs] - steady[0][T.cpuUs]) / 1000 / (steady.length - 1) : null,
+      steadyCpuMsPerTick:
+        steady.length >= 2 ? (steady[steady.length - 1][T.cpuUs] - steady[0][T.cpuUs]) / 1000 / (steady.length - 1) : null,
       steadyMissed: steady.length >= 2 ? steady[steady.length - 1][T.missed] - steady[0][T.missed] : null,
       // RSS per tick: [ms since start, bytes]
       rss: ticks.map((t) => [Math.round(t[T.start]), t[T.rss]]),

@@ -254,9 +254,7 @@ class ScanSink : public MessageSink {
     if (p_.listeners_top > 0 && rec.protocol == IPPROTO_TCP && rec.state == kTcpListen) AddListener(rec);
   }
 
-  bool Followed(const SockRecord& r) const {
-    return followed_count_ > 0 && followed_->entries.count(TrackKey(r)) != 0;
-  }
+  bool Followed(const SockRecord& r) const { return followed_count_ > 0 && followed_->entries.count(TrackKey(r)) != 0; }
 
   // Tracking: every offender already followed, and new ones while the followed set (at most
   // max_records) has room; the rest are only counted.

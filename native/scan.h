@@ -129,7 +129,7 @@ struct ScanOutput {
   // track_cleared the followed sockets the dump showed under every threshold.
   std::vector<uint8_t> track_kinds;
   std::vector<Offender> track_cleared;
-  uint64_t tracked = 0;     // offenders followed after this scan
+  uint64_t tracked = 0;      // offenders followed after this scan
   bool track_reset = false;  // the followed set was dropped first (first scan, or other options)
 };
 

@@ -44,7 +44,12 @@ async function recvQ(s: Sampler, port: number): Promise<number | undefined> {
 }
 
 async function settle(s: Sampler, port: number, bytes: number): Promise<void> {
-  expect(await eventually(() => recvQ(s, port), (q) => q === bytes)).toBe(bytes);
+  expect(
+    await eventually(
+      () => recvQ(s, port),
+      (q) => q === bytes,
+    ),
+  ).toBe(bytes);
 }
 
 function changes(r: SampleResult): Record<string, number[]> {
@@ -107,7 +112,10 @@ describe('change-tracking scan', () => {
       // a closed with unread bytes (RST): absent from the dump; its last returned record comes back.
       const cookie = moved.changes!.changed[0].cookie;
       a.accepted.destroy();
-      await eventually(() => recvQ(s, a.port), (q) => q === undefined);
+      await eventually(
+        () => recvQ(s, a.port),
+        (q) => q === undefined,
+      );
       const gone = await s.sample(base);
       expect(changes(gone)).toEqual({ ...none, gone: [a.port] });
       expect(gone.changes!.gone[0]).toMatchObject({ cookie, recvQ: 2110, exceeded: ['RECV'] });
@@ -202,7 +210,10 @@ describe('change-tracking scan', () => {
     expect(socketBytes).toBeGreaterThan(64 * 1024);
 
     const s = new Sampler();
-    await eventually(async () => (await s.sample({ localAddresses: [HOST], recvThreshold: 1000 })).offendersTotal, (n) => n === 20);
+    await eventually(
+      async () => (await s.sample({ localAddresses: [HOST], recvThreshold: 1000 })).offendersTotal,
+      (n) => n === 20,
+    );
     const open = binding.externalMemory();
     const r = await s.sample(base);
     expect(r.tracked).toBe(20);

@@ -72,6 +72,12 @@ export interface TickPlan {
   recheck: TrackedQueue[];
   /** Offenders beyond the sample's record cap. */
   beyondRecords: number;
+  /**
+   * Repeats falling due after this time (unix s) wait for a later tick. The watcher sets it on ticks
+   * whose sample held only changed records (wantsFullSample was false at this time): a repeat then
+   * goes out with a full sample's record, one tick later at most.
+   */
+  repeatsUntil?: number;
 }
 
 /** Re-check outcome by cookie: the socket now, null when not found; a missing cookie means unknown. */
@@ -328,7 +334,7 @@ export class QueueTracker {
           this.changeCount++;
         } else Object.assign(e, before);
       } else if (this.o.repeatMs > 0) {
-        const due = this.dueRepeat(e.since, ts);
+        const due = this.dueRepeat(e.since, Math.min(ts, plan.repeatsUntil ?? ts));
         if (due > e.repeats) {
           const was = e.repeats;
           e.repeats = due;

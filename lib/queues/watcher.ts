@@ -17,8 +17,8 @@
 // alerts of new offenders come with them (added), resolutions with cleared records or lookups, and
 // a tick asks for the full set (track.full) whenever the tracker wants it (QueueTracker
 // .wantsFullSample: a pair inside its confirm window, an alert deferred by maxAlertsPerTick, or a
-// repeat due). Only a repeat falling due between a tick's start and its scan may carry a queue size
-// up to TRACK_STEP old. A shared sampler (options.sampler) must not run tracked scans of its own:
+// repeat due); a repeat falling due between the start of a tick without it and its scan waits for the
+// next tick (a full one). A shared sampler (options.sampler) must not run tracked scans of its own:
 // they would take the changes this watcher's next scan is to see.
 //
 // Scheduling is fixed-rate: tick k starts at start + k × interval; when a tick runs past the next
@@ -374,11 +374,13 @@ export class QueueWatcher extends TypedEmitter<QueueWatcherEvents> {
 
   private async tick(): Promise<void> {
     const started = performance.now();
-    const full = this.followed === undefined || this.tracker.wantsFullSample(unixNow());
+    const now = unixNow();
+    const full = this.followed === undefined || this.tracker.wantsFullSample(now);
     const sample = await this.sampler.sample(full ? this.fullSampleOptions : this.sampleOptions);
     const { records, cleared } = this.follow(sample, full);
     if (this.stopping) return;
     const plan = this.tracker.plan({ timestamp: sample.timestamp, records, offendersTotal: sample.offendersTotal });
+    if (!full) plan.repeatsUntil = now;
     const checks = await this.recheck(plan.recheck, cleared);
     if (this.stopping) return;
     const outcome = this.tracker.apply(plan, checks);
