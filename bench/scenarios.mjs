@@ -453,6 +453,15 @@ export const targets = [
     row: 'queue-storm',
     maxGrowth: 1.1,
   },
+  // Issue 13: "a steady 10k-offender storm at ≤ 1.2× the CPU of the few-offender watch" (change-tracking scans).
+  {
+    id: 'storm-steady',
+    label: 'steady 10k-offender storm ≤ 1.2× the CPU per tick of the few-offender watch (issue 13, same run)',
+    kind: 'storm-steady',
+    row: 'queue-storm',
+    over: 'watch-250',
+    max: 1.2,
+  },
 ];
 
 /** Timed calls per row and process at a farm size, unless the row says otherwise. */
