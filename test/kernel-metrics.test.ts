@@ -111,6 +111,7 @@ describe('queue histograms', () => {
     const custom = await sampler.sample({
       tcp: true,
       localPorts: [unread.port],
+      remotePorts: [unread.clientPort], // the port alone may match a socket on another loopback address
       states: ['established'],
       queueHistogram: { bounds: [0, 12344, 12345] },
     });
@@ -118,6 +119,7 @@ describe('queue histograms', () => {
     const below = await sampler.sample({
       tcp: true,
       localPorts: [unread.port],
+      remotePorts: [unread.clientPort],
       states: ['established'],
       queueHistogram: { bounds: [100, 12344] },
     });

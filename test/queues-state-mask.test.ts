@@ -33,7 +33,8 @@ async function listenerWithTimeWaitAndOffender(): Promise<{ port: number; offend
   await waitAccepted(accepted, 2);
   offender.write(Buffer.alloc(5000, 1));
   const rows = await eventually(
-    () => listSockets({ tcp: true, localPorts: [port] }),
+    // The address too: the port number alone may be another loopback address's ephemeral port.
+    () => listSockets({ tcp: true, localPorts: [port], localAddresses: ['127.0.0.1'] }),
     (rs) => rs.some((r) => r.stateName === 'time-wait') && rs.some((r) => r.recvQ === 5000),
   );
   expect(rows.map((r) => r.stateName).sort()).toEqual(['established', 'listen', 'time-wait']);
@@ -69,7 +70,7 @@ describe('queue watch state mask', () => {
 
   it('finds the offender while the kernel leaves the TIME_WAIT socket out of the sample', async () => {
     const { port, offenderRemotePort } = await listenerWithTimeWaitAndOffender();
-    const run = watch({ tcp: true, localPorts: [port] });
+    const run = watch({ tcp: true, localPorts: [port], localAddresses: ['127.0.0.1'] });
     await waitFor('the RECV alert', () => run.alerts.length >= 1);
     expect(run.alerts[0]).toMatchObject({ event: 'alert', type: 'RECV', bytes: 5000, state: 'established' });
     expect(run.alerts[0].remote).toBe(`127.0.0.1:${offenderRemotePort}`);
@@ -79,7 +80,7 @@ describe('queue watch state mask', () => {
 
   it('sends a filter that names its states as given (TIME_WAIT counted)', async () => {
     const { port } = await listenerWithTimeWaitAndOffender();
-    const run = watch({ tcp: true, localPorts: [port], states: ['all'] });
+    const run = watch({ tcp: true, localPorts: [port], localAddresses: ['127.0.0.1'], states: ['all'] });
     await waitFor('the RECV alert', () => run.alerts.length >= 1);
     expect(run.ticks[0].socketsSeen).toBe(3);
   });
