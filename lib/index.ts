@@ -23,6 +23,8 @@ export type {
   ListenerInfo,
   ListenersOptions,
   StateCountsByFamily,
+  TrackOptions,
+  SampleChanges,
 } from './sampler';
 export type { QueueAlertJson } from './queues/alert-json';
 export { QueueWatcher, SocketOwners, alertToParams } from './queues';
