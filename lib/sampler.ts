@@ -885,7 +885,7 @@ export class Sampler {
 
   /**
    * Lets the async calls made before it finish, then closes the netlink socket and frees its
-   * receive buffer. Calls made after it fail with ERR_SOCKWATCH_SAMPLER_CLOSED. Idempotent: every
+   * receive buffer and the offenders followed by change tracking (SampleOptions.track). Calls made after it fail with ERR_SOCKWATCH_SAMPLER_CLOSED. Idempotent: every
    * call returns the same promise.
    */
   close(): Promise<void> {
