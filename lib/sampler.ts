@@ -784,12 +784,15 @@ export class Sampler {
     options = v.optionsObject<SamplerOptions>(options, 'options', SAMPLER_OPTION_KEYS);
     if (options.netns !== undefined) {
       v.nonEmptyString(options.netns, 'options.netns');
+      // open(), not access(): access() checks with the real uid and no capabilities, so a
+      // non-root process holding CAP_SYS_PTRACE (the systemd unit's exporter) was refused a
+      // /proc/PID/ns/net the kernel would let it open.
       try {
-        fs.accessSync(options.netns, fs.constants.R_OK);
+        fs.closeSync(fs.openSync(options.netns, fs.constants.O_RDONLY));
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         const why = e.code === 'ENOENT' ? 'no such namespace file (expected /proc/PID/ns/net or /var/run/netns/NAME)' : 'not readable';
-        throw systemError(e.errno ?? osConstants.errno.ENOENT, 'access', `netns ${options.netns}: ${why}`, { cause: err });
+        throw systemError(e.errno ?? osConstants.errno.ENOENT, 'open', `netns ${options.netns}: ${why}`, { cause: err });
       }
     }
     this.netns = options.netns;

@@ -79,6 +79,24 @@ describe.skipIf(!canNetns)('sockwatch list --all-netns', () => {
     ]);
   });
 
+  it.skipIf(!canSetpriv)('--netns /proc/PID/ns/net of a root process, as a non-root user holding CAP_SYS_ADMIN and CAP_SYS_PTRACE', async () => {
+    // The systemd unit's privileges (deploy/systemd): the open of another user's namespace file is
+    // allowed by CAP_SYS_PTRACE, which access(2) would ignore (it checks with the real uid, no capabilities).
+    const caps = '+sys_admin,+sys_ptrace';
+    const r = await run(['list', '--netns', `/proc/${unnamed.pid}/ns/net`, '--format', 'json', '--tcp', '--state', 'listen'], {
+      wrapper: ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', `--inh-caps=${caps}`, `--ambient-caps=${caps}`],
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(jsonRows(r.stdout)).toContainEqual(expect.objectContaining({ state: 'listen', local: `127.0.0.1:${unnamed.firstLine}` }));
+    // Without the capabilities the same command is refused with one line naming the namespace file.
+    const denied = await run(['list', '--netns', `/proc/${unnamed.pid}/ns/net`, '--tcp'], {
+      wrapper: ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups'],
+    });
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr.trim().split('\n')).toHaveLength(1);
+    expect(denied.stderr).toContain(`/proc/${unnamed.pid}/ns/net`);
+  });
+
   it.skipIf(!canSetpriv)('unprivileged: one stderr line per namespace it cannot enter, our own listed, exit 0', async () => {
     const r = await run(['list', '--all-netns', '--format', 'json', '--tcp'], {
       wrapper: ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups'],

@@ -155,7 +155,7 @@ describe('sample options', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(Error);
-    expect(err).toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'access' });
+    expect(err).toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open' });
     expect(() => new Sampler({ netns: '' })).toThrow(/options.netns must be a non-empty string/);
     expect(() => new Sampler({ netns: 5 as never })).toThrow(TypeError);
   });

@@ -79,7 +79,16 @@ export function resolveNetns(v: unknown): string | undefined {
   if (v === undefined) return undefined;
   const s = String(v);
   const p = s.includes('/') ? s : `/var/run/netns/${s}`;
-  if (!fs.existsSync(p)) throw new UsageError(`--netns: ${p} does not exist (expected /proc/PID/ns/net or a name under /var/run/netns)`);
+  // stat(), not existsSync(): that is access(2), which drops capabilities for a non-root user, so
+  // another user's /proc/PID/ns/net looked absent to a process holding CAP_SYS_PTRACE. A file that
+  // exists but cannot be opened is the Sampler's error (it names the file and the errno).
+  try {
+    fs.statSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new UsageError(`--netns: ${p} does not exist (expected /proc/PID/ns/net or a name under /var/run/netns)`);
+    }
+  }
   return p;
 }
 
