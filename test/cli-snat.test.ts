@@ -82,8 +82,9 @@ describe('sockwatch snat (no .NET needed)', () => {
   it('monitors, writes the script-format hourly log and its JSON twin, and stops after -d', async () => {
     const logDir = path.join(tmp, 'monitor');
     const r = await run(
-      // 3.6 s: room for several polls even when the first one is slow on a loaded machine.
-      ['-t', '5', '-f', '0.3', '-d', '0.001', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir],
+      // 7.2 s: room for several polls even when the first ones are slow on a loaded machine (3.6 s
+      // gave one poll while six other test runs shared the two cores).
+      ['-t', '5', '-f', '0.3', '-d', '0.002', '--pid', String(holder.pid), '--exclude-ports', `80,443,2222,${port}`, '--log-dir', logDir],
       {
         env: { COMPUTERNAME: 'cli-inst', DIAGNOSTICS_AZUREBLOBCONTAINERSASURL: FAKE_SAS },
       },
@@ -99,7 +100,7 @@ describe('sockwatch snat (no .NET needed)', () => {
     expect(text).toMatch(row);
     expect(text).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}: Connection threshold exceeded$/m);
     expect(text).toMatch(/^Current timestamp: \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/m);
-    expect(text).toContain('Duration timer expired after 0.001 hour(s). Initiating automatic cleanup...');
+    expect(text).toContain('Duration timer expired after 0.002 hour(s). Initiating automatic cleanup...');
     expect(text).toContain(`counting only the connections of process ${holder.pid}`);
     expect(text).toMatch(/: counting mode: (network namespace|process sockets): /);
     // the SAS URL is named without its signature, nowhere in full
