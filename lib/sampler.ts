@@ -66,7 +66,11 @@ export interface SamplerOptions {
 export interface AggregateOptions {
   /** TCP states counted per remote endpoint (default: every state but LISTEN). */
   states?: readonly StateListName[];
-  /** Return the cookie of every aggregated socket (for windows of distinct connections). */
+  /**
+   * Return the cookie of every aggregated socket (for windows of distinct connections): cookie i
+   * belongs to aggregates[aggCookieIndex[i]], or, for a destination cut by `top` or `minTotal`,
+   * has the index aggregates.length ("other").
+   */
   cookies?: boolean;
   /** Only sockets whose inode or cookie is listed are aggregated (e.g. one process's sockets). */
   ownerInodes?: Iterable<number>;

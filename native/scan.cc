@@ -79,7 +79,8 @@ class ScanSink : public MessageSink {
   }
 
   // Sorts by total (descending), applies the min-total and top-N cuts, and renumbers the cookie
-  // index so it refers to the returned list (cookies of dropped aggregates are dropped too).
+  // index so it refers to the returned list; a cookie of a cut aggregate keeps its place with the
+  // index aggregates.size() ("other"), so a window of distinct connections can count the rest too.
   void FinishAggregates() {
     out_->aggregates_total = entries_.size();
     if (entries_.empty()) return;
@@ -101,17 +102,11 @@ class ScanSink : public MessageSink {
       remap[order[i]] = i;
       out_->aggregates.push_back(entries_[order[i]]);
     }
-    if (out_->agg_cookies.empty()) return;
-    size_t w = 0;
-    for (size_t r = 0; r < out_->agg_cookies.size(); r++) {
-      uint32_t to = remap[out_->agg_cookie_index[r]];
-      if (to == UINT32_MAX) continue;
-      out_->agg_cookies[w] = out_->agg_cookies[r];
-      out_->agg_cookie_index[w] = to;
-      w++;
+    const uint32_t other = static_cast<uint32_t>(order.size());
+    for (uint32_t& idx : out_->agg_cookie_index) {
+      uint32_t to = remap[idx];
+      idx = to == UINT32_MAX ? other : to;
     }
-    out_->agg_cookies.resize(w);
-    out_->agg_cookie_index.resize(w);
   }
 
   // Keeps the listeners_top fullest listeners, fullest first.

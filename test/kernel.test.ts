@@ -234,9 +234,13 @@ describe('native aggregation and counts', () => {
     const top = await sampler.sample({ ...mine, aggregate: { top: 1, cookies: true } });
     expect(top.aggregates.map((x) => x.remotePort)).toEqual([a.port]);
     expect(top.aggregatesTotal).toBe(2);
-    // Cookies of the cut destination are dropped; the rest point into the returned list.
-    expect(top.aggCookies).toHaveLength(3);
-    expect([...top.aggCookieIndex!]).toEqual([0, 0, 0]);
+    // Every aggregated socket keeps its cookie: those of the returned list point into it, that of
+    // the cut destination has the index aggregates.length ("other").
+    expect(top.aggCookies).toHaveLength(4);
+    const cutCookie = full.aggCookies![[...full.aggCookieIndex!].indexOf(1)];
+    const indexOf = new Map([...top.aggCookies!].map((c, i) => [c, top.aggCookieIndex![i]]));
+    expect(indexOf.get(cutCookie)).toBe(1);
+    expect([...top.aggCookieIndex!].sort()).toEqual([0, 0, 0, 1]);
     const min = await sampler.sample({ ...mine, aggregate: { minTotal: 2 } });
     expect(min.aggregates.map((x) => x.total)).toEqual([3]);
   });

@@ -227,10 +227,10 @@ export class SamplerMetrics {
     let window = this.windows.get(key);
     if (!window) this.windows.set(key, (window = new DistinctWindow(DISTINCT_WINDOW_MS)));
     const aggs = result.aggregates;
-    // The native pass returns the cookies of the top destinations only (those of destinations cut by
-    // `top` are dropped), so "other" in the window is the connections remembered for destinations that
-    // have left the top, and never less than the sockets in "other" now. ("other" stands last in
-    // `remotes`, so a cookie index of aggregates.length would land there.)
+    // The native pass returns the cookie of every aggregated socket; those of destinations cut by
+    // `top` have the index aggregates.length, which is "other" here (it stands last in `remotes`).
+    // So "other" in the window is every connection seen outside the top (plus those remembered for
+    // destinations that left it), and never less than the sockets in "other" now.
     const remotes = [...aggs, { remote: 'other', family: 4 as const, remoteAddress: '', remotePort: 0 }];
     window.observe(nowMs, result.aggCookies ?? [], result.aggCookieIndex ?? [], remotes);
     const distinct = window.counts(nowMs);
