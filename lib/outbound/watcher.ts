@@ -9,7 +9,6 @@
 // namespace where it has one of its own (entered when it is not ours), else its live sockets and the
 // cookies remembered from earlier polls; the mode is re-checked at most once a minute.
 import * as fs from 'node:fs';
-import { unmapV4 } from '../address';
 import { TypedEmitter } from '../base/emitter';
 import * as v from '../base/validate';
 import { compileSampleOptions, Sampler, type Aggregate, type PortSpec, type SampleOptions, type StateListName } from '../sampler';
@@ -131,41 +130,6 @@ const OUTBOUND_WATCHER_OPTION_KEYS = [
   'now',
 ] as const;
 
-/**
- * Folds IPv4-mapped IPv6 destinations ([::ffff:10.0.0.1]:443, from dual-stack sockets such as
- * .NET's default TcpClient) into their IPv4 form: to the network, and to SNAT, they are the same
- * destination. Returns the merged list and where each input aggregate went.
- */
-export function foldMappedAggregates(aggregates: readonly Aggregate[]): { merged: Aggregate[]; indexMap: Uint32Array } {
-  const indexMap = new Uint32Array(aggregates.length);
-  if (!aggregates.some((a) => a.family === 6 && unmapV4(a.remoteAddress) !== undefined)) {
-    indexMap.forEach((_, i) => (indexMap[i] = i));
-    return { merged: aggregates as Aggregate[], indexMap };
-  }
-  const merged: Aggregate[] = [];
-  const byRemote = new Map<string, number>();
-  aggregates.forEach((a, i) => {
-    const v4 = a.family === 6 ? unmapV4(a.remoteAddress) : undefined;
-    const remote = v4 !== undefined ? `${v4}:${a.remotePort}` : a.remote;
-    const at = byRemote.get(remote);
-    if (at === undefined) {
-      byRemote.set(remote, merged.length);
-      indexMap[i] = merged.length;
-      merged.push(
-        v4 !== undefined
-          ? { family: 4, remoteAddress: v4, remotePort: a.remotePort, remote, total: a.total, states: { ...a.states } }
-          : { ...a, states: { ...a.states } },
-      );
-      return;
-    }
-    indexMap[i] = at;
-    const into = merged[at]!;
-    into.total += a.total;
-    for (const [state, n] of Object.entries(a.states)) into.states[state] = (into.states[state] ?? 0) + n;
-  });
-  return { merged, indexMap };
-}
-
 /** The counted value of a destination under a basis. */
 export function countedValue(d: DestinationCount, basis: ThresholdBasis): number {
   return basis === 'window' ? d.distinctInWindow : d.total;
@@ -236,7 +200,9 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
       excludeLocalPorts: this.excludeLocalPorts,
       ...addresses,
       maxRecords: 0,
-      aggregate: { states: this.states, cookies: true },
+      // IPv4-mapped IPv6 destinations ([::ffff:10.0.0.1]:443, from dual-stack sockets such as .NET's
+      // default TcpClient) are their IPv4 form to the network and to SNAT: merged in the native pass.
+      aggregate: { states: this.states, cookies: true, mergeMapped: true },
     };
   }
 
@@ -283,19 +249,17 @@ export class OutboundWatcher extends TypedEmitter<OutboundWatcherEvents> {
         pidAlive = f.alive;
         options = {
           ...this.baseOptions,
-          aggregate: { states: this.states, cookies: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies },
+          aggregate: { states: this.states, cookies: true, mergeMapped: true, ownerInodes: f.ownerInodes, ownerCookies: f.ownerCookies },
         };
       }
     }
     const result = await sampler.sample(options);
     const nowMs = this.now();
     if (attribution?.mode === 'process') this.owner?.remember(result.aggCookies);
-    const { merged, indexMap } = foldMappedAggregates(result.aggregates);
     const cookies = result.aggCookies ?? new BigUint64Array(0);
-    const index = (result.aggCookieIndex ?? new Uint32Array(0)).map((i) => indexMap[i] ?? i);
-    this.window.observe(nowMs, cookies, index, merged);
+    this.window.observe(nowMs, cookies, result.aggCookieIndex ?? new Uint32Array(0), result.aggregates);
     const distinct = this.window.counts(nowMs);
-    return this.buildPoll(new Date(nowMs), merged, distinct, result.elapsedNs / 1e6, pidAlive, attribution);
+    return this.buildPoll(new Date(nowMs), result.aggregates, distinct, result.elapsedNs / 1e6, pidAlive, attribution);
   }
 
   private buildPoll(

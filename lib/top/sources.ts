@@ -20,7 +20,6 @@ import {
   DEFAULT_WINDOW_MS,
   OUTBOUND_STATES,
   OutboundWatcher,
-  foldMappedAggregates,
   sortDestinations,
   type DestinationCount,
 } from '../outbound/watcher';
@@ -142,7 +141,7 @@ export class DestinationSource {
       states,
       excludeLocalPorts: o.excludeLocalPorts,
       maxRecords: 0,
-      aggregate: { states, cookies: true },
+      aggregate: { states, cookies: true, mergeMapped: true },
     };
     // --pid: the watcher's attribution (the app's namespace, else its sockets and remembered cookies).
     if (o.pid !== undefined) {
@@ -165,7 +164,7 @@ export class DestinationSource {
    */
   sharedOptions(other: SampleOptions): SampleOptions {
     const states = [...OUTBOUND_STATES];
-    return { ...other, aggregate: { states, cookies: true, excludeLocalPorts: this.o.excludeLocalPorts } };
+    return { ...other, aggregate: { states, cookies: true, mergeMapped: true, excludeLocalPorts: this.o.excludeLocalPorts } };
   }
 
   /** One tick: a scan of its own (kernel-filtered), or the watcher's poll with --pid. */
@@ -209,13 +208,12 @@ export class DestinationSource {
     return rows;
   }
 
-  /** Folds v4-mapped destinations, feeds the namespace's window, lists what is in it. */
+  /** Feeds the namespace's window (v4-mapped destinations come merged from the native pass), lists what is in it. */
   private withWindow(ns: string, r: SampleResult, nowMs: number): DestinationCount[] {
     let window = this.windows.get(ns);
     if (!window) this.windows.set(ns, (window = new DistinctWindow(DEFAULT_WINDOW_MS)));
-    const { merged, indexMap } = foldMappedAggregates(r.aggregates);
-    const index = (r.aggCookieIndex ?? new Uint32Array(0)).map((i) => indexMap[i] ?? i);
-    window.observe(nowMs, r.aggCookies ?? new BigUint64Array(0), index, merged);
+    const merged = r.aggregates;
+    window.observe(nowMs, r.aggCookies ?? new BigUint64Array(0), r.aggCookieIndex ?? new Uint32Array(0), merged);
     const distinct = window.counts(nowMs);
     const list: DestinationCount[] = merged.map((a) => ({ ...a, distinctInWindow: Math.max(distinct.get(a.remote) ?? 0, a.total) }));
     const now = new Set(merged.map((a) => a.remote));
