@@ -15,7 +15,7 @@ import {
   type NativeScanRequest,
 } from '../lib/native';
 import { Sampler, unpackRecords, type SocketRecord } from '../lib/sampler';
-import { diagMsg, done, error, u32s } from './helpers/netlink-fixtures';
+import { diagMsg, done, error, fieldsReply, u32s } from './helpers/netlink-fixtures';
 
 const binding = loadBinding() as ReturnType<typeof loadBinding> & {
   parseRecorded(d: Buffer[], seq: number, req: NativeScanRequest): { records: NativeRecords; done: boolean };
@@ -95,23 +95,7 @@ while not done:
 
 describe('hand-built replies', () => {
   it('parses fields, skips unknown attributes, reads a short SKMEMINFO', () => {
-    const d = Buffer.concat([
-      diagMsg(5, {
-        sport: 8080,
-        dport: 40000,
-        rqueue: 10,
-        wqueue: 20,
-        uid: 1000,
-        inode: 42,
-        cookie: 0x1_0000_0002n,
-        attrs: [
-          { type: 99, payload: Buffer.from('unknown-attr') },
-          { type: 7, payload: u32s([1, 2, 3, 4, 5]) }, // an older kernel: 5 of 9 fields
-          { type: 8, payload: Buffer.from([0]) },
-        ],
-      }),
-      done(5),
-    ]);
+    const d = fieldsReply();
     const r = parseRecorded([d], 5, req(SCAN_ALL | SCAN_SKMEMINFO));
     expect(r.done).toBe(true);
     expect(r.records).toHaveLength(1);

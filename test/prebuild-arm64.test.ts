@@ -27,7 +27,7 @@ import {
   type NativeScanRequest,
 } from '../lib/native';
 import { unpackRecords } from '../lib/sampler';
-import { diagMsg, done, error, u32s, recordedScanRequest } from './helpers/netlink-fixtures';
+import { diagMsg, done, error, fieldsReply, u32s, recordedScanRequest } from './helpers/netlink-fixtures';
 import { runCleanups } from './helpers/cleanup';
 import { tmpDir } from './helpers/tmp';
 
@@ -75,23 +75,7 @@ function handBuilt(): Case[] {
     seq,
     req: r,
   });
-  const fields = Buffer.concat([
-    diagMsg(5, {
-      sport: 8080,
-      dport: 40000,
-      rqueue: 10,
-      wqueue: 20,
-      uid: 1000,
-      inode: 42,
-      cookie: 0x1_0000_0002n,
-      attrs: [
-        { type: 99, payload: Buffer.from('unknown-attr') },
-        { type: 7, payload: u32s([1, 2, 3, 4, 5]) },
-        { type: 8, payload: Buffer.from([0]) },
-      ],
-    }),
-    done(5),
-  ]);
+  const fields = fieldsReply();
   const m = diagMsg(4, { sport: 1 });
   const short = Buffer.alloc(16 + 40);
   short.writeUInt32LE(short.length, 0);

@@ -80,6 +80,31 @@ export function u32s(values: number[]): Buffer {
   return b;
 }
 
+/**
+ * One reply of seq 5: a socket with known fields (ports 8080 → 40000, queues 10/20, uid 1000, inode
+ * 42, cookie 0x1_0000_0002), an attribute the addon does not know, an older kernel's SKMEMINFO of 5
+ * fields and a one-byte SHUTDOWN, then DONE.
+ */
+export function fieldsReply(): Buffer {
+  return Buffer.concat([
+    diagMsg(5, {
+      sport: 8080,
+      dport: 40000,
+      rqueue: 10,
+      wqueue: 20,
+      uid: 1000,
+      inode: 42,
+      cookie: 0x1_0000_0002n,
+      attrs: [
+        { type: 99, payload: Buffer.from('unknown-attr') },
+        { type: 7, payload: u32s([1, 2, 3, 4, 5]) }, // an older kernel: 5 of 9 fields
+        { type: 8, payload: Buffer.from([0]) },
+      ],
+    }),
+    done(5),
+  ]);
+}
+
 /** A native scan request for replaying recorded replies: IPv4 TCP, every state, every socket a record. */
 export function recordedScanRequest(over: Partial<NativeScanRequest> = {}): NativeScanRequest {
   return {
