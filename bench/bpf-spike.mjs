@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eachArg } from './args.mjs';
 import { installExitHandlers, killAllChildren, runChild, spawnTracked } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { loadLibrary } from './methods.mjs';
@@ -41,13 +42,7 @@ const BACK_TO_BACK_RUNS = 10_000; // floor.c's most; more scans than a latency w
 
 function parseArgs(argv) {
   const o = { sizes: [40_000, 200_000], rounds: 5, latencySeconds: 5, latencyRounds: 3, inside: false, out: path.join(here, 'RESULTS.md') };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new RangeError(`${a} needs a value`);
-      return v;
-    };
+  eachArg(argv, (a, value) => {
     if (a === '--sizes') o.sizes = value().split(',').map(Number);
     else if (a === '--rounds') o.rounds = Number(value());
     else if (a === '--latency-seconds') o.latencySeconds = Number(value());
@@ -56,7 +51,7 @@ function parseArgs(argv) {
     else if (a === '--inside') o.inside = true;
     else if (a === '--report-only') o.reportOnly = true;
     else throw new RangeError(`unknown option ${a}`);
-  }
+  });
   return o;
 }
 

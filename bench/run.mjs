@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eachArg } from './args.mjs';
 import { installExitHandlers, killAllChildren, runChild, startFarm } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { soakSection, withSoakSection } from './soak-section.mjs';
@@ -42,13 +43,7 @@ A rerun keeps the "Why:" lines already written into the report for targets still
 
 function parseArgs(argv) {
   const o = { sizes: undefined, quick: false, offenders: 10, only: undefined, skip: undefined, out: undefined, reportOnly: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new RangeError(`${a} needs a value`);
-      return v;
-    };
+  eachArg(argv, (a, value) => {
     if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -76,7 +71,7 @@ function parseArgs(argv) {
         .map((s) => s.trim());
     else if (a === '--out') o.out = path.resolve(value());
     else throw new RangeError(`unknown option ${a} (see --help)`);
-  }
+  });
   o.sizes ??= o.quick ? [1000, 10000] : [1000, 10000, 40000];
   o.sizes.sort((a, b) => a - b);
   const partial = o.quick || o.only !== undefined || o.skip !== undefined;

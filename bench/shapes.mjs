@@ -28,6 +28,7 @@
 // Results: bench/out/shapes.json, and the shapes section of bench/RESULTS.md (shapes-section.mjs).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { eachArg } from './args.mjs';
 import { fileURLToPath } from 'node:url';
 import { installExitHandlers, killAllChildren, runChild, spawnTracked, waitForLine } from './children.mjs';
 import { readSysctl, runInNamespace, setSysctls } from './shapes-netns.mjs';
@@ -62,13 +63,7 @@ function rowsToRun(only) {
 
 function parseArgs(argv) {
   const o = { shapes: Object.keys(SHAPES), rounds: 3, netns: true, inside: false, only: undefined, out: path.join(here, 'RESULTS.md') };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () =>
-      argv[++i] ??
-      (() => {
-        throw new RangeError(`${a} needs a value`);
-      })();
+  eachArg(argv, (a, value) => {
     if (a === '--shapes') o.shapes = value().split(',');
     else if (a === '--rounds') o.rounds = Number(value());
     else if (a === '--only') o.only = value().split(',');
@@ -78,7 +73,7 @@ function parseArgs(argv) {
     else if (a === '--report-only') o.reportOnly = true;
     else if (a === '--merge') o.merge = true;
     else throw new RangeError(`unknown option ${a}`);
-  }
+  });
   for (const s of o.shapes) if (!SHAPES[s]) throw new RangeError(`--shapes: no shape "${s}" (known: ${Object.keys(SHAPES).join(', ')})`);
   if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new RangeError('--rounds must be a positive integer');
   return o;
