@@ -346,6 +346,18 @@ export function standaloneInfo(): StandaloneInfo | undefined {
   return s ? (JSON.parse(s.getAsset('sockwatch.json', 'utf8')) as StandaloneInfo) : undefined;
 }
 
+/** The sockwatch release running: the single executable's own, else package.json's ('unknown' if unreadable). */
+export function releaseVersion(): string {
+  const standalone = standaloneInfo();
+  if (standalone) return standalone.version;
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 /**
  * `<base>/<name>`, created 0700 if missing, and accepted only when it is a real directory (not a
  * link) owned by this user and closed to everyone else: nobody else can swap the addon file in it

@@ -3,9 +3,7 @@
 // In the single executable (scripts/build-standalone.mjs), what it was built from: its embedded JSON.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addonPath, standaloneInfo } from '../native';
-
-const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
+import { addonPath, packageRoot as PACKAGE_ROOT, releaseVersion, standaloneInfo } from '../native';
 
 function readJson(file: string): Record<string, unknown> | undefined {
   try {
@@ -41,10 +39,8 @@ export function versionText(): string {
       `node ${process.version} (N-API ${process.versions.napi}, ${process.platform}-${process.arch})`,
     ].join('\n');
   }
-  const pkg = readJson(path.join(PACKAGE_ROOT, 'package.json'));
-  const version = typeof pkg?.version === 'string' ? pkg.version : 'unknown';
   return [
-    `sockwatch ${version}`,
+    `sockwatch ${releaseVersion()}`,
     `addon ${addonText()}`,
     `node ${process.version} (N-API ${process.versions.napi}, ${process.platform}-${process.arch})`,
   ].join('\n');

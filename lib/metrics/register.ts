@@ -5,9 +5,8 @@
 // registry's get() from the coalesced scan (lib/metrics/sampler-metrics.ts), since their values are
 // replaced whole at every scan and the queue histogram comes counted from C++.
 import type * as PromClient from 'prom-client';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addonPath, packageRoot, standaloneInfo } from '../native';
+import { addonPath, packageRoot, releaseVersion, standaloneInfo } from '../native';
 import { SamplerMetrics, snapshotFamilies, type SamplerMetricsOptions } from './sampler-metrics';
 import type { MetricFamily } from './exposition';
 
@@ -40,12 +39,7 @@ export function loadPromClient(): typeof PromClient {
 export function buildInfo(): { version: string; addon: string; node: string } {
   const standalone = standaloneInfo();
   if (standalone) return { version: standalone.version, addon: `embedded ${standalone.addon.file}`, node: process.version };
-  let version = 'unknown';
-  try {
-    version = (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? version;
-  } catch {
-    /* unknown */
-  }
+  const version = releaseVersion();
   let addon = 'not found';
   try {
     addon = path.relative(packageRoot, addonPath());
