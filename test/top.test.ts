@@ -10,7 +10,7 @@ import { runCli } from './helpers/cli';
 import { canNetns, cleanupNetns, inNewNetns, netnsInode } from './helpers/netns';
 import { cleanupSockets } from './helpers/sockets';
 import { hasTmux, Tmux, type Pane } from './helpers/tmux';
-import { FIXTURE_FILTER, literal, topFixture, type TopFixture } from './helpers/top-fixture';
+import { CLIENT, FIXTURE_FILTER, literal, topFixture, type TopFixture } from './helpers/top-fixture';
 
 const CLI = path.resolve(__dirname, '../dist/cli/main.js');
 const noTmux = !hasTmux();
@@ -234,7 +234,9 @@ describe('top: the Queues view shares its kernel walk with Destinations', () => 
       ]);
       // the accepted ends (remote: the client's address and port) of the excluded port are in neither, the others' in both
       const clients = async (port: number) =>
-        (await listSockets({ tcp: true, remotePorts: [port], states: ['established'] })).map((r) => `${r.localAddress}:${r.localPort}`);
+        (await listSockets({ tcp: true, remotePorts: [port], states: ['established'] }))
+          .filter((r) => r.localAddress === CLIENT)
+          .map((r) => `${r.localAddress}:${r.localPort}`);
       const excluded = await clients(fx.ports[0]);
       const counted = await clients(fx.ports[1]);
       expect([excluded.length, counted.length]).toEqual([3, 5]);
