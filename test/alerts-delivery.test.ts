@@ -14,6 +14,7 @@ import type {
 } from '../lib';
 import { onCleanup, runCleanups } from './helpers/cleanup';
 import { freePort, receiver } from './helpers/http-receiver';
+import { ownLoopbackAddress } from './helpers/own-address';
 import { tmpDir } from './helpers/tmp';
 import { waitFor } from './helpers/wait';
 
@@ -157,8 +158,11 @@ describe('HttpDelivery', () => {
   });
 
   it('keeps every alert while the receiver is down and delivers all once it listens on the port', async () => {
-    const port = await freePort();
-    const { delivery, events, outbox } = setup(`http://127.0.0.1:${port}/a`);
+    // The receiver's port is freed until it listens: on an address of this test's own, so that no other
+    // test's listener or client takes it meanwhile.
+    const host = ownLoopbackAddress();
+    const port = await freePort(host);
+    const { delivery, events, outbox } = setup(`http://${host}:${port}/a`);
     delivery.start();
     const ids = Array.from({ length: 20 }, (_, i) => `down-${i}`);
     for (const id of ids) delivery.enqueue({ type: 'send', id });
@@ -167,7 +171,7 @@ describe('HttpDelivery', () => {
     expect(delivery.stats().inFlight).toBeLessThanOrEqual(1); // one probe at a time while failing
     expect(outbox.size).toBe(20);
 
-    const rx = await receiver({ port });
+    const rx = await receiver({ host, port });
     await delivery.whenIdle();
     expect(new Set(rx.values('id'))).toEqual(new Set(ids));
     expect(events.delivered).toHaveLength(20);
@@ -250,8 +254,9 @@ describe('HttpDelivery', () => {
   });
 
   it('stays within the outbox bounds against a dead receiver, reporting every drop', async () => {
-    const port = await freePort();
-    const { delivery, events, outbox } = setup(`http://127.0.0.1:${port}/a`, {}, { maxRecords: 10 });
+    const host = ownLoopbackAddress(); // nothing else listens there: every attempt is refused
+    const port = await freePort(host);
+    const { delivery, events, outbox } = setup(`http://${host}:${port}/a`, {}, { maxRecords: 10 });
     delivery.start();
     for (let i = 0; i < 100; i++) delivery.enqueue({ id: `m${i}` });
     expect(outbox.size).toBe(10);
@@ -265,14 +270,15 @@ describe('HttpDelivery', () => {
   });
 
   it('keeps credentials and secret query values out of events, errors and the dead-letter file', async () => {
-    const port = await freePort();
-    const url = `http://alice:s3cretpw@127.0.0.1:${port}/hook?sig=SIGSECRET&token=TOKSECRET&x=1`;
+    const host = ownLoopbackAddress(); // the port stays free until the receiver listens
+    const port = await freePort(host);
+    const url = `http://alice:s3cretpw@${host}:${port}/hook?sig=SIGSECRET&token=TOKSECRET&x=1`;
     const { delivery, events, dir } = setup(url);
     expect(delivery.url).not.toMatch(/s3cretpw|SIGSECRET|TOKSECRET/);
     delivery.start();
     delivery.enqueue({ id: 'sec' });
     await waitFor('two failed attempts', () => events.retry.length >= 2);
-    const rx = await receiver({ port, replies: [{ status: 401, body: `denied for ${url} Bearer abc.def` }] });
+    const rx = await receiver({ host, port, replies: [{ status: 401, body: `denied for ${url} Bearer abc.def` }] });
     await delivery.whenIdle();
     expect(events.dead).toHaveLength(1);
     // The receiver does get the secrets: they are only kept off logs.
