@@ -8,12 +8,16 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses, runCli, startCli, type CliOptions, type CliProcess } from './helpers/cli';
 import { freePort, receiver } from './helpers/http-receiver';
+import { ownLoopbackAddress } from './helpers/own-address';
 import { cleanupSockets, connect, neverAcceptingListener, unreadConnection as offender, unreadConnections } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
 import { sleep, waitFor } from './helpers/wait';
 
 const selfComm = fs.readFileSync('/proc/self/comm', 'utf8').trim();
 const FAST = ['--interval', '20', '--backoff-base', '20', '--backoff-cap', '200'];
+/** The offenders' address: a port number alone can be another test's socket on another address (127.x, or a
+ * client's shared ephemeral port), whose queue would alert here too. */
+const SRC = ['--src', '127.0.0.1'];
 
 afterEach(async () => {
   await killCliProcesses();
@@ -36,7 +40,7 @@ async function stopWith(c: CliProcess, signal: NodeJS.Signals): Promise<number |
 describe('sockwatch queues without --url', () => {
   it('prints one JSON line per alert and exits 0 on SIGTERM', async () => {
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--recv-threshold', '1000', '--send-threshold', 'off', '--tcp', '--sport', String(o.port), ...FAST.slice(0, 2)]);
+    const c = start(['--recv-threshold', '1000', '--send-threshold', 'off', '--tcp', '--sport', String(o.port), ...SRC, ...FAST.slice(0, 2)]);
     await c.waitFor('an alert line', (l) => l.length >= 1);
     const a = JSON.parse(c.lines[0]);
     expect(a).toMatchObject({
@@ -65,7 +69,7 @@ describe('sockwatch queues without --url', () => {
 
   it('reports resolved events with --notify-resolved and exits 0 on SIGINT', async () => {
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--recv-threshold', '1k', '--notify-resolved', '--no-pid', '--tcp', '--sport', String(o.port), '--interval', '20']);
+    const c = start(['--recv-threshold', '1k', '--notify-resolved', '--no-pid', '--tcp', '--sport', String(o.port), ...SRC, '--interval', '20']);
     await c.waitFor('the alert', (l) => l.length >= 1);
     o.drain();
     await c.waitFor('the resolved event', (l) => l.length >= 2);
@@ -84,6 +88,7 @@ describe('sockwatch queues without --url', () => {
       '--tcp',
       '--sport',
       String(holder.port),
+      ...SRC,
       '--state',
       'established',
       '--max-records',
@@ -117,7 +122,7 @@ describe('sockwatch queues --url', () => {
     await connect('127.0.0.1', l.port);
     const dir = tmpDir('cli-queues');
     const url = `http://user:hunter2@127.0.0.1:${rx.port}/hook?team=a&token=s3cret`;
-    const c = start(['--url', url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', `${o.port},${l.port}`, ...FAST]);
+    const c = start(['--url', url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', `${o.port},${l.port}`, '--src', '::1,127.0.0.1', ...FAST]);
     await rx.waitFor((r) => r.length >= 2, 20_000, 'the RECV and ACCEPT alerts');
     await c.waitFor('two human lines', (ls) => ls.length >= 2);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
@@ -199,6 +204,7 @@ describe('sockwatch queues --url', () => {
       '0',
       '--sport',
       String(o.port),
+      ...SRC,
       '--quiet',
       ...FAST,
     ]);
@@ -225,6 +231,7 @@ describe('sockwatch queues --url', () => {
       '200',
       '--sport',
       String(o.port),
+      ...SRC,
       ...FAST,
     ]);
     await rx.waitFor((r) => r.some((x) => x.reply === 200), 20_000, 'a 200 after the hang');
@@ -238,12 +245,14 @@ describe('sockwatch queues --url', () => {
     const rx = await receiver({ replies: [{ status: 404, body: 'no such hook' }] });
     const o = await offender('127.0.0.1', 3000);
     const dir = tmpDir('cli-queues');
-    const c = start(['--url', rx.url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', String(o.port), ...FAST]);
+    const c = start(['--url', rx.url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', String(o.port), ...SRC, ...FAST]);
     await rx.waitForRequests(1);
     await c.waitFor('the alert line', (l) => l.length >= 1);
     const deadFile = path.join(dir, 'dead-letter.jsonl');
-    for (let i = 0; i < 500 && !fs.existsSync(deadFile); i++) await sleep(10);
-    await sleep(200);
+    await waitFor('the dead letter', () => fs.existsSync(deadFile) && fs.readFileSync(deadFile, 'utf8').endsWith('\n'), {
+      detail: () => c.stderr(),
+    });
+    await sleep(200); // room for a wrong retry to show
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     expect(rx.requests).toHaveLength(1);
     const dead = fs
@@ -257,11 +266,12 @@ describe('sockwatch queues --url', () => {
   });
 
   it('receiver down, then up: every alert arrives', async () => {
-    const port = await freePort();
+    const host = ownLoopbackAddress(); // the receiver's port, free until it listens, on an address of this test's own
+    const port = await freePort(host);
     const o = await offender('127.0.0.1', 3000);
     const c = start([
       '--url',
-      `http://127.0.0.1:${port}/`,
+      `http://${host}:${port}/`,
       '--state-dir',
       tmpDir('cli-queues'),
       '--recv-threshold',
@@ -270,12 +280,13 @@ describe('sockwatch queues --url', () => {
       '0.1',
       '--sport',
       String(o.port),
+      ...SRC,
       ...FAST,
     ]);
     await c.waitFor('four alerts while the receiver is down', (l) => l.length >= 4);
     const printed = () => c.lines.map(idOf);
     const whileDown = printed();
-    const rx = await receiver({ port });
+    const rx = await receiver({ host, port });
     await rx.waitFor(() => printed().every((id) => rx.values('id').includes(id)), 20_000, 'every printed alert');
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
     // Those printed while the receiver was down arrived. (A repeat printed between the wait above and
@@ -286,11 +297,12 @@ describe('sockwatch queues --url', () => {
   });
 
   it('a dead receiver: sampling goes on, the outbox stays bounded and reports what it drops', async () => {
-    const port = await freePort();
+    const host = ownLoopbackAddress(); // the receiver's port, free until it listens, on an address of this test's own
+    const port = await freePort(host);
     const o = await offender('127.0.0.1', 3000);
     const c = start([
       '--url',
-      `http://127.0.0.1:${port}/`,
+      `http://${host}:${port}/`,
       '--state-dir',
       tmpDir('cli-queues'),
       '--recv-threshold',
@@ -301,6 +313,7 @@ describe('sockwatch queues --url', () => {
       '3',
       '--sport',
       String(o.port),
+      ...SRC,
       ...FAST,
     ]);
     await c.waitFor('ten alerts while the receiver is down', (l) => l.length >= 10);
@@ -311,12 +324,13 @@ describe('sockwatch queues --url', () => {
   });
 
   it('SIGTERM keeps undelivered alerts; the next start delivers them with the original ts', async () => {
-    const port = await freePort();
+    const host = ownLoopbackAddress(); // the receiver's port, free until it listens, on an address of this test's own
+    const port = await freePort(host);
     const o = await offender('127.0.0.1', 3000);
     const dir = tmpDir('cli-queues');
     const args = [
       '--url',
-      `http://127.0.0.1:${port}/`,
+      `http://${host}:${port}/`,
       '--state-dir',
       dir,
       '--recv-threshold',
@@ -325,6 +339,7 @@ describe('sockwatch queues --url', () => {
       '0',
       '--sport',
       String(o.port),
+      ...SRC,
       ...FAST,
     ];
     const first = start(args);
@@ -335,7 +350,7 @@ describe('sockwatch queues --url', () => {
     const isoTs = first.lines[0].split(' ')[0];
 
     o.close(); // no new alerts: only the kept one can arrive
-    const rx = await receiver({ port });
+    const rx = await receiver({ host, port });
     const second = start(args);
     await rx.waitFor((r) => r.length >= 1, 20_000, 'the kept alert');
     expect(await stopWith(second, 'SIGTERM')).toBe(0);
