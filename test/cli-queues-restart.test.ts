@@ -66,6 +66,9 @@ describe('sockwatch queues across restarts', () => {
       '--tcp',
       '--sport',
       `${stays.port},${closes.port}`,
+      // and the address: another test's socket on the same port number of another address would be a third episode
+      '--src',
+      '127.0.0.1',
     ];
 
     // Run 1: both sockets alert; their episodes are saved; SIGTERM.
