@@ -100,6 +100,8 @@ describe('a receiver that refuses an alert', () => {
         '--tcp',
         '--sport',
         String(offender.port),
+        '--src',
+        '127.0.0.1', // the port number alone can be another test's socket on another address
         '--interval',
         '20',
       ],
