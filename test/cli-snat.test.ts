@@ -139,7 +139,9 @@ describe('sockwatch snat (no .NET needed)', () => {
         'i=0; while [ ! -s "$READY_FILE" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done',
         'exec "$@" --pid "$app"',
       ].join('\n');
-      const r = await run(['-t', '50', '-f', '0.3', '-d', '0.0003', '--log-dir', logDir], {
+      // -d 0.001 (3.6 s): the row and the counting mode come from the first poll, which also decides
+      // the attribution over /proc; 1.08 s could end the run before it on a loaded machine.
+      const r = await run(['-t', '50', '-f', '0.3', '-d', '0.001', '--log-dir', logDir], {
         wrapper: ['unshare', '--net', 'sh', '-c', script, 'sh'],
         env: { COMPUTERNAME: 'own-ns', APP_PY: app, READY_FILE: ready },
       });
@@ -186,7 +188,9 @@ describe('sockwatch snat (no .NET needed)', () => {
         'i=0; while [ ! -s "$OTHER_FILE.up" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done',
         'exec unshare --pid --fork --mount-proc sh -c "$INNER_SH" sh "$@"',
       ].join('\n');
-      const r = await run(['-t', '50', '-f', '0.3', '-d', '0.0003', '--log-dir', logDir], {
+      // -d 0.001 (3.6 s): the row and the counting mode come from the first poll, which also decides
+      // the attribution over /proc; 1.08 s could end the run before it on a loaded machine.
+      const r = await run(['-t', '50', '-f', '0.3', '-d', '0.001', '--log-dir', logDir], {
         wrapper: ['unshare', '--net', 'sh', '-c', script, 'sh'],
         env: {
           COMPUTERNAME: 'hidden-owner',
