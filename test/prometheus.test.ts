@@ -17,8 +17,9 @@ import { sleep } from './helpers/wait';
 const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
 const canNetns = process.getuid?.() === 0 && spawnSync('ip', ['-V']).status === 0;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
+/** A port free on `host` now (Prometheus binds it a moment later: on an address of this test's own, nothing else takes it meanwhile). */
+async function freePort(host: string): Promise<number> {
+  const s = net.createServer().listen(0, host);
   await new Promise((r) => s.once('listening', r));
   const port = (s.address() as net.AddressInfo).port;
   await new Promise((r) => s.close(r));
@@ -50,14 +51,14 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
       config,
       `global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sockwatch\n    static_configs:\n      - targets: ['127.0.0.1:${exporter.port}']\n`,
     );
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}/api/v1`;
+    const port = await freePort(`${prefix}.3`);
+    api = `http://${prefix}.3:${port}/api/v1`;
     prometheus = spawn(
       'prometheus',
       [
         `--config.file=${config}`,
         `--storage.tsdb.path=${path.join(dir, 'tsdb')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
+        `--web.listen-address=${prefix}.3:${port}`,
         '--log.level=warn',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
