@@ -50,11 +50,12 @@ describe.each([
     expect(rec).toMatchObject({ protocol: 'tcp', family, stateName: 'established', recvQ: 12345, sendQ: 0, uid: process.getuid!() });
     expect(rec!.inode).toBeGreaterThan(0);
     expect(typeof rec!.cookie).toBe('bigint');
-    // A threshold just below the value makes it an offender, at the value it does not.
-    const below = await sampler.sample({ tcp: true, localPorts: [port], recvThreshold: 12344 });
+    // A threshold just below the value makes it an offender, at the value it does not. By address and
+    // port: another test's socket may have the same port number on another address.
+    const below = await sampler.sample({ tcp: true, localAddresses: [host], localPorts: [port], recvThreshold: 12344 });
     expect(below.records.map((r) => r.localPort)).toEqual([port]);
     expect(below.records[0].exceeded).toEqual(['RECV']);
-    const at = await sampler.sample({ tcp: true, localPorts: [port], recvThreshold: 12345 });
+    const at = await sampler.sample({ tcp: true, localAddresses: [host], localPorts: [port], recvThreshold: 12345 });
     expect(at.records).toEqual([]);
   });
 });
@@ -86,7 +87,15 @@ describe('TCP send queue', () => {
     expect(cli.sendQ).toBeGreaterThan(0);
     expect(server.recvQ).toBeGreaterThan(0);
     expect(server.recvQ + cli.sendQ).toBe(sent);
-    const stuck = await sampler.sample({ tcp: true, localPorts: [cport], sendThreshold: cli.sendQ - 1 });
+    // The client's exact 4-tuple: its ephemeral port may also be in use toward other destinations.
+    const stuck = await sampler.sample({
+      tcp: true,
+      localAddresses: ['127.0.0.1'],
+      localPorts: [cport],
+      remoteAddresses: ['127.0.0.1'],
+      remotePorts: [port],
+      sendThreshold: cli.sendQ - 1,
+    });
     expect(stuck.records).toHaveLength(1);
     expect(stuck.records[0].exceeded).toEqual(['SEND']);
     // The exact 4-tuple: an ephemeral port can be shared by connections to other destinations.
@@ -99,21 +108,23 @@ describe('LISTEN sockets', () => {
   it('recv queue is the accept queue and send queue the backlog limit', async () => {
     const holder = await neverAcceptingListener('127.0.0.1', 7);
     for (let i = 0; i < 3; i++) await connect('127.0.0.1', holder.port);
+    // Our listener by address and port: another test's listener may have the same port on another address.
+    const ours = { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [holder.port] };
     const rec = await eventually(
-      async () => find(await all({ tcp: true, states: ['listen'], localPorts: [holder.port] }), `127.0.0.1:${holder.port}`),
+      async () => find(await all({ ...ours, states: ['listen'] }), `127.0.0.1:${holder.port}`),
       (r) => r?.recvQ === 3,
     );
     expect(rec).toMatchObject({ stateName: 'listen', recvQ: 3, sendQ: 7 });
     // Bytes thresholds never apply to listeners; the accept threshold does.
-    const bytes = await sampler.sample({ tcp: true, localPorts: [holder.port], recvThreshold: 0, sendThreshold: 0 });
+    const bytes = await sampler.sample({ ...ours, recvThreshold: 0, sendThreshold: 0 });
     expect(bytes.records.filter((r) => r.stateName === 'listen')).toEqual([]);
-    const accept = await sampler.sample({ tcp: true, states: ['listen'], localPorts: [holder.port], acceptThreshold: 2 });
+    const accept = await sampler.sample({ ...ours, states: ['listen'], acceptThreshold: 2 });
     expect(accept.records.map((r) => r.exceeded)).toEqual([['ACCEPT']]);
-    const notFull = await sampler.sample({ tcp: true, states: ['listen'], localPorts: [holder.port], acceptThreshold: 'limit' });
+    const notFull = await sampler.sample({ ...ours, states: ['listen'], acceptThreshold: 'limit' });
     expect(notFull.records).toEqual([]);
     for (let i = 0; i < 5; i++) await connect('127.0.0.1', holder.port);
     const full = await eventually(
-      () => sampler.sample({ tcp: true, states: ['listen'], localPorts: [holder.port], acceptThreshold: 'limit' }),
+      () => sampler.sample({ ...ours, states: ['listen'], acceptThreshold: 'limit' }),
       (r) => r.records.length === 1,
     );
     expect(full.records[0].recvQ).toBeGreaterThanOrEqual(7);
@@ -189,7 +200,9 @@ describe('other states and families', () => {
     const recs = await all({ tcp: true, localPorts: [port], states: ['established'] });
     const rec = find(recs, `[::ffff:127.0.0.1]:${port}`, `[::ffff:127.0.0.1]:${client.localPort}`);
     expect(rec?.family).toBe(6);
-    const v4only = await all({ tcp: true, ipv4: true, localPorts: [port], states: ['established'] });
+    // IPv4 sockets only: none of ours (an IPv4 hostcond also matches the mapped address, so a sampler
+    // that asked for IPv6 sockets too would return ours). Other tests may use the port elsewhere.
+    const v4only = await all({ tcp: true, ipv4: true, localAddresses: ['127.0.0.1'], localPorts: [port], states: ['established'] });
     expect(v4only).toEqual([]);
   });
 
@@ -202,8 +215,15 @@ describe('native aggregation and counts', () => {
     const clients = [];
     for (let i = 0; i < 6; i++) clients.push(await connect('127.0.0.1', port));
     await waitAccepted(accepted, 6);
-    // Exact selection (our client ports and the server port), so parallel tests never count.
-    const mine = { tcp: true, remotePorts: [port], localPorts: clients.map((c) => c.localPort!) };
+    // Exact selection (our client ports and the server port, on 127.0.0.1: port numbers alone may be
+    // in use on other addresses by other tests), so parallel tests never count.
+    const mine = {
+      tcp: true,
+      localAddresses: ['127.0.0.1'],
+      remoteAddresses: ['127.0.0.1'],
+      remotePorts: [port],
+      localPorts: clients.map((c) => c.localPort!),
+    };
     const r = await sampler.sample({ ...mine, aggregate: { cookies: true } });
     const agg = r.aggregates.find((a) => a.remote === `127.0.0.1:${port}`);
     expect(agg).toMatchObject({ total: 6, states: { established: 6 } });
@@ -225,7 +245,13 @@ describe('native aggregation and counts', () => {
     const ca = [];
     for (let i = 0; i < 3; i++) ca.push(await connect('127.0.0.1', a.port));
     const cb = await connect('127.0.0.1', b.port);
-    const mine = { tcp: true, remotePorts: [a.port, b.port], localPorts: [...ca, cb].map((c) => c.localPort!) };
+    const mine = {
+      tcp: true,
+      localAddresses: ['127.0.0.1'],
+      remoteAddresses: ['127.0.0.1'],
+      remotePorts: [a.port, b.port],
+      localPorts: [...ca, cb].map((c) => c.localPort!),
+    };
     const full = await sampler.sample({ ...mine, aggregate: { cookies: true } });
     expect(full.aggregates.map((x) => [x.remotePort, x.total])).toEqual([
       [a.port, 3],
@@ -250,7 +276,7 @@ describe('native aggregation and counts', () => {
     for (let i = 0; i < 5; i++) (await connect('127.0.0.1', port)).write('hello');
     await waitAccepted(accepted, 5);
     const r = await eventually(
-      () => sampler.sample({ tcp: true, localPorts: [port], recvThreshold: 0, maxRecords: 2 }),
+      () => sampler.sample({ tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port], recvThreshold: 0, maxRecords: 2 }),
       (x) => x.offendersTotal === 5,
     );
     expect(r.records).toHaveLength(2);
