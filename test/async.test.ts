@@ -60,8 +60,10 @@ describe('async scan', () => {
 
   it('queues a second scan behind the first and refuses a sync scan meanwhile (SAMPLER_BUSY)', async () => {
     const s = new Sampler();
-    const a = s.sample({ tcp: true, localPorts: [port], recvThreshold: 1 << 30 });
-    const b = s.sample({ tcp: true, localPorts: [port], recvThreshold: 1 << 30 });
+    // Our listener's sockets by address and port (the port alone may be another test's, changing between scans).
+    const ours = { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port], recvThreshold: 1 << 30 };
+    const a = s.sample(ours);
+    const b = s.sample(ours);
     expect(s.busy).toBe(true);
     expect(() => s.sampleSync({ tcp: true })).toThrow(expect.objectContaining({ code: 'ERR_SOCKWATCH_SAMPLER_BUSY', legacyCode: 'EBUSY' }));
     const [ra, rb] = await Promise.all([a, b]);
