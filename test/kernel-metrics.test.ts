@@ -75,7 +75,14 @@ describe('queue histograms', () => {
     const tx = await udpSocket('udp4', '127.0.0.1');
     await sendUdp(tx, '127.0.0.1', udp.port, Buffer.alloc(500), 3);
     const ports = [unread.port, one.port, idlePort, stuckPort, sender.port, udp.port];
-    const opts: SampleOptions = { localPorts: ports, all: true, maxRecords: 1e6, queueHistogram: true };
+    // Our sockets are all on 127.0.0.1 or ::1; other tests may use these port numbers on other addresses.
+    const opts: SampleOptions = {
+      localAddresses: ['127.0.0.1', '::1'],
+      localPorts: ports,
+      all: true,
+      maxRecords: 1e6,
+      queueHistogram: true,
+    };
     // Loopback moves bytes from the sender's queue to the receiver's for a while: wait until two
     // passes agree on every queue, then compare within one pass (records and histogram together).
     let prev = '';
@@ -110,15 +117,20 @@ describe('queue histograms', () => {
     // Bounds are inclusive upper limits: 12345 is in the bucket of 12345, not of 12344.
     const custom = await sampler.sample({
       tcp: true,
+      // The exact 4-tuple: the ports alone may match a socket on another loopback address.
+      localAddresses: ['127.0.0.1'],
       localPorts: [unread.port],
-      remotePorts: [unread.clientPort], // the port alone may match a socket on another loopback address
+      remoteAddresses: ['127.0.0.1'],
+      remotePorts: [unread.clientPort],
       states: ['established'],
       queueHistogram: { bounds: [0, 12344, 12345] },
     });
     expect(custom.queueHistograms!.tcp.recv).toEqual({ bounds: [0, 12344, 12345], counts: [0, 0, 1, 0], sum: 12345, count: 1 });
     const below = await sampler.sample({
       tcp: true,
+      localAddresses: ['127.0.0.1'],
       localPorts: [unread.port],
+      remoteAddresses: ['127.0.0.1'],
       remotePorts: [unread.clientPort],
       states: ['established'],
       queueHistogram: { bounds: [100, 12344] },
@@ -128,10 +140,24 @@ describe('queue histograms', () => {
   });
 
   it('are absent unless asked for, and agree with the records of a whole-host pass', async () => {
-    await unreadConnection('127.0.0.1', 70000);
+    const u = await unreadConnection('127.0.0.1', 70000);
     const plain = await sampler.sample({ maxRecords: 0 });
     expect(plain.queueHistograms).toBeUndefined();
-    const r = await sampler.sample({ all: true, maxRecords: 1e7, queueHistogram: { bounds: [0, 65536, 100000] } });
+    // Loopback delivers the 70000 bytes over time: wait for a pass that has all of them unread on our
+    // server socket (by its 4-tuple), then compare within that pass.
+    const r = await eventually(
+      () => sampler.sample({ all: true, maxRecords: 1e7, queueHistogram: { bounds: [0, 65536, 100000] } }),
+      (res) =>
+        res.records.some(
+          (x) =>
+            x.localAddress === '127.0.0.1' &&
+            x.localPort === u.port &&
+            x.remoteAddress === '127.0.0.1' &&
+            x.remotePort === u.clientPort &&
+            x.recvQ === 70000,
+        ),
+      500,
+    );
     expect(r.queueHistograms).toEqual(expectedHistograms(r.records, [0, 65536, 100000]));
     expect(r.queueHistograms!.tcp.recv.counts[2]).toBeGreaterThanOrEqual(1);
   });
@@ -141,19 +167,30 @@ describe('queue histograms', () => {
     const b = await unreadConnection('127.0.0.1', 6000);
     const lst = await neverAcceptingListener('127.0.0.1', 8);
     await connect('127.0.0.1', lst.port);
-    const ports = [a.port, b.port, lst.port];
+    // Our sockets by address and port: other tests may use these port numbers on other addresses.
+    const mine = { localAddresses: ['127.0.0.1'], localPorts: [a.port, b.port, lst.port] };
     const thresholds = { recvThreshold: 4999, sendThreshold: 0, acceptThreshold: 0 } as const;
-    const all = await eventually(
-      () => sampler.sample({ localPorts: ports, ...thresholds, all: true, maxRecords: 1e6 }),
+    const count = (res: SampleResult, q: 'RECV' | 'SEND' | 'ACCEPT') => res.records.filter((x) => x.exceeded.includes(q)).length;
+    // Two passes (records, then counts only) agree once loopback has settled: a send queue may hold
+    // bytes not yet acknowledged for a moment. A native count that differs from its records never does.
+    let all: SampleResult | undefined;
+    const none = await eventually(
+      async () => {
+        all = await sampler.sample({ ...mine, ...thresholds, all: true, maxRecords: 1e6 });
+        return sampler.sample({ ...mine, ...thresholds, maxRecords: 0 });
+      },
       (res) =>
-        res.records.filter((x) => x.exceeded.includes('RECV')).length === 2 && res.records.some((x) => x.exceeded.includes('ACCEPT')),
+        count(all!, 'RECV') === 2 &&
+        count(all!, 'ACCEPT') === 1 &&
+        res.overThreshold.recv === 2 &&
+        res.overThreshold.accept === 1 &&
+        res.overThreshold.send === count(all!, 'SEND'),
+      500,
     );
-    const none = await sampler.sample({ localPorts: ports, ...thresholds, maxRecords: 0 });
     expect(none.records).toEqual([]);
-    const count = (q: 'RECV' | 'SEND' | 'ACCEPT') => all.records.filter((x) => x.exceeded.includes(q)).length;
-    expect(none.overThreshold).toEqual({ recv: count('RECV'), send: count('SEND'), accept: count('ACCEPT') });
+    expect(none.overThreshold).toEqual({ recv: count(all!, 'RECV'), send: count(all!, 'SEND'), accept: count(all!, 'ACCEPT') });
     expect(none.overThreshold).toMatchObject({ recv: 2, accept: 1 });
-    expect((await sampler.sample({ localPorts: ports, maxRecords: 0 })).overThreshold).toEqual({ recv: 0, send: 0, accept: 0 });
+    expect((await sampler.sample({ ...mine, maxRecords: 0 })).overThreshold).toEqual({ recv: 0, send: 0, accept: 0 });
   });
 });
 
@@ -195,7 +232,15 @@ describe('listeners', () => {
     const full = await filledListener('127.0.0.1', 3, 3); // 3/3
     const low = await filledListener('127.0.0.1', 10, 1); // 1/10
     const ports = [half, halfLonger, full, low];
-    const opts: SampleOptions = { tcp: true, states: ['listen'], localPorts: ports, listeners: { top: 3 }, maxRecords: 0 };
+    // By address and port: another test's listener may have one of these port numbers on another address.
+    const opts: SampleOptions = {
+      tcp: true,
+      states: ['listen'],
+      localAddresses: ['127.0.0.1', '::1'],
+      localPorts: ports,
+      listeners: { top: 3 },
+      maxRecords: 0,
+    };
     const r = await eventually(
       () => sampler.sample(opts),
       (res) => res.listeners.length === 3 && res.listeners[0].acceptQueue === 3 && res.listeners[2].acceptQueue === 1,
@@ -222,6 +267,8 @@ describe('aggregation for the exporter', () => {
     const ports = [port, c1.localPort!, c2.localPort!];
     const base: SampleOptions = {
       tcp: true,
+      localAddresses: ['127.0.0.1'],
+      remoteAddresses: ['127.0.0.1'],
       localPorts: ports,
       remotePorts: ports,
       states: ['established'],
@@ -256,6 +303,9 @@ describe('aggregation for the exporter', () => {
     await waitAccepted(accepted, 2);
     const base: SampleOptions = {
       tcp: true,
+      // An IPv4 prefix matches the mapped socket's ::ffff:127.0.0.1 too; the port numbers alone may be others'.
+      localAddresses: ['127.0.0.1'],
+      remoteAddresses: ['127.0.0.1'],
       localPorts: [v4.localPort!, mapped.localPort!],
       remotePorts: [port],
       states: ['established'],
@@ -316,6 +366,8 @@ describe('options', () => {
     const compiled = new CompiledSampleOptions({
       tcp: true,
       states: ['established'],
+      localAddresses: ['127.0.0.1'],
+      remoteAddresses: ['127.0.0.1'],
       localPorts: ports,
       remotePorts: ports,
       maxRecords: 0,
@@ -329,6 +381,7 @@ describe('options', () => {
     const listening = new CompiledSampleOptions({
       tcp: true,
       states: ['listen'],
+      localAddresses: ['127.0.0.1'],
       localPorts: [port],
       maxRecords: 0,
       listeners: { top: 1 },
