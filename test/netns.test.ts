@@ -97,7 +97,9 @@ ${HOLD_AND_PRINT_PORT}`);
     const synPort = Number(out.trim());
     const s = new Sampler({ netns: `/var/run/netns/${NS}` });
     let recs = s.sampleSync({ tcp: true, states: ['syn-recv'], all: true }).records;
-    for (let i = 0; i < 100 && recs.length === 0; i++) {
+    // Up to 20 s: on a loaded machine the SYN may be processed late (the request socket then lives
+    // for a minute of SYN-ACK retries, so a long wait costs nothing when it works).
+    for (let i = 0; i < 1000 && recs.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
       recs = s.sampleSync({ tcp: true, states: ['syn-recv'], all: true }).records;
     }
