@@ -5,6 +5,9 @@
 // the fourth closed by its client first, so that client end sits in TIME_WAIT (no owner). The client ends are
 // bound to 127.C.B.1 (C in 20-51, not under the filter): a client on 127.0.0.1 can share its ephemeral port
 // with another test's connection to another destination, so `127.0.0.1:PORT` named no one connection.
+// The four listener ports differ, and no client end has a listener's port number (bind(addr, 0) on
+// different addresses can return the same number): a filter or an exclusion by one listener's port
+// selects that listener's sockets only.
 import { python, type PyHolder } from './sockets';
 
 /** 127.A.B. from this process's pid (A in 61-92, B in 0-249): distinct for pids less than 8000 apart. */
@@ -24,13 +27,22 @@ export async function topFixture(): Promise<TopFixture> {
 import socket, time
 ls = []
 keep = []
+def bound(addr, taken):
+    # a port of its own: bind(addr, 0) on different addresses can return the same number twice
+    while True:
+        s = socket.socket(); s.bind((addr, 0))
+        if s.getsockname()[1] not in taken: return s
+        s.close()
 for i in range(4):
-    s = socket.socket(); s.bind(('${NET}.%d' % (1 + i), 0)); s.listen(64); ls.append(s)
+    s = bound('${NET}.%d' % (1 + i), [l.getsockname()[1] for l in ls]); s.listen(64); ls.append(s)
+ports = [l.getsockname()[1] for l in ls]
+def client(i):
+    c = bound('${CLIENT}', ports); c.connect(ls[i].getsockname()); return c
 for i, n in enumerate([3, 5, 7]):
     for j in range(n):
-        c = socket.create_connection(ls[i].getsockname(), source_address=('${CLIENT}', 0)); a, _ = ls[i].accept(); keep += [c, a]
+        c = client(i); a, _ = ls[i].accept(); keep += [c, a]
         if i == 2: c.send(b'x' * 5000)
-c = socket.create_connection(ls[3].getsockname(), source_address=('${CLIENT}', 0)); a, _ = ls[3].accept()
+c = client(3); a, _ = ls[3].accept()
 c.close(); time.sleep(0.1); a.close()
 print(' '.join(str(s.getsockname()[1]) for s in ls), flush=True)
 time.sleep(3600)
