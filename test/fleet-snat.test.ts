@@ -178,8 +178,10 @@ describe.skipIf(skip)('sockwatch snat --fleet-* with a real .NET app and Azurite
     await waiter.waitFor('the waiter allowed once the lease expired', allowed, 30_000);
     const waited = Date.now() - killedAt;
     console.log(`fleet-snat: the waiter was allowed ${waited} ms after the holder's SIGKILL (lease 15 s)`);
-    // The lease was renewed at most 5 s before the kill: it expires 10 to 15 s after it; the waiter asks every 2 s.
-    expect(waited).toBeGreaterThan(8_000);
+    // The lease is renewed every 5 s, so it expires 10 to 15 s after the kill; a renewal made late on a
+    // loaded machine (the holder is tracing) can bring that nearer, so the bound is 5 s: a lease that did
+    // not outlive its holder would let the waiter in at its next question, within about 2 s.
+    expect(waited).toBeGreaterThan(5_000);
     // Upper bound: the 15 s lease, the 2 s between questions, and slack for a loaded 2-core machine.
     expect(waited).toBeLessThan(15_000 + 2_000 + 7_000);
     expect(waiter.lines.find((l) => l.includes('fleet: collection allowed'))).toMatch(/slot \d{8}T\d{6}Z\/slot-1 .*running lock lock-0/);
