@@ -291,8 +291,14 @@ describe.skipIf(emulationSkip !== null)(
     let inode: number;
     const caps = emulationSkip ? [] : words('AmbientCapabilities');
     const listArgs = () => ['list', '--all-netns', '-t', '--state', 'listen', '--sport', String(port), '--format', 'json'];
+    // In that namespace only: every namespace has its own 127.0.0.1, and another test's listener on the
+    // same port (in the host's namespace, which is listed even without the capabilities) is not this one.
     const findsListener = (run: TracedRun) =>
-      run.stdout.split('\n').some((l) => l.includes(`"local":"127.0.0.1:${port}"`) && l.includes('"state":"listen"'));
+      run.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { netns?: number; local?: string; state?: string })
+        .some((r) => r.netns === inode && r.local === `127.0.0.1:${port}` && r.state === 'listen');
 
     beforeAll(async () => {
       // A listener in a new network namespace, held by a process of another (non-root) user.
