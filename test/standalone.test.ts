@@ -253,6 +253,8 @@ describe.skipIf(notRoot)('the single executable without Node', () => {
       '--tcp',
       '--sport',
       String(o.port),
+      '--src',
+      '127.0.0.1', // the port number alone can be another test's socket with a queue on another address
       '--interval',
       '20',
     ]);
