@@ -24,6 +24,7 @@ import { dotnetSkipReason, hasDotnet, startDotnetApp } from './helpers/dotnet';
 import { HttpReceiver } from './helpers/http-receiver';
 import { acceptingServer, cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
 import { tmpDir } from './helpers/tmp';
+import { waitFor } from './helpers/wait';
 
 const root = path.join(__dirname, '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
@@ -277,10 +278,11 @@ describe.skipIf(skipReason !== null)(title, () => {
   });
 
   it('snat runs there: monitor only, its log under --log-dir counts the connections to a listener of this test', async () => {
+    // -d 0.001 (3.6 s): room for the first poll after a slow start of the image on a loaded machine
     const { port, accepted } = await pausedServer('127.0.0.1');
     for (let i = 0; i < 3; i++) await connect('127.0.0.1', port);
     await waitAccepted(accepted, 3);
-    const r = runImage(['snat', '-t', '2', '-f', '1', '-d', '0.0005', '--log-dir', '/tmp/snat'], { COMPUTERNAME: 'image-test' });
+    const r = runImage(['snat', '-t', '2', '-f', '1', '-d', '0.001', '--log-dir', '/tmp/snat'], { COMPUTERNAME: 'image-test' });
     expect(r.status, r.stderr).toBe(0);
     const logDir = path.join(rootfs, 'tmp', 'snat', 'outconn-logs-image-test');
     const log = fs
@@ -319,6 +321,8 @@ describe.skipIf(skipReason !== null)(title, () => {
         '--tcp',
         '--sport',
         String(port),
+        '--src',
+        '127.0.0.1', // the port number alone can be another test's socket with a queue on another address
         '--url',
         `${rx.url}/hook`,
         '--state-dir',
@@ -326,12 +330,12 @@ describe.skipIf(skipReason !== null)(title, () => {
       ];
 
       const untrusted = startImage(queues('/tmp/q-untrusted'));
-      for (let i = 0; i < 1000 && !/certificate/i.test(untrusted.stderr()); i++) await new Promise((r) => setTimeout(r, 10));
+      await waitFor('the certificate error', () => /certificate/i.test(untrusted.stderr()), { ms: 30_000, detail: untrusted.stderr });
       expect(untrusted.stderr()).toMatch(/self[- ]signed certificate/i);
       expect(rx.requests).toHaveLength(0);
 
       startImage(queues('/tmp/q-trusted'), { NODE_EXTRA_CA_CERTS: '/tmp/receiver-ca.pem' });
-      await rx.waitForRequests(1, 15_000);
+      await rx.waitForRequests(1, 30_000);
       expect(rx.requests[0]!.query).toEqual(
         expect.arrayContaining([
           ['type', 'RECV'],
