@@ -63,12 +63,14 @@ function watch(options: QueueWatcherOptions): Run {
 /** Waits until the kernel shows the queue (data on loopback arrives asynchronously). */
 async function queueIs(port: number, remotePort: number, recvQ: number): Promise<void> {
   const rows = await eventually(
-    () => listSockets({ tcp: true, localPorts: [port] }),
+    () => listSockets({ tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port] }),
     (rs) => rs.some((r) => r.remotePort === remotePort && r.recvQ === recvQ),
   );
   expect(rows.some((r) => r.remotePort === remotePort && r.recvQ === recvQ)).toBe(true);
 }
 
+// Every filter names the address with the port: another test's socket may have the same port
+// number on another address (and then be an offender here, or count in offendersTotal).
 describe('QueueWatcher on real sockets', () => {
   it('alerts RECV with exact fields and owner, then resolves when the reader drains the queue', async () => {
     const { port, accepted } = await pausedServer('127.0.0.1');
@@ -76,7 +78,11 @@ describe('QueueWatcher on real sockets', () => {
     await waitAccepted(accepted, 1);
     c.write(Buffer.alloc(5000, 1));
     await queueIs(port, c.localPort!, 5000);
-    const run = watch({ recvThreshold: 1000, notifyResolved: true, filter: { tcp: true, localPorts: [port] } });
+    const run = watch({
+      recvThreshold: 1000,
+      notifyResolved: true,
+      filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port] },
+    });
     await run.waitFor((a) => a.length >= 1, 'the RECV alert');
     const a = run.alerts[0];
     expect(a).toMatchObject({
@@ -125,7 +131,7 @@ describe('QueueWatcher on real sockets', () => {
     await waitAccepted(accepted, 1);
     c.write(Buffer.alloc(3000, 1));
     await queueIs(port, c.localPort!, 3000);
-    const run = watch({ recvThreshold: 100, repeatMs: 100, filter: { tcp: true, localPorts: [port] } });
+    const run = watch({ recvThreshold: 100, repeatMs: 100, filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port] } });
     await run.waitFor((a) => a.filter((x) => x.event === 'repeat').length >= 2, 'two repeats');
     const [first, r1, r2] = run.alerts;
     expect(first.event).toBe('alert');
@@ -144,7 +150,11 @@ describe('QueueWatcher on real sockets', () => {
     c.on('error', () => undefined); // the RST below
     c.write(Buffer.alloc(2000, 1));
     await queueIs(port, c.localPort!, 2000);
-    const run = watch({ recvThreshold: 100, notifyResolved: true, filter: { tcp: true, localPorts: [port] } });
+    const run = watch({
+      recvThreshold: 100,
+      notifyResolved: true,
+      filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port] },
+    });
     await run.waitFor((a) => a.length >= 1, 'the alert');
     accepted[0].destroy(); // unread data: RST, the socket is gone at once
     await run.waitFor((a) => a.some((x) => x.event === 'resolved'), 'the resolved event');
@@ -154,7 +164,7 @@ describe('QueueWatcher on real sockets', () => {
   it('alerts SEND for a stuck sender held by another process, with its pid and comm', async () => {
     const { port } = await pausedServer('127.0.0.1');
     const sender = await stuckSender('127.0.0.1', port);
-    const run = watch({ sendThreshold: 1000, filter: { tcp: true, remotePorts: [port] } });
+    const run = watch({ sendThreshold: 1000, filter: { tcp: true, remoteAddresses: ['127.0.0.1'], remotePorts: [port] } });
     await run.waitFor((a) => a.length >= 1, 'the SEND alert');
     expect(run.alerts[0]).toMatchObject({
       event: 'alert',
@@ -176,7 +186,7 @@ describe('QueueWatcher on real sockets', () => {
       acceptThreshold: 'limit',
       recvThreshold: 0,
       sendThreshold: 0,
-      filter: { tcp: true, localPorts: [l.port], states: ['listen'] },
+      filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [l.port], states: ['listen'] },
     });
     await run.waitFor((a) => a.length >= 1, 'the ACCEPT alert');
     expect(run.alerts).toHaveLength(1);
@@ -196,7 +206,7 @@ describe('QueueWatcher on real sockets', () => {
     const l = await neverAcceptingListener('127.0.0.1', 8);
     await connect('127.0.0.1', l.port);
     await connect('127.0.0.1', l.port);
-    const run = watch({ acceptThreshold: 1, filter: { tcp: true, localPorts: [l.port] } });
+    const run = watch({ acceptThreshold: 1, filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [l.port] } });
     await run.waitFor((a) => a.length >= 1, 'the ACCEPT alert');
     expect(run.alerts[0]).toMatchObject({ type: 'ACCEPT', bytes: 2, threshold: 1 });
   });
@@ -206,7 +216,7 @@ describe('QueueWatcher on real sockets', () => {
     const c = await connect('::1', port);
     await waitAccepted(accepted, 1);
     c.write(Buffer.alloc(1500, 1));
-    const run = watch({ recvThreshold: 1000, filter: { ipv6: true, localPorts: [port] } });
+    const run = watch({ recvThreshold: 1000, filter: { ipv6: true, localAddresses: ['::1'], localPorts: [port] } });
     await run.waitFor((a) => a.length >= 1, 'the IPv6 alert');
     expect(run.alerts[0]).toMatchObject({ type: 'RECV', family: 6, bytes: 1500, local: `[::1]:${port}`, remote: `[::1]:${c.localPort}` });
   });
@@ -230,7 +240,11 @@ while True:
 `);
     const tx = await udpSocket('udp4', '127.0.0.1');
     await sendUdp(tx, '127.0.0.1', holder.port, Buffer.alloc(200, 1), 20);
-    const run = watch({ recvThreshold: 4096, notifyResolved: true, filter: { udp: true, localPorts: [holder.port] } });
+    const run = watch({
+      recvThreshold: 4096,
+      notifyResolved: true,
+      filter: { udp: true, localAddresses: ['127.0.0.1'], localPorts: [holder.port] },
+    });
     await run.waitFor((a) => a.length >= 1, 'the UDP alert');
     expect(run.alerts[0]).toMatchObject({
       type: 'RECV',
@@ -255,7 +269,11 @@ while True:
     await waitAccepted(accepted, 1);
     c.write(Buffer.alloc(800, 1));
     await queueIs(port, c.localPort!, 800);
-    const run = watch({ recvThreshold: 100, confirm: { n: 3, m: 3 }, filter: { tcp: true, localPorts: [port] } });
+    const run = watch({
+      recvThreshold: 100,
+      confirm: { n: 3, m: 3 },
+      filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [port] },
+    });
     await run.waitFor((a) => a.length >= 1, 'the confirmed alert');
     const a = run.alerts[0];
     const offendingTicksUpToAlert = run.ticks.filter((t) => t.timestamp <= a.timestamp && t.offendersTotal === 1);
@@ -274,7 +292,7 @@ while True:
       sendThreshold: 'off',
       acceptThreshold: 'off',
       repeatMs: 50,
-      filter: { localPorts: [port] },
+      filter: { localAddresses: ['127.0.0.1'], localPorts: [port] },
     });
     watchers.push(watcher);
     const it1 = watcher.alerts();
@@ -342,7 +360,8 @@ describe('offender storm', () => {
       maxRecords: MAX_RECORDS,
       maxAlertsPerTick: PER_TICK,
       intervalMs: 30,
-      filter: { tcp: true, localPorts: [h1.port, h2.port], states: ['established'] },
+      // By address too: offendersTotal and every alert's bytes are asserted exactly.
+      filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [h1.port, h2.port], states: ['established'] },
     });
     // Every tracked socket gets its alert (100 per tick), then the loop keeps going.
     await run.waitFor((a) => a.length >= MAX_RECORDS, `${MAX_RECORDS} alerts`, 40_000);
