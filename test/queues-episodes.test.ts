@@ -180,7 +180,8 @@ describe('QueueWatcher with an episode file (real socket)', () => {
       recvThreshold: 1000,
       sendThreshold: 'off' as const,
       acceptThreshold: 'off' as const,
-      filter: { tcp: true, udp: false, localPorts: [o.port] },
+      // By address and port: another test's socket may have this port number on another address.
+      filter: { tcp: true, udp: false, localAddresses: ['127.0.0.1'], localPorts: [o.port] },
       episodeFile: file,
       owners: false,
     };
