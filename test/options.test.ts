@@ -89,7 +89,8 @@ describe('sample options', () => {
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as net.AddressInfo).port;
-    const o: SampleOptions = { tcp: true, states: ['listen'], localPorts: [port], all: true };
+    // By address and port: another test's socket may have this port number on another address.
+    const o: SampleOptions = { tcp: true, states: ['listen'], localAddresses: ['127.0.0.1'], localPorts: [port], all: true };
     const compiled = new CompiledSampleOptions(o);
     expect(Object.isFrozen(compiled)).toBe(true);
     o.states = ['time-wait']; // the compiled options do not follow their source object
@@ -164,7 +165,7 @@ describe('sample options', () => {
     const conn = await unreadConnection('127.0.0.1', 500);
     const s = new Sampler();
     try {
-      const o: SampleOptions = { tcp: true, localPorts: [conn.port], recvThreshold: 100 };
+      const o: SampleOptions = { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [conn.port], recvThreshold: 100 };
       const first = await eventually(
         () => s.sampleSync(o),
         (r) => r.records.length === 1,
