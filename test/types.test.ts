@@ -34,7 +34,7 @@ describe('alert JSON', () => {
       sendThreshold: 'off',
       acceptThreshold: 'off',
       owners: false,
-      filter: { tcp: true, localPorts: [conn.port] },
+      filter: { tcp: true, localAddresses: ['127.0.0.1'], localPorts: [conn.port] }, // the port alone may be another test's elsewhere
     });
     const alert = await new Promise<QueueAlert>((resolve, reject) => {
       watcher.once('alert', resolve);
