@@ -63,7 +63,7 @@ function watcher(o: ConstructorParameters<typeof OutboundWatcher>[0]): OutboundW
 const dest = () => `127.0.0.1:${port}`;
 const find = (p: OutboundPoll, remote = dest()) => p.destinations.find((d) => d.remote === remote);
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn();
