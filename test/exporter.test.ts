@@ -1,5 +1,5 @@
 // `sockwatch exporter` end to end: the compiled CLI on a free loopback port, real sockets with known
-// destinations and queues (each test on a random 127.X.Y.0/24 of its own, selected with --src/--dst,
+// destinations and queues (each test on a 127.X.Y.Z/29 of its own, selected with --src/--dst,
 // so that other files' sockets, scanned concurrently, and TIME_WAIT sockets of earlier tests and runs
 // cannot change the counts), matched by address and port; OpenMetrics negotiation; scans coalesced (counted by the scan-duration histogram's
 // _count, one per kernel scan); promtool check metrics; bad input.
@@ -11,17 +11,18 @@ import { registerMetrics } from '../lib/metrics/register';
 import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses, runCli } from './helpers/cli';
 import { fetchUrl, parseSamples, scrape, startServing, valueOf, samplesOf } from './helpers/metrics';
+import { ownLoopbackNet } from './helpers/own-address';
 import { acceptingServer, cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
 
 let NET: string[] = [];
 let SERVER = '';
 let CLIENT = '';
-/** A fresh loopback /24 for each test. */
+/** Fresh loopback addresses for each test (a /29 of its own). */
 function freshNet(): void {
-  const prefix = `127.${100 + Math.floor(Math.random() * 100)}.${Math.floor(Math.random() * 256)}`;
-  NET = ['--src', `${prefix}.0/24`, '--dst', `${prefix}.0/24`];
-  SERVER = `${prefix}.1`;
-  CLIENT = `${prefix}.2`;
+  const own = ownLoopbackNet();
+  NET = ['--src', own.cidr, '--dst', own.cidr];
+  SERVER = own.host(1);
+  CLIENT = own.host(2);
 }
 beforeEach(freshNet);
 
