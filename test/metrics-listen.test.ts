@@ -1,6 +1,6 @@
 // `queues --metrics-listen` and `snat --metrics-listen`: the commands' own state as Prometheus
-// metrics, against a real HTTP receiver on loopback (queues) and real connections (snat), on a random
-// loopback /24 selected with --src/--dst so that no other test's sockets count.
+// metrics, against a real HTTP receiver on loopback (queues) and real connections (snat), on a
+// loopback /29 of the test's own selected with --src/--dst so that no other test's sockets count.
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses, runCli } from './helpers/cli';
@@ -8,6 +8,7 @@ import { HttpReceiver } from './helpers/http-receiver';
 import { scrape, startServing, valueOf, type Sample } from './helpers/metrics';
 import { SNAT_ENV } from './helpers/snat';
 import { acceptingServer, cleanupSockets, connect, pausedServer, waitAccepted } from './helpers/sockets';
+import { ownLoopbackNet, type OwnNet } from './helpers/own-address';
 import { tmpDir } from './helpers/tmp';
 import { sleep } from './helpers/wait';
 
@@ -17,9 +18,6 @@ afterEach(async () => {
   await runCleanups();
 });
 
-function freshPrefix(): string {
-  return `127.${100 + Math.floor(Math.random() * 100)}.${Math.floor(Math.random() * 256)}`;
-}
 
 /** Scrapes until `ok` holds. */
 async function scrapeUntil(url: string, ok: (s: Sample[]) => boolean): Promise<Sample[]> {
@@ -31,16 +29,16 @@ async function scrapeUntil(url: string, ok: (s: Sample[]) => boolean): Promise<S
   return s;
 }
 
-/** A receive queue of 10,000 unread bytes on prefix.1 (the accepted side of a connection from prefix.2). */
-async function offender(prefix: string): Promise<void> {
-  const { port, accepted } = await pausedServer(`${prefix}.1`);
-  const c = await connect(`${prefix}.1`, port, `${prefix}.2`);
+/** A receive queue of 10,000 unread bytes on host 1 (the accepted side of a connection from host 2). */
+async function offender(net: OwnNet): Promise<void> {
+  const { port, accepted } = await pausedServer(net.host(1));
+  const c = await connect(net.host(1), port, net.host(2));
   await waitAccepted(accepted, 1);
   c.write(Buffer.alloc(10_000, 1));
 }
 
 describe('queues --metrics-listen', () => {
-  const args = (prefix: string, receiver: HttpReceiver, stateDir: string): string[] => [
+  const args = (net: OwnNet, receiver: HttpReceiver, stateDir: string): string[] => [
     'queues',
     '--recv-threshold',
     '1k',
@@ -51,9 +49,9 @@ describe('queues --metrics-listen', () => {
     '--interval',
     '50',
     '--src',
-    `${prefix}.0/24`,
+    net.cidr,
     '--dst',
-    `${prefix}.0/24`,
+    net.cidr,
     '--url',
     `${receiver.url}/hook`,
     '--state-dir',
@@ -67,10 +65,10 @@ describe('queues --metrics-listen', () => {
   ];
 
   it('counts alerts raised and delivered to a real receiver; the outbox is empty after', async () => {
-    const prefix = freshPrefix();
+    const net = ownLoopbackNet();
     const receiver = await HttpReceiver.start();
-    await offender(prefix);
-    const { url } = await startServing(args(prefix, receiver, tmpDir('queues metrics')));
+    await offender(net);
+    const { url } = await startServing(args(net, receiver, tmpDir('queues metrics')));
     await receiver.waitFor((r) => r.length >= 1);
     const s = await scrapeUntil(url, (x) => valueOf(x, 'sockwatch_alerts_delivered_total') === 1);
     expect(valueOf(s, 'sockwatch_alerts_raised_total', { event: 'alert', type: 'RECV' })).toBe(1);
@@ -82,10 +80,10 @@ describe('queues --metrics-listen', () => {
   });
 
   it('counts retries against a failing receiver, the outbox depth and the oldest alert age; dead letters on a refusal', async () => {
-    const prefix = freshPrefix();
+    const net = ownLoopbackNet();
     const receiver = await HttpReceiver.start({ defaultReply: 503 });
-    await offender(prefix);
-    const { url } = await startServing(args(prefix, receiver, tmpDir('queues metrics')));
+    await offender(net);
+    const { url } = await startServing(args(net, receiver, tmpDir('queues metrics')));
     const s = await scrapeUntil(
       url,
       (x) => (valueOf(x, 'sockwatch_alert_retries_total') ?? 0) >= 2 && (valueOf(x, 'sockwatch_outbox_oldest_alert_age_seconds') ?? 0) > 0,
@@ -112,9 +110,9 @@ describe('queues --metrics-listen', () => {
 
 describe('snat --metrics-listen', () => {
   it('serves the last poll’s connections per destination and the threshold', async () => {
-    const prefix = freshPrefix();
-    const a = await acceptingServer(`${prefix}.1`);
-    for (let i = 0; i < 3; i++) await connect(`${prefix}.1`, a.port, `${prefix}.2`);
+    const net = ownLoopbackNet();
+    const a = await acceptingServer(net.host(1));
+    for (let i = 0; i < 3; i++) await connect(net.host(1), a.port, net.host(2));
     const logDir = tmpDir('snat metrics');
     const { url } = await startServing(
       [
@@ -126,9 +124,9 @@ describe('snat --metrics-listen', () => {
         '--log-dir',
         logDir,
         '--src',
-        `${prefix}.0/24`,
+        net.cidr,
         '--dst',
-        `${prefix}.0/24`,
+        net.cidr,
         '--exclude-ports',
         String(a.port),
         '--metrics-listen',
@@ -136,10 +134,10 @@ describe('snat --metrics-listen', () => {
       ],
       { unsetEnv: SNAT_ENV, env: { COMPUTERNAME: 'metrics-test' }, cwd: logDir },
     );
-    const s = await scrapeUntil(url, (x) => valueOf(x, 'sockwatch_outbound_connections', { destination: `${prefix}.1:${a.port}` }) === 3);
-    expect(valueOf(s, 'sockwatch_outbound_connections', { destination: `${prefix}.1:${a.port}` })).toBe(3);
+    const s = await scrapeUntil(url, (x) => valueOf(x, 'sockwatch_outbound_connections', { destination: `${net.host(1)}:${a.port}` }) === 3);
+    expect(valueOf(s, 'sockwatch_outbound_connections', { destination: `${net.host(1)}:${a.port}` })).toBe(3);
     expect(valueOf(s, 'sockwatch_outbound_connections', { destination: 'other' })).toBe(0);
-    expect(valueOf(s, 'sockwatch_outbound_connections_distinct_240s', { destination: `${prefix}.1:${a.port}` })).toBe(3);
+    expect(valueOf(s, 'sockwatch_outbound_connections_distinct_240s', { destination: `${net.host(1)}:${a.port}` })).toBe(3);
     expect(valueOf(s, 'sockwatch_snat_threshold')).toBe(2);
     expect(s.some((x) => x.name.startsWith('sockwatch_collections_'))).toBe(false); // none started: monitoring only
   });
