@@ -1,7 +1,7 @@
 // A real Prometheus server (Debian's `prometheus`) started here on loopback with a generated config
 // (scrape every second, storage in a temp dir, a free port) scrapes the exporter (--all-netns, so
 // root and iproute2) and the test asks its HTTP API for the known sockets' destinations: connections on
-// a loopback /24 of the host picked at random, and connections inside a namespace the test made.
+// loopback addresses of the test's own (helpers/own-address.ts), and connections inside a namespace the test made.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -11,6 +11,7 @@ import { runCleanups } from './helpers/cleanup';
 import { killCliProcesses } from './helpers/cli';
 import { fetchUrl, makeNetnsWithConnections, startServing, type TestNetns } from './helpers/metrics';
 import { acceptingServer, cleanupSockets, connect } from './helpers/sockets';
+import { ownLoopbackNet } from './helpers/own-address';
 import { tmpDir } from './helpers/tmp';
 import { sleep } from './helpers/wait';
 
@@ -36,13 +37,13 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
   let api = '';
   let ns: TestNetns | undefined;
   let log = '';
-  const prefix = `127.${100 + Math.floor(Math.random() * 100)}.${Math.floor(Math.random() * 256)}`;
+  const own = ownLoopbackNet();
   let hostPort = 0;
 
   beforeAll(async () => {
-    const a = await acceptingServer(`${prefix}.1`);
+    const a = await acceptingServer(own.host(1));
     hostPort = a.port;
-    for (let i = 0; i < 4; i++) await connect(`${prefix}.1`, hostPort, `${prefix}.2`);
+    for (let i = 0; i < 4; i++) await connect(own.host(1), hostPort, own.host(2));
     ns = await makeNetnsWithConnections(`sw-prom-${process.pid}`, 3, 2);
     const exporter = await startServing(['exporter', '--listen', '127.0.0.1:0', '--all-netns', '--top', '1000']);
     const dir = tmpDir('prometheus data');
@@ -51,14 +52,14 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
       config,
       `global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sockwatch\n    static_configs:\n      - targets: ['127.0.0.1:${exporter.port}']\n`,
     );
-    const port = await freePort(`${prefix}.3`);
-    api = `http://${prefix}.3:${port}/api/v1`;
+    const port = await freePort(own.host(3));
+    api = `http://${own.host(3)}:${port}/api/v1`;
     prometheus = spawn(
       'prometheus',
       [
         `--config.file=${config}`,
         `--storage.tsdb.path=${path.join(dir, 'tsdb')}`,
-        `--web.listen-address=${prefix}.3:${port}`,
+        `--web.listen-address=${own.host(3)}:${port}`,
         '--log.level=warn',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -98,7 +99,7 @@ describe.skipIf(!hasPrometheus || !canNetns)('a real Prometheus server scraping 
   it('finds the host’s and the namespace’s known destinations with the right counts', async () => {
     const up = await query('up{job="sockwatch"}', (r) => r.length === 1 && r[0]!.value[1] === '1');
     expect(up).toHaveLength(1);
-    const host = await query(`sockwatch_outbound_connections{destination="${prefix}.1:${hostPort}"}`, (r) => r.length === 1);
+    const host = await query(`sockwatch_outbound_connections{destination="${own.host(1)}:${hostPort}"}`, (r) => r.length === 1);
     expect(host[0]!.value[1]).toBe('4');
     const netns = String(ns!.inode);
     const v4 = await query(`sockwatch_outbound_connections{netns="${netns}",destination="127.0.0.1:${ns!.port4}"}`, (r) => r.length === 1);
