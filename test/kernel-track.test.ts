@@ -4,14 +4,16 @@ import * as net from 'node:net';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadBinding } from '../lib/native';
 import { Sampler, type SampleOptions, type SampleResult, type SocketRecord } from '../lib/sampler';
+import { ownLoopbackNet } from './helpers/own-address';
 import { cleanupSockets, connect, eventually, pausedServer, waitAccepted } from './helpers/sockets';
 
-// An address of its own per test, so no other sockets (another test's) enter its scans.
-let hostIndex = 0;
+// An address of its own per test, so no other sockets (another test's) enter its scans: the scans
+// select by address only. From this process's pid (ownLoopbackNet), not a fixed 127.83.41.N, which the
+// same file run at the same time from another clone of the repository would share.
 let HOST = '';
 let base: SampleOptions = {};
 beforeEach(() => {
-  HOST = `127.83.41.${++hostIndex}`;
+  HOST = ownLoopbackNet().host(1);
   base = { localAddresses: [HOST], recvThreshold: 1000, track: { step: 100 } };
 });
 
