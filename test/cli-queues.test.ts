@@ -40,7 +40,17 @@ async function stopWith(c: CliProcess, signal: NodeJS.Signals): Promise<number |
 describe('sockwatch queues without --url', () => {
   it('prints one JSON line per alert and exits 0 on SIGTERM', async () => {
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--recv-threshold', '1000', '--send-threshold', 'off', '--tcp', '--sport', String(o.port), ...SRC, ...FAST.slice(0, 2)]);
+    const c = start([
+      '--recv-threshold',
+      '1000',
+      '--send-threshold',
+      'off',
+      '--tcp',
+      '--sport',
+      String(o.port),
+      ...SRC,
+      ...FAST.slice(0, 2),
+    ]);
     await c.waitFor('an alert line', (l) => l.length >= 1);
     const a = JSON.parse(c.lines[0]);
     expect(a).toMatchObject({
@@ -69,7 +79,18 @@ describe('sockwatch queues without --url', () => {
 
   it('reports resolved events with --notify-resolved and exits 0 on SIGINT', async () => {
     const o = await offender('127.0.0.1', 3000);
-    const c = start(['--recv-threshold', '1k', '--notify-resolved', '--no-pid', '--tcp', '--sport', String(o.port), ...SRC, '--interval', '20']);
+    const c = start([
+      '--recv-threshold',
+      '1k',
+      '--notify-resolved',
+      '--no-pid',
+      '--tcp',
+      '--sport',
+      String(o.port),
+      ...SRC,
+      '--interval',
+      '20',
+    ]);
     await c.waitFor('the alert', (l) => l.length >= 1);
     o.drain();
     await c.waitFor('the resolved event', (l) => l.length >= 2);
@@ -122,7 +143,19 @@ describe('sockwatch queues --url', () => {
     await connect('127.0.0.1', l.port);
     const dir = tmpDir('cli-queues');
     const url = `http://user:hunter2@127.0.0.1:${rx.port}/hook?team=a&token=s3cret`;
-    const c = start(['--url', url, '--state-dir', dir, '--recv-threshold', '1000', '--sport', `${o.port},${l.port}`, '--src', '::1,127.0.0.1', ...FAST]);
+    const c = start([
+      '--url',
+      url,
+      '--state-dir',
+      dir,
+      '--recv-threshold',
+      '1000',
+      '--sport',
+      `${o.port},${l.port}`,
+      '--src',
+      '::1,127.0.0.1',
+      ...FAST,
+    ]);
     await rx.waitFor((r) => r.length >= 2, 20_000, 'the RECV and ACCEPT alerts');
     await c.waitFor('two human lines', (ls) => ls.length >= 2);
     expect(await stopWith(c, 'SIGTERM')).toBe(0);
@@ -387,7 +420,10 @@ describe('sockwatch queues: bad input exits 2 with one line naming it', () => {
     [['--url', 'not a url'], /--url: "not a url" is not a valid URL/],
     // FILE stands for a regular file made by this test (its path differs per run; test names must not).
     [['--url', URL_OK, '--state-dir', 'FILE/state'], /--state-dir: .*sockwatch-not-a-dir-\d+ exists and is not a directory$/],
-    [['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'], /--state-dir: \/sys\/sockwatch-state is under \/sys, a kernel pseudo file system/],
+    [
+      ['--url', URL_OK, '--state-dir', '/sys/sockwatch-state'],
+      /--state-dir: \/sys\/sockwatch-state is under \/sys, a kernel pseudo file system/,
+    ],
     [['--state-dir', '/tmp/x'], /--state-dir needs --url/],
     [['--url', URL_OK, '--state-dir', ''], /--state-dir: expected a directory, got ""/],
     [['--quiet'], /--quiet needs --url/],

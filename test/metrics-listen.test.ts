@@ -18,7 +18,6 @@ afterEach(async () => {
   await runCleanups();
 });
 
-
 /** Scrapes until `ok` holds. */
 async function scrapeUntil(url: string, ok: (s: Sample[]) => boolean): Promise<Sample[]> {
   let s = await scrape(url);
@@ -134,7 +133,10 @@ describe('snat --metrics-listen', () => {
       ],
       { unsetEnv: SNAT_ENV, env: { COMPUTERNAME: 'metrics-test' }, cwd: logDir },
     );
-    const s = await scrapeUntil(url, (x) => valueOf(x, 'sockwatch_outbound_connections', { destination: `${net.host(1)}:${a.port}` }) === 3);
+    const s = await scrapeUntil(
+      url,
+      (x) => valueOf(x, 'sockwatch_outbound_connections', { destination: `${net.host(1)}:${a.port}` }) === 3,
+    );
     expect(valueOf(s, 'sockwatch_outbound_connections', { destination: `${net.host(1)}:${a.port}` })).toBe(3);
     expect(valueOf(s, 'sockwatch_outbound_connections', { destination: 'other' })).toBe(0);
     expect(valueOf(s, 'sockwatch_outbound_connections_distinct_240s', { destination: `${net.host(1)}:${a.port}` })).toBe(3);
