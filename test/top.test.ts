@@ -16,6 +16,9 @@ const CLI = path.resolve(__dirname, '../dist/cli/main.js');
 const noTmux = !hasTmux();
 if (noTmux) console.warn('top.test.ts: tmux is not installed (Debian package tmux)');
 
+/** The first frame: Node's start and the first scan of a CLI started on a loaded machine (tmux's default is 10 s). */
+const FIRST_FRAME_MS = 30_000;
+
 /** An SGR sequence that sets a color (foreground, background, bright, 256 or RGB). */
 const COLOR_SGR = /\x1b\[(?:[0-9]*;)*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;[0-9]*)*m/;
 
@@ -53,8 +56,10 @@ afterAll(async () => {
 describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
   it('Destinations: counts per destination with states, the one over -t marked and in color', async () => {
     const pane = top(['-t', '6']);
-    const text = await pane.waitFor('the four destinations', (t) =>
-      [destinationRow(fx.dest[0], 3), destinationRow(fx.dest[1], 5), destinationRow(fx.dest[2], 7)].every((re) => re.test(t)),
+    const text = await pane.waitFor(
+      'the four destinations',
+      (t) => [destinationRow(fx.dest[0], 3), destinationRow(fx.dest[1], 5), destinationRow(fx.dest[2], 7)].every((re) => re.test(t)),
+      FIRST_FRAME_MS,
     );
     expect(text.split('\n')[0]).toMatch(/^sockwatch top \[1 Destinations\] +2 Queues +3 Processes +every 0\.3s \d\d:\d\d:\d\d$/);
     expect(destinationRow(fx.dest[0], 3).exec(text)![0]).toMatch(/^  .* ESTAB 3$/);
@@ -71,14 +76,17 @@ describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
 
   it('keys: Queues with owners, Processes with TIME_WAIT apart, filter, sort, pause, help', async () => {
     const pane = top(['--recv-threshold', '4k']);
-    await pane.waitFor('Destinations', (t) => t.includes(fx.dest[2]));
+    await pane.waitFor('Destinations', (t) => t.includes(fx.dest[2]), FIRST_FRAME_MS);
     pane.keys('2');
     const pyPid = fx.holder.pid;
     const queue = new RegExp(`^! ESTAB +4\\.9k +0 +${literal(fx.dest[2])} +[\\d.]+:\\d+ +${pyPid} python3$`);
     const listener = (i: number) => new RegExp(`^  ${literal(fx.dest[i]!)} +0 +64 +0% +${pyPid} python3$`, 'm');
-    const queues = await pane.waitFor('the 7 queues and 4 listeners, with their owner', (t) => {
-      return t.split('\n').filter((l) => queue.test(l)).length === 7 && [0, 1, 2, 3].every((i) => listener(i).test(t));
-    });
+    // owners come from the first walk of /proc/*/fd, which may take seconds on a loaded machine
+    const queues = await pane.waitFor(
+      'the 7 queues and 4 listeners, with their owner',
+      (t) => t.split('\n').filter((l) => queue.test(l)).length === 7 && [0, 1, 2, 3].every((i) => listener(i).test(t)),
+      30_000,
+    );
     expect(queues.split('\n')[0]).toContain('[2 Queues]');
 
     pane.keys('3');
@@ -120,7 +128,7 @@ describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
 
   it('fits 80x24, uses a larger terminal, redraws on resize', async () => {
     const pane = top([]);
-    const small = await pane.waitFor('the first frame', (t) => t.includes(fx.dest[2]));
+    const small = await pane.waitFor('the first frame', (t) => t.includes(fx.dest[2]), FIRST_FRAME_MS);
     const lines = small.split('\n');
     expect(lines).toHaveLength(24);
     expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(80);
@@ -140,7 +148,7 @@ describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
     ['SIGINT (Ctrl-C)', (p: Pane) => p.keys('C-c')],
   ])('%s: exit 0, alternate screen left, cursor shown, the screen before it back', async (_how, end) => {
     const pane = top([]);
-    await pane.waitFor('the first frame', (t) => t.includes(fx.dest[2]));
+    await pane.waitFor('the first frame', (t) => t.includes(fx.dest[2]), FIRST_FRAME_MS);
     expect(pane.display('#{alternate_on} #{cursor_flag}')).toBe('1 0');
     end(pane);
     const after = await pane.waitFor('the exit', (t) => t.includes('program exited'));
@@ -150,7 +158,7 @@ describe.skipIf(noTmux)('sockwatch top in a terminal', () => {
 
   it('NO_COLOR: no color at all, the over-threshold row keeps its mark', async () => {
     const pane = top(['-t', '6'], { NO_COLOR: '1' });
-    const text = await pane.waitFor('the destinations', (t) => destinationRow(fx.dest[2], 7).test(t));
+    const text = await pane.waitFor('the destinations', (t) => destinationRow(fx.dest[2], 7).test(t), FIRST_FRAME_MS);
     expect(destinationRow(fx.dest[2], 7).exec(text)![1]).toBe('!');
     for (const line of pane.screen(true)) expect(line).not.toMatch(COLOR_SGR);
   });
