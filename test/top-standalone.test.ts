@@ -51,10 +51,11 @@ describe.skipIf(noTmux)('top in the single executable, in a terminal', () => {
     const pane = tmux.start(['sh', '-c', `cd "$1" && exec "$2" top --interval 0.3 --filter "$3"`, 'sh', work, exe, FIXTURE_FILTER], {
       env: { NODE_OPTIONS: undefined, NO_COLOR: undefined },
     });
-    await pane.waitFor('the destinations', (t) => new RegExp(`^  ${literal(fx.dest[1])} +5 +5 .*ESTAB 5$`, 'm').test(t));
+    // 30 s: the first frame of a CLI started on a loaded machine, then owners from the first walk of /proc/*/fd
+    await pane.waitFor('the destinations', (t) => new RegExp(`^  ${literal(fx.dest[1])} +5 +5 .*ESTAB 5$`, 'm').test(t), 30_000);
     pane.keys('2');
     const queue = new RegExp(`^  ESTAB +4\\.9k +0 +${literal(fx.dest[2])} +[\\d.]+:\\d+ +${fx.holder.pid} python3$`);
-    await pane.waitFor('the queues with their owner', (t) => t.split('\n').filter((l) => queue.test(l)).length === 7);
+    await pane.waitFor('the queues with their owner', (t) => t.split('\n').filter((l) => queue.test(l)).length === 7, 30_000);
     pane.keys('q');
     const after = await pane.waitFor('the exit', (t) => t.includes('program exited'));
     expect(after.trim()).toBe('program exited 0');
