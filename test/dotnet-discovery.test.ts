@@ -134,7 +134,12 @@ describe.skipIf(!hasDotnet())('discovery and ProcessInfo of a real .NET app', ()
 
   it('reaches the real socket through a path longer than sun_path', async () => {
     const real = (await findDiagnosticSocket(app.pid)).socketPath;
-    const longPath = `/proc/${app.pid}/root`.repeat(6) + real;
+    // A directory deep enough, holding a link to the real socket (a path through /proc/PID/root is
+    // walked link by link instead: test/dotnet-hostile-container.test.ts)
+    const deep = path.join(tmp, 'a-directory-name-long-enough'.repeat(4));
+    await fsp.mkdir(deep, { recursive: true });
+    const longPath = path.join(deep, 'diagnostics');
+    await fsp.symlink(real, longPath);
     expect(Buffer.byteLength(longPath)).toBeGreaterThan(108);
     const info = await getProcessInfo({ pid: app.pid, socketPath: longPath });
     expect(info.pid).toBe(app.pid);

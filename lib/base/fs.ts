@@ -173,18 +173,22 @@ export interface RootedFile {
   close(): void;
 }
 
-/**
- * Opens `inner` (an absolute path as the target process sees it) under `root` (e.g. /proc/PID/root)
- * one component at a time with O_NOFOLLOW, so that no symbolic link is followed at all: an absolute
- * link planted by a hostile container would otherwise resolve against *our* root (the host's) and a
- * root sockwatch would read a host file. `..` is refused for the same reason (above the target's root
- * lies ours). The last component must be a regular file. Each step goes through /proc/self/fd/N/NAME,
- * which looks NAME up in the directory already opened, as openat(2) would.
- */
-export function openUnderRoot(root: string, inner: string): RootedFile {
+/** O_PATH (Linux): a descriptor that names an inode without opening it; fs.constants lacks it. */
+const O_PATH = 0o10000000;
+
+/** `inner` split into components; `..` and relative paths refused (above the target's root lies ours). */
+function innerParts(inner: string): string[] {
   const parts = inner.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.length === 0 || parts.includes('..')) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
-  const name = parts.pop()!;
+  if (!inner.startsWith('/') || parts.includes('..')) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
+  return parts;
+}
+
+/**
+ * Descends from `root` through the directories `parts`, each opened with O_NOFOLLOW through
+ * /proc/self/fd/N/NAME (which looks NAME up in the directory already opened, as openat(2) would).
+ * Returns the last directory's descriptor and the path shown in errors; the caller closes it.
+ */
+function descendUnderRoot(root: string, parts: readonly string[]): { dirFd: number; shown: string } {
   let dirFd = fs.openSync(root, OPEN_DIRECTORY);
   let shown = root;
   try {
@@ -199,7 +203,27 @@ export function openUnderRoot(root: string, inner: string): RootedFile {
       fs.closeSync(dirFd);
       dirFd = next;
     }
-    shown = `${shown}/${name}`;
+    return { dirFd, shown };
+  } catch (e) {
+    fs.closeSync(dirFd);
+    throw e;
+  }
+}
+
+/**
+ * Opens `inner` (an absolute path as the target process sees it) under `root` (e.g. /proc/PID/root)
+ * one component at a time with O_NOFOLLOW, so that no symbolic link is followed at all: an absolute
+ * link planted by a hostile container would otherwise resolve against *our* root (the host's) and a
+ * root sockwatch would read a host file. `..` is refused for the same reason. The last component
+ * must be a regular file.
+ */
+export function openUnderRoot(root: string, inner: string): RootedFile {
+  const parts = innerParts(inner);
+  const name = parts.pop();
+  if (name === undefined) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
+  const { dirFd, shown: dirShown } = descendUnderRoot(root, parts);
+  const shown = `${dirShown}/${name}`;
+  try {
     let fd: number;
     try {
       fd = fs.openSync(`/proc/self/fd/${dirFd}/${name}`, O_RDONLY | O_NOFOLLOW | fs.constants.O_NONBLOCK);
@@ -211,20 +235,62 @@ export function openUnderRoot(root: string, inner: string): RootedFile {
       fs.closeSync(fd);
       throw fsError(`refusing to read ${shown}: not a regular file`, 'EINVAL', shown);
     }
-    const dir = dirFd;
     return {
       fd,
       stat,
-      dirFd: dir,
+      dirFd,
       name,
       close: () => {
         fs.closeSync(fd);
-        fs.closeSync(dir);
+        fs.closeSync(dirFd);
       },
     };
   } catch (e) {
     fs.closeSync(dirFd);
     throw e;
+  }
+}
+
+/**
+ * The directory `inner` under `root`, opened as openUnderRoot opens files (no link followed on the
+ * way); list it through /proc/self/fd/N. The caller closes the descriptor.
+ */
+export function openDirUnderRoot(root: string, inner: string): number {
+  return descendUnderRoot(root, innerParts(inner)).dirFd;
+}
+
+/**
+ * An O_PATH descriptor of the Unix socket `inner` under `root`, reached as openUnderRoot reaches files
+ * (no link followed, the last component included), and its fstat. Connect to /proc/self/fd/N: the
+ * kernel resolves that link to this very inode, so a container cannot swap in a link to a host socket
+ * between the check and the connect. The caller closes the descriptor.
+ */
+export function openSocketUnderRoot(root: string, inner: string): { fd: number; stat: fs.Stats } {
+  const parts = innerParts(inner);
+  const name = parts.pop();
+  if (name === undefined) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
+  const { dirFd, shown: dirShown } = descendUnderRoot(root, parts);
+  const shown = `${dirShown}/${name}`;
+  try {
+    let fd: number;
+    try {
+      fd = fs.openSync(`/proc/self/fd/${dirFd}/${name}`, O_PATH | O_NOFOLLOW);
+    } catch (e) {
+      throw rootedError(shown, e);
+    }
+    const stat = fs.fstatSync(fd);
+    if (!stat.isSocket()) {
+      fs.closeSync(fd);
+      throw fsError(
+        `refusing to connect to ${shown}: ${stat.isSymbolicLink() ? "a symbolic link inside the target's root" : 'not a socket'}`,
+        stat.isSymbolicLink() ? 'ELOOP' : 'ENOTSOCK',
+        shown,
+        'connect',
+      );
+    }
+    return { fd, stat };
+  } finally {
+    fs.closeSync(dirFd);
   }
 }
 

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SockwatchError, systemError } from '../base/errors';
 import { startTimeFromStat } from '../base/proc';
+import { openDirUnderRoot, openSocketUnderRoot } from '../base/fs';
 
 const SOCKET_NAME = /^dotnet-diagnostic-(\d+)-(\d+)-socket$/;
 
@@ -158,10 +159,22 @@ interface SocketEntry {
   name: string;
 }
 
-async function listSockets(dir: string): Promise<SocketEntry[]> {
+/**
+ * The diagnostics sockets named in `tmpDir` (under `rootPrefix` when the target is in another mount
+ * namespace: walked without following links, see base/fs openDirUnderRoot).
+ */
+async function listSockets(rootPrefix: string, tmpDir: string): Promise<SocketEntry[]> {
   let names: string[];
   try {
-    names = await fsp.readdir(dir);
+    if (rootPrefix === '') names = await fsp.readdir(tmpDir);
+    else {
+      const fd = openDirUnderRoot(rootPrefix, tmpDir);
+      try {
+        names = await fsp.readdir(`/proc/self/fd/${fd}`);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
   } catch {
     return [];
   }
@@ -173,16 +186,24 @@ async function listSockets(dir: string): Promise<SocketEntry[]> {
   return out;
 }
 
+function socketUnderRoot(facts: ProcFacts, name: string): fs.Stats {
+  const { fd, stat } = openSocketUnderRoot(facts.rootPrefix, path.posix.join(facts.tmpDir, name));
+  fs.closeSync(fd);
+  return stat;
+}
+
 async function pickSocket(facts: ProcFacts, entries: SocketEntry[]): Promise<DotnetProcess | undefined> {
   const dir = facts.rootPrefix + facts.tmpDir;
   const candidates: { entry: SocketEntry; mtimeMs: number }[] = [];
   for (const entry of entries) {
     if (entry.nsPid !== facts.nsPid) continue;
     try {
-      const st = await fsp.stat(path.join(dir, entry.name));
+      // The runtime creates the socket itself: a symbolic link by that name is someone else's (lstat),
+      // and in another container's root one is never followed (openSocketUnderRoot).
+      const st = facts.rootPrefix === '' ? await fsp.lstat(path.join(dir, entry.name)) : socketUnderRoot(facts, entry.name);
       if (st.isSocket()) candidates.push({ entry, mtimeMs: st.mtimeMs });
     } catch {
-      // vanished meanwhile
+      // vanished meanwhile, or not a socket reached without links
     }
   }
   if (candidates.length === 0) return undefined;
@@ -225,11 +246,10 @@ export async function listDotnetProcesses(): Promise<DotnetProcess[]> {
   await forEachLimited(pids, DISCOVERY_CONCURRENCY, async (pid) => {
     const facts = await procFacts(pid);
     if (!facts) return;
-    const dir = facts.rootPrefix + facts.tmpDir;
     const key = `${facts.sameMountNamespace ? 'self' : (facts.mountNs ?? `pid${pid}`)}:${facts.tmpDir}`;
     let listing = listings.get(key);
     if (!listing) {
-      listing = listSockets(dir);
+      listing = listSockets(facts.rootPrefix, facts.tmpDir);
       listings.set(key, listing);
     }
     const proc = await pickSocket(facts, await listing);
@@ -266,7 +286,7 @@ export async function findDiagnosticSocket(pid: number): Promise<DotnetProcess> 
     );
   }
   const dir = facts.rootPrefix + facts.tmpDir;
-  const proc = await pickSocket(facts, await listSockets(dir));
+  const proc = await pickSocket(facts, await listSockets(facts.rootPrefix, facts.tmpDir));
   if (proc) return proc;
 
   const disabledBy = diagnosticsDisabledBy(facts.env);

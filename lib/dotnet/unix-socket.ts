@@ -7,12 +7,18 @@
 // Opening the directory needs read permission on it; when that is refused we fall back to a
 // symlink to the socket inside a fresh private directory under /tmp (connect() follows symlinks),
 // removed right after the connect.
+//
+// A path through /proc/PID/root (a target in another mount namespace) is never resolved by the kernel
+// in one go: a symbolic link planted in the container would resolve against *our* root, and a root
+// sockwatch would then talk to a host socket. It is walked one component at a time without following
+// any link (base/fs openSocketUnderRoot) and connected to through /proc/self/fd/N of the socket itself.
 
 import * as fsp from 'node:fs/promises';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { openSocketUnderRoot } from '../base/fs';
 
 /** Bytes of sun_path usable for a path (108 minus the terminating NUL). */
 export const SUN_PATH_MAX = 107;
@@ -70,8 +76,20 @@ function shortTempRoot(): string {
   return t.length <= 40 ? t : '/tmp';
 }
 
+/** `/proc/PID/root` and the path inside it, for a path that goes through another process's root. */
+const THROUGH_ROOT = /^(\/proc\/\d+\/root)(\/.*)$/;
+
 /** Connects to a Unix stream socket, whatever the length of its path. */
 export async function connectUnixSocket(socketPath: string, opts: UnixConnectOptions = {}): Promise<net.Socket> {
+  const rooted = THROUGH_ROOT.exec(socketPath);
+  if (rooted) {
+    const { fd } = openSocketUnderRoot(rooted[1]!, rooted[2]!);
+    try {
+      return await connectShort(`/proc/self/fd/${fd}`, opts);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
   if (Buffer.byteLength(socketPath) <= SUN_PATH_MAX) return connectShort(socketPath, opts);
 
   const dir = path.dirname(socketPath);
