@@ -294,19 +294,34 @@ function wrapBinding(raw: NativeBinding): NativeBinding {
 let cached: NativeBinding | undefined;
 
 /**
+ * The committed prebuilds' file name (scripts/stamp.mjs ADDON_NAME): linked against glibc, and tagged so
+ * that node-gyp-build, at `npm install` on musl, finds no prebuild and compiles the addon instead.
+ */
+export const PREBUILD_NAME = 'sockwatch.glibc.node';
+
+/**
+ * The C library node-gyp-build decided for at install time, by its own rule (LIBC, else musl where
+ * /etc/alpine-release exists): a musl install compiled build/Release and has no prebuild that loads.
+ */
+export function installLibc(): 'glibc' | 'musl' | string {
+  return process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+}
+
+/**
  * The addon file loadBinding() loads. By default the committed prebuild for this platform, so a stale
- * local build/ never shadows it; build/Release only when no prebuild fits (npm install's node-gyp-build
- * then compiled one). SOCKWATCH_NATIVE=build loads build/Release alone (CI runs the native tests
- * against the addon compiled from source this way); SOCKWATCH_NATIVE=prebuild, the prebuild alone.
+ * local build/ never shadows it; build/Release only when no prebuild fits: none for this platform, or
+ * a C library other than glibc (npm install's node-gyp-build then compiled one). SOCKWATCH_NATIVE=build
+ * loads build/Release alone (CI runs the native tests against the addon compiled from source this
+ * way); SOCKWATCH_NATIVE=prebuild, the prebuild alone.
  */
 export function addonPath(): string {
   const mode = process.env.SOCKWATCH_NATIVE ?? '';
   const release = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
-  const prebuild = path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.node');
+  const prebuild = path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, PREBUILD_NAME);
   if (mode === 'build') return release;
   if (mode === 'prebuild') return prebuild;
   if (mode !== '') throw new RangeError(`SOCKWATCH_NATIVE must be "build" or "prebuild", not ${JSON.stringify(mode)}`);
-  return fs.existsSync(prebuild) ? prebuild : release;
+  return installLibc() === 'glibc' && fs.existsSync(prebuild) ? prebuild : release;
 }
 
 /** What a single executable (scripts/build-standalone.mjs) says about itself (its asset sockwatch.json). */
@@ -461,7 +476,10 @@ export function loadBinding(): NativeBinding {
   try {
     raw = require(file) as NativeBinding;
   } catch (e) {
-    const reason = `cannot load the sockwatch addon ${file}: ${(e as Error).message.split('\n')[0]}`;
+    let reason = `cannot load the sockwatch addon ${file}: ${(e as Error).message.split('\n')[0]}`;
+    if (file === release && installLibc() !== 'glibc' && !process.env.SOCKWATCH_NATIVE) {
+      reason += ` (the prebuilds need glibc and this is ${installLibc()}: reinstall sockwatch with python3, make and a C++ compiler present, so npm compiles the addon)`;
+    }
     if (file === release || process.env.SOCKWATCH_NATIVE) throw new Error(reason);
     try {
       raw = require(release) as NativeBinding;

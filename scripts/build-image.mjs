@@ -4,7 +4,7 @@
 // no base image), saved as an OCI archive (a tar of an OCI image layout, tag = the package version).
 //
 //   node scripts/build-image.mjs [--exe dist-standalone/sockwatch-linux-x64]
-//                                [--addon prebuilds/linux-x64/sockwatch.node]
+//                                [--addon prebuilds/linux-x64/sockwatch.glibc.node]
 //                                [--out dist-standalone/sockwatch-image.oci.tar]
 //
 // The image, one layer:
@@ -33,6 +33,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { addonFile } from './stamp.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LIB_DIR = '/lib/x86_64-linux-gnu';
@@ -48,7 +49,7 @@ function fail(message) {
 function parseArgs(argv) {
   const opts = {
     exe: path.join(root, 'dist-standalone', 'sockwatch-linux-x64'),
-    addon: path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.node'),
+    addon: addonFile('linux-x64'),
     out: path.join(root, 'dist-standalone', 'sockwatch-image.oci.tar'),
   };
   for (let i = 0; i < argv.length; i++) {

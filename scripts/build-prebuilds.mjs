@@ -25,7 +25,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSy
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { root, toolchain, prebuildKeys, writeStamp } from './stamp.mjs';
+import { root, toolchain, prebuildKeys, writeStamp, addonFile, ADDON_NAME } from './stamp.mjs';
 
 /** Installs a pinned registry package (toolchain.zig or toolchain.nodeArm64) into its .cache dir. */
 export function installTool(name) {
@@ -136,10 +136,10 @@ function build() {
       const dest = join(root, 'prebuilds', key);
       mkdirSync(dest, { recursive: true });
       for (const f of readdirSync(dest)) if (f.endsWith('.node')) rmSync(join(dest, f));
-      renameSync(out, join(dest, 'sockwatch.node'));
+      renameSync(out, addonFile(key));
       const stamp = writeStamp(key, { nodeHeaders: headers.version });
       console.log(
-        `   prebuilds/${key}/sockwatch.node: sha256 ${stamp.sha256}, sources ${stamp.hash} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+        `   prebuilds/${key}/${ADDON_NAME}: sha256 ${stamp.sha256}, sources ${stamp.hash} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
       );
     }
   } finally {
@@ -148,7 +148,7 @@ function build() {
   // The host's prebuild must load in this Node (the other one is loaded under qemu by its test).
   const host = `linux-${process.arch}`;
   if (prebuildKeys.includes(host)) {
-    const file = join(root, 'prebuilds', host, 'sockwatch.node');
+    const file = addonFile(host);
     const v = execFileSync(process.execPath, ['-p', `require(${JSON.stringify(file)}).version`], { encoding: 'utf8' }).trim();
     console.log(`   prebuilds/${host} loads in Node ${process.version}: addon interface ${v}`);
   }

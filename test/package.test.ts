@@ -92,14 +92,14 @@ describe('npm pack: what a consumer gets', () => {
     // ELF e_machine of each architecture a prebuild directory may be named for (linux-<process.arch>).
     const machines: Record<string, number> = { x64: 62, arm64: 183, ia32: 3, arm: 40 };
     for (const p of platforms) {
-      expect(files).toContain(`prebuilds/${p}/sockwatch.node`);
+      expect(files).toContain(`prebuilds/${p}/sockwatch.glibc.node`);
       // The file is a 64-bit (or 32-bit for ia32/arm) ELF shared object for the directory's architecture.
-      const elf = fs.readFileSync(path.join(root, 'prebuilds', p, 'sockwatch.node'));
+      const elf = fs.readFileSync(path.join(root, 'prebuilds', p, 'sockwatch.glibc.node'));
       const arch = p.slice(p.indexOf('-') + 1);
       expect(p.startsWith('linux-'), `prebuilds/${p} is for Linux`).toBe(true);
-      expect(elf.subarray(0, 4).toString('latin1'), `prebuilds/${p}/sockwatch.node is ELF`).toBe('\x7fELF');
-      expect(elf.readUInt16LE(16), `prebuilds/${p}/sockwatch.node is a shared object (ET_DYN)`).toBe(3);
-      expect(elf.readUInt16LE(18), `prebuilds/${p}/sockwatch.node is built for ${arch}`).toBe(machines[arch]);
+      expect(elf.subarray(0, 4).toString('latin1'), `prebuilds/${p}/sockwatch.glibc.node is ELF`).toBe('\x7fELF');
+      expect(elf.readUInt16LE(16), `prebuilds/${p}/sockwatch.glibc.node is a shared object (ET_DYN)`).toBe(3);
+      expect(elf.readUInt16LE(18), `prebuilds/${p}/sockwatch.glibc.node is built for ${arch}`).toBe(machines[arch]);
       // A stamp in the prebuild's own directory, or one elsewhere under prebuilds/ that names it.
       const covering = stamps.filter((s) => s.startsWith(`prebuilds/${p}/`) || fs.readFileSync(path.join(root, s), 'utf8').includes(p));
       expect(covering, `a stamp covering prebuilds/${p}`).not.toEqual([]);
@@ -182,8 +182,34 @@ describe('the packed tarball in a consumer project', () => {
       env: { PREBUILDS_ONLY: '1' },
     });
     expect(chosen.stderr).toBe('');
-    expect(chosen.stdout.trim()).toBe(path.join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.node'));
+    expect(chosen.stdout.trim()).toBe(path.join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.glibc.node'));
     expect(fs.existsSync(path.join(installed, 'build'))).toBe(false);
+  });
+
+  it('on musl no prebuild matches, so the install script compiles; without a compiled addon require("sockwatch") says how to get one', () => {
+    // LIBC=musl is node-gyp-build's own switch (on Alpine it sees /etc/alpine-release): this is what it
+    // decides there. No musl Node runs here, so nothing is loaded under musl itself.
+    const env = { LIBC: 'musl', SOCKWATCH_NATIVE: '' };
+    const check = require.resolve('node-gyp-build/build-test.js', { paths: [installed] });
+    const r = run(process.execPath, [check], { cwd: installed, env });
+    expect(r.status).not.toBe(0); // npm's install script compiles when this check fails
+    const chosen = run(process.execPath, ['-p', `require('node-gyp-build').path(${JSON.stringify(installed)})`], {
+      cwd: project,
+      env: { ...env, PREBUILDS_ONLY: '1' },
+    });
+    expect(chosen.stderr).toMatch(/No native build was found for platform=linux arch=\w+ runtime=node .*libc=musl/);
+    const load = run(
+      process.execPath,
+      ['-e', `require('sockwatch').listSockets({ tcp: true }).catch((e) => { console.log(e.message); })`],
+      {
+        cwd: project,
+        env,
+      },
+    );
+    expect(load.stdout).toContain(`build/Release/sockwatch.node: Cannot find module`);
+    expect(load.stdout).toContain(
+      '(the prebuilds need glibc and this is musl: reinstall sockwatch with python3, make and a C++ compiler present',
+    );
   });
 
   it('require("sockwatch") loads the package\'s own prebuild and lists a real listening socket', () => {
@@ -201,7 +227,7 @@ describe('the packed tarball in a consumer project', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { found: boolean; addon: string[] };
-    expect(out.addon).toEqual([path.join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.node')]);
+    expect(out.addon).toEqual([path.join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.glibc.node')]);
     expect(out.found).toBe(true);
   });
 
@@ -214,7 +240,7 @@ describe('the packed tarball in a consumer project', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`sockwatch ${pkg.version}`);
     expect(r.stdout).toContain(process.version);
-    expect(r.stdout).toContain(`prebuilds/${process.platform}-${process.arch}/sockwatch.node`);
+    expect(r.stdout).toContain(`prebuilds/${process.platform}-${process.arch}/sockwatch.glibc.node`);
   });
 
   it.each([

@@ -241,11 +241,11 @@ describe.skipIf(skipReason !== null)(title, () => {
   }, 300_000); // emulated Node starts in about 2 s on an idle machine, much slower on a busy one
   afterAll(runCleanups);
 
-  it('is what an arm64 Node loads (process.arch arm64, prebuilds/linux-arm64/sockwatch.node mapped)', () => {
+  it('is what an arm64 Node loads (process.arch arm64, prebuilds/linux-arm64/sockwatch.glibc.node mapped)', () => {
     expect(arm.info).toEqual({
       arch: 'arm64',
       node: `v${toolchain.nodeArm64.version}`,
-      addon: path.join(root, 'prebuilds', 'linux-arm64', 'sockwatch.node'),
+      addon: path.join(root, 'prebuilds', 'linux-arm64', 'sockwatch.glibc.node'),
       mapped: true,
     });
   });

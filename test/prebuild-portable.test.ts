@@ -125,7 +125,7 @@ describe.skipIf(!hasReadelf)('prebuilds load where the official Node binaries ru
   });
 
   for (const key of Object.keys(toolchain.targets)) {
-    const file = path.join(root, 'prebuilds', key, 'sockwatch.node');
+    const file = path.join(root, 'prebuilds', key, 'sockwatch.glibc.node');
     const nodes = nodeBinaries(key);
 
     it(`${key}: built for its CPU, exports only the N-API entry points`, () => {
@@ -183,7 +183,7 @@ describe('the C++ exception path of the x64 prebuild', () => {
       const lines = r.stdout.trim().split('\n').filter(Boolean);
       expect(lines.length, `no output; status ${r.status}, signal ${r.signal}, stderr: ${r.stderr}`).toBeGreaterThan(0);
       const info = JSON.parse(lines[0]!).info as { addon: string; mapped: boolean };
-      expect(info.addon).toBe(path.join(root, 'prebuilds', `linux-${process.arch}`, 'sockwatch.node'));
+      expect(info.addon).toBe(path.join(root, 'prebuilds', `linux-${process.arch}`, 'sockwatch.glibc.node'));
       expect(info.mapped).toBe(true);
       expect(lines[1], `the limit was set and the call made; stderr: ${r.stderr}`).toBe('{"calling":"parseRecorded"}');
       if (r.signal === 'SIGABRT') {

@@ -35,7 +35,7 @@ describe('committed prebuild', () => {
     const r = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1' } });
     expect(r.stderr).toBe('');
     const out = JSON.parse(r.stdout);
-    expect(out.file).toBe(path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.node'));
+    expect(out.file).toBe(path.join(root, 'prebuilds', 'linux-x64', 'sockwatch.glibc.node'));
     expect(out.found).toBe(true);
     expect(out.seen).toBeGreaterThanOrEqual(1);
   });
@@ -44,12 +44,16 @@ describe('committed prebuild', () => {
     const saved = process.env.SOCKWATCH_NATIVE;
     try {
       delete process.env.SOCKWATCH_NATIVE;
-      expect(addonPath()).toBe(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.node'));
+      expect(addonPath()).toBe(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'sockwatch.glibc.node'));
+      process.env.LIBC = 'musl'; // node-gyp-build's switch: a musl install compiled build/Release
+      expect(addonPath()).toBe(path.join(root, 'build', 'Release', 'sockwatch.node'));
+      delete process.env.LIBC;
       process.env.SOCKWATCH_NATIVE = 'build';
       expect(addonPath()).toBe(path.join(root, 'build', 'Release', 'sockwatch.node'));
       process.env.SOCKWATCH_NATIVE = 'newest';
       expect(() => addonPath()).toThrow('SOCKWATCH_NATIVE must be "build" or "prebuild", not "newest"');
     } finally {
+      delete process.env.LIBC;
       if (saved === undefined) delete process.env.SOCKWATCH_NATIVE;
       else process.env.SOCKWATCH_NATIVE = saved;
     }

@@ -22,7 +22,7 @@ import { tmpDir } from './helpers/tmp';
 
 const ROOT = path.resolve(__dirname, '..');
 const BUILT = path.join(ROOT, 'dist-standalone', 'sockwatch-linux-x64');
-const PREBUILD = path.join(ROOT, 'prebuilds', 'linux-x64', 'sockwatch.node');
+const PREBUILD = path.join(ROOT, 'prebuilds', 'linux-x64', 'sockwatch.glibc.node');
 const UID = process.getuid!();
 // unshare --mount, mount and mknod need root (as every namespace test here)
 const notRoot = UID !== 0;
@@ -172,7 +172,7 @@ describe.skipIf(notRoot)('the single executable without Node', () => {
     const sha = createHash('sha256').update(fs.readFileSync(PREBUILD)).digest('hex');
     expect(r.stdout.split('\n')).toEqual([
       `sockwatch ${pkg.version} (single executable ${exe})`,
-      `addon embedded prebuilds/linux-x64/sockwatch.node (sources ${stamp.hash.slice(0, 12)}, sha256 ${sha.slice(0, 12)})`,
+      `addon embedded prebuilds/linux-x64/sockwatch.glibc.node (sources ${stamp.hash.slice(0, 12)}, sha256 ${sha.slice(0, 12)})`,
       'node v26.12.1 (N-API 10, linux-x64)',
       '',
     ]);

@@ -1,6 +1,6 @@
 // Runs recorded netlink replies through lib's parseRecorded path (loadBinding + unpackRecords from
 // the compiled dist/) and prints the results as JSON. test/prebuild-arm64.test.ts runs it in an
-// arm64 Node under qemu-aarch64 (so it loads prebuilds/linux-arm64/sockwatch.node) and compares
+// arm64 Node under qemu-aarch64 (so it loads prebuilds/linux-arm64/sockwatch.glibc.node) and compares
 // with the same cases run in the test's own x64 process; `normalize` is shared by both sides.
 //
 //   node prebuild-replay.cjs <cases.json>     cases: [{ name, datagrams: [hex], seq, req }]
