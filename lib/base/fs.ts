@@ -210,14 +210,12 @@ function descendUnderRoot(root: string, parts: readonly string[]): { dirFd: numb
   }
 }
 
-/**
- * Opens `inner` (an absolute path as the target process sees it) under `root` (e.g. /proc/PID/root)
- * one component at a time with O_NOFOLLOW, so that no symbolic link is followed at all: an absolute
- * link planted by a hostile container would otherwise resolve against *our* root (the host's) and a
- * root sockwatch would read a host file. `..` is refused for the same reason. The last component
- * must be a regular file.
- */
-export function openUnderRoot(root: string, inner: string): RootedFile {
+/** The last component of `inner` under `root`, opened with `flags` | O_NOFOLLOW; its directory stays open. */
+function openLeafUnderRoot(
+  root: string,
+  inner: string,
+  flags: number,
+): { fd: number; stat: fs.Stats; dirFd: number; name: string; shown: string } {
   const parts = innerParts(inner);
   const name = parts.pop();
   if (name === undefined) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
@@ -226,29 +224,40 @@ export function openUnderRoot(root: string, inner: string): RootedFile {
   try {
     let fd: number;
     try {
-      fd = fs.openSync(`/proc/self/fd/${dirFd}/${name}`, O_RDONLY | O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      fd = fs.openSync(`/proc/self/fd/${dirFd}/${name}`, flags | O_NOFOLLOW);
     } catch (e) {
       throw rootedError(shown, e);
     }
-    const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) {
+    try {
+      return { fd, stat: fs.fstatSync(fd), dirFd, name, shown };
+    } catch (e) {
       fs.closeSync(fd);
-      throw fsError(`refusing to read ${shown}: not a regular file`, 'EINVAL', shown);
+      throw e;
     }
-    return {
-      fd,
-      stat,
-      dirFd,
-      name,
-      close: () => {
-        fs.closeSync(fd);
-        fs.closeSync(dirFd);
-      },
-    };
   } catch (e) {
     fs.closeSync(dirFd);
     throw e;
   }
+}
+
+/**
+ * Opens `inner` (an absolute path as the target process sees it) under `root` (e.g. /proc/PID/root)
+ * one component at a time with O_NOFOLLOW, so that no symbolic link is followed at all: an absolute
+ * link planted by a hostile container would otherwise resolve against *our* root (the host's) and a
+ * root sockwatch would read a host file. `..` is refused for the same reason. The last component
+ * must be a regular file.
+ */
+export function openUnderRoot(root: string, inner: string): RootedFile {
+  const { fd, stat, dirFd, name, shown } = openLeafUnderRoot(root, inner, O_RDONLY | fs.constants.O_NONBLOCK);
+  const close = () => {
+    fs.closeSync(fd);
+    fs.closeSync(dirFd);
+  };
+  if (!stat.isFile()) {
+    close();
+    throw fsError(`refusing to read ${shown}: not a regular file`, 'EINVAL', shown);
+  }
+  return { fd, stat, dirFd, name, close };
 }
 
 /**
@@ -266,32 +275,20 @@ export function openDirUnderRoot(root: string, inner: string): number {
  * between the check and the connect. The caller closes the descriptor.
  */
 export function openSocketUnderRoot(root: string, inner: string): { fd: number; stat: fs.Stats } {
-  const parts = innerParts(inner);
-  const name = parts.pop();
-  if (name === undefined) throw fsError(`${inner}: not a plain absolute path`, 'EINVAL', inner);
-  const { dirFd, shown: dirShown } = descendUnderRoot(root, parts);
-  const shown = `${dirShown}/${name}`;
-  try {
-    let fd: number;
-    try {
-      fd = fs.openSync(`/proc/self/fd/${dirFd}/${name}`, O_PATH | O_NOFOLLOW);
-    } catch (e) {
-      throw rootedError(shown, e);
-    }
-    const stat = fs.fstatSync(fd);
-    if (!stat.isSocket()) {
-      fs.closeSync(fd);
-      throw fsError(
-        `refusing to connect to ${shown}: ${stat.isSymbolicLink() ? "a symbolic link inside the target's root" : 'not a socket'}`,
-        stat.isSymbolicLink() ? 'ELOOP' : 'ENOTSOCK',
-        shown,
-        'connect',
-      );
-    }
-    return { fd, stat };
-  } finally {
-    fs.closeSync(dirFd);
+  // O_PATH | O_NOFOLLOW opens a link itself instead of failing: fstat tells.
+  const { fd, stat, dirFd, shown } = openLeafUnderRoot(root, inner, O_PATH);
+  fs.closeSync(dirFd);
+  if (!stat.isSocket()) {
+    fs.closeSync(fd);
+    const link = stat.isSymbolicLink();
+    throw fsError(
+      `refusing to connect to ${shown}: ${link ? "a symbolic link inside the target's root" : 'not a socket'}`,
+      link ? 'ELOOP' : 'ENOTSOCK',
+      shown,
+      'connect',
+    );
   }
+  return { fd, stat };
 }
 
 function rootedError(shown: string, err: unknown): unknown {
