@@ -16,7 +16,7 @@ describe('sockwatch --version', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe(`sockwatch ${pkg.version}`);
-    expect(lines[1]).toMatch(/^addon \S+sockwatch\.node/);
+    expect(lines[1]).toMatch(/^addon \S+sockwatch(\.glibc)?\.node/); // the prebuild, or build/Release
     expect(lines[2]).toContain(`node ${process.version}`);
   });
 });
