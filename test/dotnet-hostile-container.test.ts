@@ -41,7 +41,9 @@ async function container(setup: string[], env: Record<string, string> = {}): Pro
     ['--mount', '--pid', '--fork', '--kill-child', '--mount-proc', '--propagation', 'private', 'sh', '-c', script],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+      // cwd /: a checkout under /tmp is hidden by the container's own /tmp (pyenv's python3 shim needs its cwd)
+      cwd: '/',
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'TMPDIR')), ...env },
     },
   );
   onCleanup(() => child.kill('SIGKILL'));
