@@ -49,9 +49,13 @@ function scrape(url) {
     const t0 = performance.now();
     http
       .get(url, (res) => {
-        let bytes = 0;
-        res.on('data', (d) => (bytes += d.length));
-        res.on('end', () => resolve({ status: res.statusCode, bytes, ms: performance.now() - t0 }));
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          const heap = Number(/^nodejs_heap_size_used_bytes (\d+)/m.exec(body)?.[1]);
+          resolve({ status: res.statusCode, bytes: Buffer.byteLength(body), ms: performance.now() - t0, heapKiB: heap / 1024 });
+        });
       })
       .on('error', reject);
   });
@@ -88,7 +92,7 @@ async function startExporter(label, file, argv) {
     child.stderr.on('data', look);
     child.once('exit', (code) => reject(new Error(`${label} exited ${code}: ${text}`)));
   });
-  return { label, child, url, samples: [], scrapes: [], failed: 0, hwm: 0 };
+  return { label, child, url, samples: [], heap: [], scrapes: [], failed: 0, hwm: 0 };
 }
 
 async function main() {
@@ -107,8 +111,10 @@ async function main() {
       for (const r of runners) {
         try {
           const got = await scrape(r.url);
-          if (got.status === 200) r.scrapes.push(got);
-          else r.failed++;
+          if (got.status === 200) {
+            r.scrapes.push(got);
+            if (Number.isFinite(got.heapKiB)) r.heap.push([(performance.now() - t0) / 60_000, got.heapKiB]);
+          } else r.failed++;
         } catch {
           r.failed++;
         }
@@ -129,10 +135,14 @@ async function main() {
     const lastMinute = r.samples.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v);
     const secondHalf = r.samples.filter(([t]) => t >= o.minutes / 2);
     const sl = slope(secondHalf);
+    const signed = (v) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(0)} KiB/min`;
+    const heap = r.heap.length
+      ? `${mib(median(r.heap.filter(([t]) => t < 1).map(([, v]) => v)))} → ${mib(median(r.heap.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v)))}, ${signed(slope(r.heap.filter(([t]) => t >= o.minutes / 2)))}`
+      : '–';
     return (
       `| ${r.label} | ${r.scrapes.length} (${r.failed}) | ${median(r.scrapes.map((x) => x.ms)).toFixed(1)} ms | ` +
       `${(median(r.scrapes.map((x) => x.bytes)) / 1024).toFixed(1)} KiB | ${mib(median(firstMinute))} | ${mib(median(lastMinute))} | ` +
-      `${mib(r.hwm)} | ${sl >= 0 ? '+' : '−'}${Math.abs(sl).toFixed(0)} KiB/min | ${((r.hwm / 1024 / LIMIT_MIB) * 100).toFixed(0)}% |`
+      `${mib(r.hwm)} | ${signed(sl)} | ${heap} | ${((r.hwm / 1024 / LIMIT_MIB) * 100).toFixed(0)}% |`
     );
   });
   const env = `${new Date().toISOString().slice(0, 10)} · Linux ${os.release()} · ${os.cpus()[0]?.model.split(' ').slice(0, 2).join(' ')} × ${os.cpus().length} · load average at the end ${os
@@ -146,11 +156,12 @@ async function main() {
     '',
     `\`sockwatch exporter --min-interval 0\` next to a farm of ${seen.toLocaleString('en-US')} sockets, each exporter ` +
       `scraped once a second for ${o.minutes} minutes (every scrape a scan; the exporters side by side, scraped in turn); ` +
-      `RSS from /proc/PID/status after each scrape. *Second half*: least-squares slope of RSS over the run's second half. ` +
+      `RSS from /proc/PID/status after each scrape, the V8 heap from the scrape itself (\`nodejs_heap_size_used_bytes\`). ` +
+      `*Second half*: least-squares slope over the run's second half. ` +
       `The deploy files limit memory to ${LIMIT_MIB} MiB.`,
     '',
-    '| Exporter | Scrapes (failed) | Scrape p50 | Exposition | RSS first minute (p50) | RSS last minute (p50) | RSS peak (VmHWM) | RSS second half | Peak / limit |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| Exporter | Scrapes (failed) | Scrape p50 | Exposition | RSS first minute (p50) | RSS last minute (p50) | RSS peak (VmHWM) | RSS second half | V8 heap used: first → last minute, second half | Peak / limit |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
   writeSection(o.out, START, END, md);
