@@ -37,11 +37,11 @@ function options(argv) {
   return o;
 }
 
-/** VmRSS and VmHWM of `pid` in KiB. */
+/** VmRSS, its anonymous part (RssAnon) and VmHWM of `pid` in KiB. */
 function memory(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
-  return { rss: kib('VmRSS'), hwm: kib('VmHWM') };
+  return { rss: kib('VmRSS'), anon: kib('RssAnon'), hwm: kib('VmHWM') };
 }
 
 function scrape(url) {
@@ -92,7 +92,7 @@ async function startExporter(label, file, argv) {
     child.stderr.on('data', look);
     child.once('exit', (code) => reject(new Error(`${label} exited ${code}: ${text}`)));
   });
-  return { label, child, url, samples: [], heap: [], scrapes: [], failed: 0, hwm: 0 };
+  return { label, child, url, samples: [], anon: [], heap: [], scrapes: [], failed: 0, hwm: 0 };
 }
 
 async function main() {
@@ -118,7 +118,9 @@ async function main() {
         } catch {
           r.failed++;
         }
-        r.samples.push([(performance.now() - t0) / 60_000, memory(r.child.pid).rss]);
+        const m = memory(r.child.pid);
+        r.samples.push([(performance.now() - t0) / 60_000, m.rss]);
+        r.anon.push([(performance.now() - t0) / 60_000, m.anon]);
       }
       if (n % 60 === 0) process.stdout.write(`${n} s: ${runners.map((r) => `${mib(r.samples.at(-1)[1])}`).join(', ')}\n`);
       await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (performance.now() - tick))));
@@ -136,13 +138,15 @@ async function main() {
     const secondHalf = r.samples.filter(([t]) => t >= o.minutes / 2);
     const sl = slope(secondHalf);
     const signed = (v) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(0)} KiB/min`;
-    const heap = r.heap.length
-      ? `${mib(median(r.heap.filter(([t]) => t < 1).map(([, v]) => v)))} → ${mib(median(r.heap.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v)))}, ${signed(slope(r.heap.filter(([t]) => t >= o.minutes / 2)))}`
-      : '–';
+    /** first → last minute (p50 each), and the slope over the second half */
+    const course = (points) =>
+      points.length
+        ? `${mib(median(points.filter(([t]) => t < 1).map(([, v]) => v)))} → ${mib(median(points.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v)))}, ${signed(slope(points.filter(([t]) => t >= o.minutes / 2)))}`
+        : '–';
     return (
       `| ${r.label} | ${r.scrapes.length} (${r.failed}) | ${median(r.scrapes.map((x) => x.ms)).toFixed(1)} ms | ` +
       `${(median(r.scrapes.map((x) => x.bytes)) / 1024).toFixed(1)} KiB | ${mib(median(firstMinute))} | ${mib(median(lastMinute))} | ` +
-      `${mib(r.hwm)} | ${signed(sl)} | ${heap} | ${((r.hwm / 1024 / LIMIT_MIB) * 100).toFixed(0)}% |`
+      `${mib(r.hwm)} | ${signed(sl)} | ${course(r.anon)} | ${course(r.heap)} | ${((r.hwm / 1024 / LIMIT_MIB) * 100).toFixed(0)}% |`
     );
   });
   const env = `${new Date().toISOString().slice(0, 10)} · Linux ${os.release()} · ${os.cpus()[0]?.model.split(' ').slice(0, 2).join(' ')} × ${os.cpus().length} · load average at the end ${os
@@ -157,11 +161,13 @@ async function main() {
     `\`sockwatch exporter --min-interval 0\` next to a farm of ${seen.toLocaleString('en-US')} sockets, each exporter ` +
       `scraped once a second for ${o.minutes} minutes (every scrape a scan; the exporters side by side, scraped in turn); ` +
       `RSS from /proc/PID/status after each scrape, the V8 heap from the scrape itself (\`nodejs_heap_size_used_bytes\`). ` +
-      `*Second half*: least-squares slope over the run's second half. ` +
+      `*Second half*: least-squares slope over the run's second half. RSS counts the pages of the executable (and libraries) read from ` +
+      `their files as they are first run (RssFile, which the kernel can drop and read again: the single executable is 115 MiB); ` +
+      `*anonymous* memory (RssAnon: heaps, stacks) is what the kernel cannot drop. ` +
       `The deploy files limit memory to ${LIMIT_MIB} MiB.`,
     '',
-    '| Exporter | Scrapes (failed) | Scrape p50 | Exposition | RSS first minute (p50) | RSS last minute (p50) | RSS peak (VmHWM) | RSS second half | V8 heap used: first → last minute, second half | Peak / limit |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| Exporter | Scrapes (failed) | Scrape p50 | Exposition | RSS first minute (p50) | RSS last minute (p50) | RSS peak (VmHWM) | RSS second half | Anonymous (RssAnon): first → last minute, second half | V8 heap used: first → last minute, second half | Peak / limit |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
   writeSection(o.out, START, END, md);
