@@ -303,6 +303,19 @@ export async function findDiagnosticSocket(pid: number): Promise<DotnetProcess> 
       () => false,
     );
     if (!reachable) causes.push(`it runs in another container and ${dir} is not accessible (needs root or CAP_SYS_PTRACE)`);
+    else if (facts.rootPrefix !== '') {
+      try {
+        fs.closeSync(openDirUnderRoot(facts.rootPrefix, facts.tmpDir));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ELOOP' || code === 'ENOTDIR') {
+          causes.push(
+            `its TMPDIR ${facts.tmpDir} goes through a symbolic link inside its container, which sockwatch does not follow ` +
+              `there (a link could point at the host's files): give the app a TMPDIR without links`,
+          );
+        }
+      }
+    }
   }
   causes.push('the runtime could not create the socket (a TMPDIR path longer than 107 bytes, or not writable)');
   const err = new SockwatchError(
