@@ -17,6 +17,7 @@ import { eachArg } from './args.mjs';
 import { installExitHandlers, spawnTracked, startFarm } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { writeSection } from './sections.mjs';
+import { median, pointsSlope } from './stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(here, '..', 'dist', 'cli', 'main.js');
@@ -61,22 +62,7 @@ function scrape(url) {
   });
 }
 
-/** Least-squares slope of y over x. */
-function slope(points) {
-  const n = points.length;
-  const mx = points.reduce((a, p) => a + p[0], 0) / n;
-  const my = points.reduce((a, p) => a + p[1], 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const [x, y] of points) {
-    num += (x - mx) * (y - my);
-    den += (x - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
-}
-
 const mib = (kib) => `${(kib / 1024).toFixed(1)} MiB`;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Starts `exporter` with `argv` and resolves with its /metrics URL. */
 async function startExporter(label, file, argv) {
@@ -136,12 +122,12 @@ async function main() {
     const firstMinute = r.samples.filter(([t]) => t < 1).map(([, v]) => v);
     const lastMinute = r.samples.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v);
     const secondHalf = r.samples.filter(([t]) => t >= o.minutes / 2);
-    const sl = slope(secondHalf);
+    const sl = pointsSlope(secondHalf);
     const signed = (v) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(0)} KiB/min`;
     /** first → last minute (p50 each), and the slope over the second half */
     const course = (points) =>
       points.length
-        ? `${mib(median(points.filter(([t]) => t < 1).map(([, v]) => v)))} → ${mib(median(points.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v)))}, ${signed(slope(points.filter(([t]) => t >= o.minutes / 2)))}`
+        ? `${mib(median(points.filter(([t]) => t < 1).map(([, v]) => v)))} → ${mib(median(points.filter(([t]) => t >= o.minutes - 1).map(([, v]) => v)))}, ${signed(pointsSlope(points.filter(([t]) => t >= o.minutes / 2)))}`
         : '–';
     return (
       `| ${r.label} | ${r.scrapes.length} (${r.failed}) | ${median(r.scrapes.map((x) => x.ms)).toFixed(1)} ms | ` +

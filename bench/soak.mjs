@@ -16,6 +16,7 @@ import v8 from 'node:v8';
 import { installExitHandlers, runChild, startFarm } from './children.mjs';
 import { planFarm } from './farm-plan.mjs';
 import { withSoakSection, SOAK_END, SOAK_START } from './soak-section.mjs';
+import { pointsSlope } from './stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MODES = {
@@ -23,21 +24,6 @@ const MODES = {
   all: { all: true, maxRecords: 100_000 },
   aggregate: { aggregate: true },
 };
-
-/** Least-squares slope of y over x. */
-function slope(points) {
-  const n = points.length;
-  if (n < 2) return 0;
-  const mx = points.reduce((a, p) => a + p[0], 0) / n;
-  const my = points.reduce((a, p) => a + p[1], 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const [x, y] of points) {
-    num += (x - mx) * (y - my);
-    den += (x - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
-}
 
 // ---- the measuring child: node --expose-gc bench/soak.mjs --child '{json}' ----
 
@@ -90,7 +76,7 @@ function summarize(run) {
     const mine = all.filter((ph) => ph.mode === mode);
     // Within each phase (its first reading, the step from the previous mode, left out), averaged.
     const within = (key) => {
-      const slopes = mine.map((ph) => slope(ph.points.slice(1).map((p) => [p.t, p[key]]))).filter((x) => Number.isFinite(x));
+      const slopes = mine.map((ph) => pointsSlope(ph.points.slice(1).map((p) => [p.t, p[key]]))).filter((x) => Number.isFinite(x));
       return slopes.length ? (slopes.reduce((a, b) => a + b, 0) / slopes.length) * 60 : 0;
     };
     // Cycle over cycle: the phase-end reading of this mode, first cycle → last cycle, per minute.

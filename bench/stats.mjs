@@ -26,6 +26,15 @@ export function slope(xs, ys) {
   return den === 0 ? NaN : num / den;
 }
 
+/** Least-squares slope of [x, y] points; 0 when it cannot be told (fewer than two distinct x). */
+export function pointsSlope(points) {
+  const k = slope(
+    points.map(([x]) => x),
+    points.map(([, y]) => y),
+  );
+  return Number.isFinite(k) ? k : 0;
+}
+
 /**
  * Percentile p (0–100), linear between the two nearest ranks (as numpy's default). With fewer than
  * 100 values p99 lies between the two largest.
