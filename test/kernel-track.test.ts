@@ -25,14 +25,15 @@ interface Held {
   port: number;
 }
 
-/** A connection whose accepted side (local HOST:port) holds `bytes` unread. */
-async function held(bytes: number): Promise<Held> {
+/** A connection whose accepted side (local HOST:port) holds `bytes` unread (once `settled` sees them all, given one). */
+async function held(bytes: number, settled?: Sampler): Promise<Held> {
   const { port, accepted } = await pausedServer(HOST);
   const client = await connect(HOST, port);
   client.on('error', () => undefined);
   await waitAccepted(accepted, 1);
   accepted[0].on('error', () => undefined);
   client.write(Buffer.alloc(bytes, 1));
+  if (settled) await settle(settled, port, bytes);
   return { client, accepted: accepted[0], port };
 }
 
@@ -65,8 +66,7 @@ describe('change-tracking scan', () => {
   it('reports added, changed, cleared and gone offenders, and the full set on request', async () => {
     const s = new Sampler();
     try {
-      const a = await held(2000);
-      await settle(s, a.port, 2000);
+      const a = await held(2000, s);
 
       const first = await s.sample(base);
       expect(first.changes!.reset).toBe(true);
@@ -87,8 +87,7 @@ describe('change-tracking scan', () => {
       expect(changes(full)).toEqual(none);
       expect(ports(full.records)).toEqual([a.port]);
 
-      const b = await held(3000);
-      await settle(s, b.port, 3000);
+      const b = await held(3000, s);
       expect(changes(await s.sample(base))).toEqual({ ...none, added: [b.port] });
 
       // A move within the step is not a change; past it, it is (measured from the last returned value).
@@ -130,10 +129,8 @@ describe('change-tracking scan', () => {
   it('starts over when a tracked scan has other options, and plain scans leave it alone', async () => {
     const s = new Sampler();
     try {
-      const a = await held(2000);
-      const b = await held(4000);
-      await settle(s, a.port, 2000);
-      await settle(s, b.port, 4000);
+      const a = await held(2000, s);
+      const b = await held(4000, s);
       expect(changes(await s.sample(base))).toEqual({ ...none, added: sorted([a.port, b.port]) });
 
       // A plain scan in between: its result as always, the followed set untouched.
@@ -164,10 +161,8 @@ describe('change-tracking scan', () => {
   it('follows at most maxRecords offenders; the rest are counted, and added on a scan after room frees', async () => {
     const s = new Sampler();
     try {
-      const a = await held(2000);
-      const b = await held(2000);
-      await settle(s, a.port, 2000);
-      await settle(s, b.port, 2000);
+      const a = await held(2000, s);
+      const b = await held(2000, s);
       const capped = await s.sample({ ...base, maxRecords: 1 });
       expect(capped.tracked).toBe(1);
       expect(capped.offendersTotal).toBe(2);
