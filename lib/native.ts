@@ -299,6 +299,9 @@ let cached: NativeBinding | undefined;
  */
 export const PREBUILD_NAME = 'sockwatch.glibc.node';
 
+/** The addon compiled from source (npm install's node-gyp-build, or `npm run build:native`). */
+const RELEASE_ADDON = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
+
 /**
  * The C library node-gyp-build decided for at install time, by its own rule (LIBC, else musl where
  * /etc/alpine-release exists): a musl install compiled build/Release and has no prebuild that loads.
@@ -316,7 +319,7 @@ export function installLibc(): 'glibc' | 'musl' | string {
  */
 export function addonPath(): string {
   const mode = process.env.SOCKWATCH_NATIVE ?? '';
-  const release = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
+  const release = RELEASE_ADDON;
   const prebuild = path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, PREBUILD_NAME);
   if (mode === 'build') return release;
   if (mode === 'prebuild') return prebuild;
@@ -471,7 +474,7 @@ export function loadBinding(): NativeBinding {
     return cached;
   }
   const file = addonPath();
-  const release = path.join(packageRoot, 'build', 'Release', 'sockwatch.node');
+  const release = RELEASE_ADDON;
   let raw: NativeBinding;
   try {
     raw = require(file) as NativeBinding;
